@@ -1,0 +1,166 @@
+//! Content-addressed blob store for message bodies (DESIGN.md "Storage").
+//!
+//! A blob is immutable and named by the SHA-256 of its content, so storing the same message
+//! twice (IMAP COPY, forwarding with keep, an import run twice) stores it once. Reference
+//! counting lives in the metadata store next to the rows that point at blobs.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+
+use crate::{Result, StoreError};
+
+/// SHA-256 of a blob's content, as 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(String);
+
+impl BlobId {
+    pub fn of(data: &[u8]) -> Self {
+        BlobId(hex::encode(Sha256::digest(data)))
+    }
+
+    /// Accepts only a well-formed id (64 lower-case hex digits), so an id can never name a path
+    /// outside the store.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| BlobId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where message bodies live. `put` returns only once the blob is durable.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `data` durably and returns its id; storing existing content is a cheap no-op.
+    async fn put(&self, data: &[u8]) -> Result<BlobId>;
+    /// The blob's content, verified against its id ([`StoreError::Corrupt`] otherwise).
+    async fn get(&self, id: &BlobId) -> Result<Vec<u8>>;
+    async fn exists(&self, id: &BlobId) -> Result<bool>;
+    /// Removes a blob; `false` if it was not there.
+    async fn delete(&self, id: &BlobId) -> Result<bool>;
+}
+
+/// Blobs as files under `ROOT/ab/cd/abcd…` (two fan-out levels keep directories small).
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl FsBlobStore {
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(Self { root })
+    }
+
+    fn path_of(&self, id: &BlobId) -> PathBuf {
+        let h = id.as_str();
+        self.root.join(&h[0..2]).join(&h[2..4]).join(h)
+    }
+
+    /// Write to a temporary file, fsync it, rename it into place, fsync the directory: a crash
+    /// at any point leaves either no blob or the whole blob, never a partial one under its name.
+    fn put_blocking(root: &Path, final_path: &Path, data: &[u8]) -> Result<()> {
+        if final_path.exists() {
+            return Ok(());
+        }
+        let dir = final_path.parent().expect("blob path has a parent");
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            // Make the new directory entries durable too.
+            sync_dir(dir.parent().expect("fan-out dir has a parent"))?;
+            sync_dir(root)?;
+        }
+        let tmp = root.join("tmp").join(format!(
+            "{}.{}.tmp",
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, final_path)?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Ok(result?)
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, data: &[u8]) -> Result<BlobId> {
+        let id = BlobId::of(data);
+        let (root, path, data) = (self.root.clone(), self.path_of(&id), data.to_vec());
+        blocking(move || Self::put_blocking(&root, &path, &data)).await?;
+        Ok(id)
+    }
+
+    async fn get(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let data = match tokio::fs::read(self.path_of(id)).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        if BlobId::of(&data) != *id {
+            return Err(StoreError::Corrupt(id.to_string()));
+        }
+        Ok(data)
+    }
+
+    async fn exists(&self, id: &BlobId) -> Result<bool> {
+        Ok(tokio::fs::try_exists(self.path_of(id)).await?)
+    }
+
+    async fn delete(&self, id: &BlobId) -> Result<bool> {
+        match tokio::fs::remove_file(self.path_of(id)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_validated() {
+        let id = BlobId::of(b"hello");
+        assert_eq!(
+            id.as_str(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(BlobId::parse(id.as_str()), Some(id));
+        assert_eq!(BlobId::parse("../../etc/passwd"), None);
+        assert_eq!(BlobId::parse(&"A".repeat(64)), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! Postfach storage (DESIGN.md "Storage").
+//!
+//! Two halves:
+//! - **metadata** behind the [`Store`] / [`Tx`] traits, implemented for SQLite (the embedded
+//!   default, one file in the data directory) and PostgreSQL (scale-out). Both implementations
+//!   are compiled from one source file (`sql/imp.rs`) against each driver, so they cannot drift;
+//!   only connection setup, locking and migrations differ per backend.
+//! - **blobs** (message bodies) behind [`BlobStore`]: immutable, content-addressed (SHA-256),
+//!   with a filesystem implementation ([`FsBlobStore`]); S3 comes later behind the same trait.
+//!
+//! The store holds data, not rules: every Manager rule (quotas, limits, roles) lives in
+//! `postfach-core`, which runs its checks inside a [`Tx`] so that check and write are atomic.
+
+mod blob;
+mod records;
+mod sql;
+pub mod testing;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use blob::{BlobId, BlobStore, FsBlobStore};
+pub use records::*;
+
+/// Errors of the storage layer. Rules violations are not store errors: core reports those.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint refused the write (the caller maps it to a domain message).
+    #[error("already exists ({0})")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Database(sqlx::Error),
+    #[error("database migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("blob store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("blob {0} is corrupt: its content does not match its hash")]
+    Corrupt(String),
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(ref db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.constraint().unwrap_or(db.message()).to_string())
+            }
+            e => StoreError::Database(e),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which metadata backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The metadata store. Every access happens in a transaction ([`Tx`]): reads get a consistent
+/// snapshot, and writes that must respect a rule (e.g. "at most N addresses") take the write
+/// lock first so that check and insert are atomic across processes (the CLI and the server
+/// share one store).
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> Backend;
+    /// A transaction for reading (and writes that need no serialisation beyond constraints).
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// A transaction that holds the store's write lock from its first statement (SQLite:
+    /// `BEGIN IMMEDIATE`; PostgreSQL: row locks taken with [`Tx::lock_service`]).
+    async fn begin_write(&self) -> Result<Box<dyn Tx>>;
+    /// Quick liveness check for health endpoints.
+    async fn ping(&self) -> Result<()>;
+    /// Closes the pool, waiting for connections to be returned.
+    async fn close(&self);
+}
+
+/// One transaction. Dropping it without [`Tx::commit`] rolls it back.
+#[async_trait]
+pub trait Tx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    // -- organizations (M1)
+    async fn org_insert(&mut self, name: &str, now: i64) -> Result<Org>;
+    async fn org_by_name(&mut self, name: &str) -> Result<Option<Org>>;
+    async fn org_by_id(&mut self, id: i64) -> Result<Option<Org>>;
+    async fn org_list(&mut self) -> Result<Vec<Org>>;
+
+    // -- user accounts and memberships (M1, S1)
+    async fn user_insert(&mut self, user: &NewUser, now: i64) -> Result<User>;
+    async fn user_by_login(&mut self, login: &str) -> Result<Option<User>>;
+    async fn user_by_id(&mut self, id: i64) -> Result<Option<User>>;
+    async fn user_set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()>;
+    async fn user_touch_login(&mut self, user_id: i64, now: i64) -> Result<()>;
+    async fn operator_count(&mut self) -> Result<i64>;
+    async fn membership_upsert(
+        &mut self,
+        org_id: i64,
+        user_id: i64,
+        role: &str,
+        now: i64,
+    ) -> Result<()>;
+    async fn membership_get(&mut self, org_id: i64, user_id: i64) -> Result<Option<Membership>>;
+    async fn memberships_of_user(&mut self, user_id: i64) -> Result<Vec<Membership>>;
+    async fn memberships_of_org(&mut self, org_id: i64) -> Result<Vec<Membership>>;
+
+    // -- product grants (M1): use/manage of one mail service
+    async fn grant_set(
+        &mut self,
+        user_id: i64,
+        service_id: i64,
+        level: &str,
+        now: i64,
+    ) -> Result<()>;
+    async fn grant_delete(&mut self, user_id: i64, service_id: i64) -> Result<bool>;
+    async fn grant_get(&mut self, user_id: i64, service_id: i64) -> Result<Option<String>>;
+    async fn grants_of_user(&mut self, user_id: i64) -> Result<Vec<Grant>>;
+
+    // -- domains
+    async fn domain_insert(&mut self, org_id: i64, name: &str, now: i64) -> Result<Domain>;
+    async fn domain_by_name(&mut self, name: &str) -> Result<Option<Domain>>;
+    async fn domain_list(&mut self, org_id: Option<i64>) -> Result<Vec<Domain>>;
+
+    // -- mail services (M2, M9)
+    async fn service_insert(&mut self, s: &NewService, now: i64) -> Result<MailService>;
+    async fn service_by_domain(&mut self, domain: &str) -> Result<Option<MailService>>;
+    async fn service_by_id(&mut self, id: i64) -> Result<Option<MailService>>;
+    async fn service_list(&mut self, org_id: Option<i64>) -> Result<Vec<MailService>>;
+    async fn service_update(&mut self, s: &MailService) -> Result<()>;
+    /// Serialises writers of one mail service until the transaction ends (quota checks).
+    async fn lock_service(&mut self, id: i64) -> Result<()>;
+
+    // -- addresses (M3), forwarding targets (M6/F11), creation log (M6 rolling limit)
+    async fn address_insert(&mut self, a: &NewAddress, now: i64) -> Result<Address>;
+    async fn address_get(&mut self, service_id: i64, local_part: &str) -> Result<Option<Address>>;
+    async fn address_by_id(&mut self, id: i64) -> Result<Option<Address>>;
+    async fn address_list(&mut self, service_id: i64) -> Result<Vec<Address>>;
+    async fn address_count(&mut self, service_id: i64) -> Result<i64>;
+    async fn address_update(&mut self, a: &Address) -> Result<()>;
+    async fn address_set_password(&mut self, id: i64, password_hash: &str) -> Result<()>;
+    async fn address_delete(&mut self, id: i64) -> Result<()>;
+    async fn forwards_get(&mut self, address_id: i64) -> Result<Vec<String>>;
+    async fn forwards_set(&mut self, address_id: i64, targets: &[String]) -> Result<()>;
+    async fn creation_log_insert(
+        &mut self,
+        service_id: i64,
+        local_part: &str,
+        now: i64,
+    ) -> Result<()>;
+    async fn creations_since(&mut self, service_id: i64, since: i64) -> Result<i64>;
+
+    // -- aliases (M4)
+    async fn alias_insert(
+        &mut self,
+        service_id: i64,
+        local_part: &str,
+        address_id: i64,
+        now: i64,
+    ) -> Result<Alias>;
+    async fn alias_get(&mut self, service_id: i64, local_part: &str) -> Result<Option<Alias>>;
+    async fn alias_list(&mut self, service_id: i64) -> Result<Vec<Alias>>;
+    async fn alias_delete(&mut self, id: i64) -> Result<()>;
+
+    // -- audit log (M12)
+    async fn audit_insert(&mut self, e: &NewAudit, now: i64) -> Result<()>;
+    async fn audit_list(&mut self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    // -- API credentials: login sessions and API keys (stored as SHA-256 of the token)
+    async fn token_insert(&mut self, t: &NewToken, now: i64) -> Result<ApiToken>;
+    async fn token_by_hash(&mut self, token_hash: &str) -> Result<Option<ApiToken>>;
+    async fn token_touch(&mut self, id: i64, now: i64) -> Result<()>;
+    async fn token_delete(&mut self, id: i64) -> Result<()>;
+    async fn tokens_of_user(&mut self, user_id: i64, kind: &str) -> Result<Vec<ApiToken>>;
+}
+
+/// Opens (and migrates) the metadata store named by `url`:
+/// `sqlite:PATH` (PATH relative to `data_dir` unless absolute) or `postgres://…`.
+pub async fn open(url: &str, data_dir: &Path) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(sql::postgres::open(url).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.trim_start_matches("//");
+        if path.is_empty() {
+            return Err(StoreError::Config("sqlite: URL without a file path".into()));
+        }
+        let path = data_dir.join(path);
+        Ok(Arc::new(sql::sqlite::open(&path).await?))
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported store URL {url:?}: use sqlite:FILE or postgres://USER@HOST/DB"
+        )))
+    }
+}

@@ -1,0 +1,182 @@
+//! Rows of the metadata store. Times are Unix seconds (UTC). These are storage records, not API
+//! views: some carry secrets (password hashes) and must not be shown as they are.
+
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Org {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct User {
+    pub id: i64,
+    pub login: String,
+    pub password_hash: String,
+    /// Platform operator: may act on every organization (the first account created on first run).
+    pub is_operator: bool,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub login: String,
+    pub password_hash: String,
+    pub is_operator: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Membership {
+    pub org_id: i64,
+    pub org_name: String,
+    pub user_id: i64,
+    pub login: String,
+    /// `legal`, `admin`, `collaborator` or `external` (parsed by core).
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Grant {
+    pub user_id: i64,
+    pub service_id: i64,
+    pub domain: String,
+    /// `use` or `manage`.
+    pub level: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Domain {
+    pub id: i64,
+    pub org_id: i64,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct MailService {
+    pub id: i64,
+    pub org_id: i64,
+    pub org_name: String,
+    pub domain_id: i64,
+    pub domain: String,
+    pub name: String,
+    /// Tags, comma-separated, normalised by core.
+    pub tags: String,
+    pub offer: String,
+    /// Number of addresses the service may hold.
+    pub address_quota: i64,
+    /// Override of the operator's "new addresses per 24 h" limit (None = operator default).
+    pub new_address_limit: Option<i64>,
+    pub maintenance: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewService {
+    pub org_id: i64,
+    pub domain_id: i64,
+    pub name: String,
+    pub tags: String,
+    pub offer: String,
+    pub address_quota: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Address {
+    pub id: i64,
+    pub service_id: i64,
+    pub domain: String,
+    pub local_part: String,
+    pub password_hash: String,
+    pub storage_quota_bytes: i64,
+    pub storage_used_bytes: i64,
+    /// Keep a local copy of forwarded mail (CSV column D: 0 = keep, 1 = delete).
+    pub forward_keep_copy: bool,
+    /// M11: what an invited mailbox user may change themselves.
+    pub may_change_password: bool,
+    pub may_change_autoresponder: bool,
+    pub may_change_folders: bool,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAddress {
+    pub service_id: i64,
+    pub local_part: String,
+    pub password_hash: String,
+    pub storage_quota_bytes: i64,
+    pub forward_keep_copy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Alias {
+    pub id: i64,
+    pub service_id: i64,
+    pub domain: String,
+    pub local_part: String,
+    pub address_id: i64,
+    /// Local part of the address the alias delivers to (same mail service).
+    pub target_local_part: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    /// Who: `user:LOGIN`, `cli:UNIXUSER`, `system`.
+    pub actor: String,
+    pub org_id: Option<i64>,
+    /// What, as a stable dotted verb: `address.create`, `service.update`, …
+    pub action: String,
+    /// The object acted on (an address, a domain, an organization name…).
+    pub target: String,
+    /// JSON object with details; never secrets.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub actor: String,
+    pub org_id: Option<i64>,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub org_id: Option<i64>,
+    pub actor: Option<String>,
+    /// Entries with an id below this (paging backwards); None = newest.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ApiToken {
+    pub id: i64,
+    pub user_id: i64,
+    /// `session` (from a login) or `apikey` (created by an operator).
+    pub kind: String,
+    pub name: String,
+    pub token_hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub user_id: i64,
+    pub kind: String,
+    pub name: String,
+    pub token_hash: String,
+    pub expires_at: Option<i64>,
+}

@@ -1,0 +1,715 @@
+//! The SQL implementation of [`Store`] and [`Tx`], compiled once per driver: `super` (either
+//! `sqlite.rs` or `postgres.rs`) provides `Db`, `BACKEND`, `BEGIN_WRITE` and `LOCK_SERVICE`.
+//! Everything here must be valid in both dialects: `$N` placeholders, `RETURNING`, 64-bit
+//! integers, `CAST(… AS BIGINT)` for aggregates (PostgreSQL's `SUM(bigint)` is `numeric`).
+
+use async_trait::async_trait;
+use sqlx::{Pool, Transaction};
+
+use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
+use crate::{
+    Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, Domain, Grant, MailService,
+    Membership, NewAddress, NewAudit, NewService, NewToken, NewUser, Org, Result, Store,
+    StoreError, Tx, User,
+};
+
+pub struct SqlStore {
+    pool: Pool<Db>,
+}
+
+impl SqlStore {
+    pub(crate) fn new(pool: Pool<Db>) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqlTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
+    async fn begin_write(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqlTx {
+            tx: self.pool.begin_with(BEGIN_WRITE).await?,
+        }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+struct SqlTx {
+    tx: Transaction<'static, Db>,
+}
+
+macro_rules! service_select {
+    () => {
+        "SELECT s.id, s.org_id, o.name AS org_name, s.domain_id, d.name AS domain, s.name, s.tags, \
+         s.offer, s.address_quota, s.new_address_limit, s.maintenance, s.created_at \
+         FROM mail_services s JOIN domains d ON d.id = s.domain_id JOIN orgs o ON o.id = s.org_id"
+    };
+}
+
+macro_rules! address_select {
+    () => {
+        "SELECT a.id, a.service_id, d.name AS domain, a.local_part, a.password_hash, \
+         a.storage_quota_bytes, a.storage_used_bytes, a.forward_keep_copy, a.may_change_password, \
+         a.may_change_autoresponder, a.may_change_folders, a.created_at, a.last_login_at \
+         FROM addresses a JOIN mail_services s ON s.id = a.service_id \
+         JOIN domains d ON d.id = s.domain_id"
+    };
+}
+
+macro_rules! alias_select {
+    () => {
+        "SELECT l.id, l.service_id, d.name AS domain, l.local_part, l.address_id, \
+         a.local_part AS target_local_part, l.created_at \
+         FROM aliases l JOIN addresses a ON a.id = l.address_id \
+         JOIN mail_services s ON s.id = l.service_id JOIN domains d ON d.id = s.domain_id"
+    };
+}
+
+macro_rules! membership_select {
+    () => {
+        "SELECT m.org_id, o.name AS org_name, m.user_id, u.login, m.role, m.created_at \
+         FROM memberships m JOIN orgs o ON o.id = m.org_id JOIN users u ON u.id = m.user_id"
+    };
+}
+
+macro_rules! user_select {
+    () => {
+        "SELECT id, login, password_hash, is_operator, created_at, last_login_at FROM users"
+    };
+}
+
+macro_rules! token_select {
+    () => {
+        "SELECT id, user_id, kind, name, token_hash, created_at, expires_at, last_used_at \
+         FROM api_tokens"
+    };
+}
+
+/// `UPDATE`/`DELETE` of one row by id: anything but exactly one row means it vanished.
+fn one_row(result: <Db as sqlx::Database>::QueryResult) -> Result<()> {
+    match result.rows_affected() {
+        1 => Ok(()),
+        _ => Err(StoreError::NotFound),
+    }
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- organizations
+
+    async fn org_insert(&mut self, name: &str, now: i64) -> Result<Org> {
+        Ok(sqlx::query_as(
+            "INSERT INTO orgs (name, created_at) VALUES ($1, $2) RETURNING id, name, created_at",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn org_by_name(&mut self, name: &str) -> Result<Option<Org>> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn org_by_id(&mut self, id: i64) -> Result<Option<Org>> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn org_list(&mut self) -> Result<Vec<Org>> {
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM orgs ORDER BY name")
+                .fetch_all(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    // ---------------------------------------------------------------- users
+
+    async fn user_insert(&mut self, user: &NewUser, now: i64) -> Result<User> {
+        Ok(sqlx::query_as(
+            "INSERT INTO users (login, password_hash, is_operator, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, login, password_hash, is_operator, created_at, last_login_at",
+        )
+        .bind(&user.login)
+        .bind(&user.password_hash)
+        .bind(user.is_operator)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn user_by_login(&mut self, login: &str) -> Result<Option<User>> {
+        Ok(sqlx::query_as(concat!(user_select!(), " WHERE login = $1"))
+            .bind(login)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn user_by_id(&mut self, id: i64) -> Result<Option<User>> {
+        Ok(sqlx::query_as(concat!(user_select!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn user_set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(password_hash)
+                .bind(user_id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn user_touch_login(&mut self, user_id: i64, now: i64) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(user_id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn operator_count(&mut self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_operator = TRUE")
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn membership_upsert(
+        &mut self,
+        org_id: i64,
+        user_id: i64,
+        role: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role",
+        )
+        .bind(org_id)
+        .bind(user_id)
+        .bind(role)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn membership_get(&mut self, org_id: i64, user_id: i64) -> Result<Option<Membership>> {
+        Ok(sqlx::query_as(concat!(
+            membership_select!(),
+            " WHERE m.org_id = $1 AND m.user_id = $2"
+        ))
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn memberships_of_user(&mut self, user_id: i64) -> Result<Vec<Membership>> {
+        Ok(sqlx::query_as(concat!(
+            membership_select!(),
+            " WHERE m.user_id = $1 ORDER BY o.name"
+        ))
+        .bind(user_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn memberships_of_org(&mut self, org_id: i64) -> Result<Vec<Membership>> {
+        Ok(sqlx::query_as(concat!(
+            membership_select!(),
+            " WHERE m.org_id = $1 ORDER BY u.login"
+        ))
+        .bind(org_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    // ---------------------------------------------------------------- grants
+
+    async fn grant_set(
+        &mut self,
+        user_id: i64,
+        service_id: i64,
+        level: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO grants (user_id, service_id, level, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, service_id) DO UPDATE SET level = excluded.level",
+        )
+        .bind(user_id)
+        .bind(service_id)
+        .bind(level)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn grant_delete(&mut self, user_id: i64, service_id: i64) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM grants WHERE user_id = $1 AND service_id = $2")
+            .bind(user_id)
+            .bind(service_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn grant_get(&mut self, user_id: i64, service_id: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT level FROM grants WHERE user_id = $1 AND service_id = $2")
+                .bind(user_id)
+                .bind(service_id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn grants_of_user(&mut self, user_id: i64) -> Result<Vec<Grant>> {
+        Ok(sqlx::query_as(
+            "SELECT g.user_id, g.service_id, d.name AS domain, g.level, g.created_at FROM grants g \
+             JOIN mail_services s ON s.id = g.service_id JOIN domains d ON d.id = s.domain_id \
+             WHERE g.user_id = $1 ORDER BY d.name",
+        )
+        .bind(user_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    // ---------------------------------------------------------------- domains
+
+    async fn domain_insert(&mut self, org_id: i64, name: &str, now: i64) -> Result<Domain> {
+        Ok(sqlx::query_as(
+            "INSERT INTO domains (org_id, name, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, org_id, name, created_at",
+        )
+        .bind(org_id)
+        .bind(name)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn domain_by_name(&mut self, name: &str) -> Result<Option<Domain>> {
+        Ok(
+            sqlx::query_as("SELECT id, org_id, name, created_at FROM domains WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn domain_list(&mut self, org_id: Option<i64>) -> Result<Vec<Domain>> {
+        Ok(sqlx::query_as(
+            "SELECT id, org_id, name, created_at FROM domains \
+             WHERE ($1 IS NULL OR org_id = $1) ORDER BY name",
+        )
+        .bind(org_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    // ---------------------------------------------------------------- mail services
+
+    async fn service_insert(&mut self, s: &NewService, now: i64) -> Result<MailService> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO mail_services (org_id, domain_id, name, tags, offer, address_quota, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(s.org_id)
+        .bind(s.domain_id)
+        .bind(&s.name)
+        .bind(&s.tags)
+        .bind(&s.offer)
+        .bind(s.address_quota)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        self.service_by_id(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn service_by_domain(&mut self, domain: &str) -> Result<Option<MailService>> {
+        Ok(
+            sqlx::query_as(concat!(service_select!(), " WHERE d.name = $1"))
+                .bind(domain)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn service_by_id(&mut self, id: i64) -> Result<Option<MailService>> {
+        Ok(
+            sqlx::query_as(concat!(service_select!(), " WHERE s.id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn service_list(&mut self, org_id: Option<i64>) -> Result<Vec<MailService>> {
+        Ok(sqlx::query_as(concat!(
+            service_select!(),
+            " WHERE ($1 IS NULL OR s.org_id = $1) ORDER BY d.name"
+        ))
+        .bind(org_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn service_update(&mut self, s: &MailService) -> Result<()> {
+        one_row(
+            sqlx::query(
+                "UPDATE mail_services SET name = $1, tags = $2, offer = $3, address_quota = $4, \
+                 new_address_limit = $5, maintenance = $6 WHERE id = $7",
+            )
+            .bind(&s.name)
+            .bind(&s.tags)
+            .bind(&s.offer)
+            .bind(s.address_quota)
+            .bind(s.new_address_limit)
+            .bind(s.maintenance)
+            .bind(s.id)
+            .execute(&mut *self.tx)
+            .await?,
+        )
+    }
+
+    async fn lock_service(&mut self, id: i64) -> Result<()> {
+        sqlx::query(LOCK_SERVICE)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .map(|_| ())
+            .ok_or(StoreError::NotFound)
+    }
+
+    // ---------------------------------------------------------------- addresses
+
+    async fn address_insert(&mut self, a: &NewAddress, now: i64) -> Result<Address> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO addresses (service_id, local_part, password_hash, storage_quota_bytes, \
+             forward_keep_copy, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(a.service_id)
+        .bind(&a.local_part)
+        .bind(&a.password_hash)
+        .bind(a.storage_quota_bytes)
+        .bind(a.forward_keep_copy)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        self.address_by_id(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn address_get(&mut self, service_id: i64, local_part: &str) -> Result<Option<Address>> {
+        Ok(sqlx::query_as(concat!(
+            address_select!(),
+            " WHERE a.service_id = $1 AND a.local_part = $2"
+        ))
+        .bind(service_id)
+        .bind(local_part)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn address_by_id(&mut self, id: i64) -> Result<Option<Address>> {
+        Ok(
+            sqlx::query_as(concat!(address_select!(), " WHERE a.id = $1"))
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn address_list(&mut self, service_id: i64) -> Result<Vec<Address>> {
+        Ok(sqlx::query_as(concat!(
+            address_select!(),
+            " WHERE a.service_id = $1 ORDER BY a.local_part"
+        ))
+        .bind(service_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn address_count(&mut self, service_id: i64) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM addresses WHERE service_id = $1")
+                .bind(service_id)
+                .fetch_one(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn address_update(&mut self, a: &Address) -> Result<()> {
+        one_row(
+            sqlx::query(
+                "UPDATE addresses SET storage_quota_bytes = $1, forward_keep_copy = $2, \
+                 may_change_password = $3, may_change_autoresponder = $4, may_change_folders = $5, \
+                 last_login_at = $6 WHERE id = $7",
+            )
+            .bind(a.storage_quota_bytes)
+            .bind(a.forward_keep_copy)
+            .bind(a.may_change_password)
+            .bind(a.may_change_autoresponder)
+            .bind(a.may_change_folders)
+            .bind(a.last_login_at)
+            .bind(a.id)
+            .execute(&mut *self.tx)
+            .await?,
+        )
+    }
+
+    async fn address_set_password(&mut self, id: i64, password_hash: &str) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE addresses SET password_hash = $1 WHERE id = $2")
+                .bind(password_hash)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn address_delete(&mut self, id: i64) -> Result<()> {
+        one_row(
+            sqlx::query("DELETE FROM addresses WHERE id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn forwards_get(&mut self, address_id: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT target FROM forwards WHERE address_id = $1 ORDER BY target")
+                .bind(address_id)
+                .fetch_all(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn forwards_set(&mut self, address_id: i64, targets: &[String]) -> Result<()> {
+        sqlx::query("DELETE FROM forwards WHERE address_id = $1")
+            .bind(address_id)
+            .execute(&mut *self.tx)
+            .await?;
+        for target in targets {
+            sqlx::query("INSERT INTO forwards (address_id, target) VALUES ($1, $2)")
+                .bind(address_id)
+                .bind(target)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn creation_log_insert(
+        &mut self,
+        service_id: i64,
+        local_part: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO address_creations (service_id, local_part, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(service_id)
+        .bind(local_part)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn creations_since(&mut self, service_id: i64, since: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM address_creations WHERE service_id = $1 AND created_at > $2",
+        )
+        .bind(service_id)
+        .bind(since)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    // ---------------------------------------------------------------- aliases
+
+    async fn alias_insert(
+        &mut self,
+        service_id: i64,
+        local_part: &str,
+        address_id: i64,
+        now: i64,
+    ) -> Result<Alias> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO aliases (service_id, local_part, address_id, created_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(service_id)
+        .bind(local_part)
+        .bind(address_id)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        sqlx::query_as(concat!(alias_select!(), " WHERE l.id = $1"))
+            .bind(id)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn alias_get(&mut self, service_id: i64, local_part: &str) -> Result<Option<Alias>> {
+        Ok(sqlx::query_as(concat!(
+            alias_select!(),
+            " WHERE l.service_id = $1 AND l.local_part = $2"
+        ))
+        .bind(service_id)
+        .bind(local_part)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn alias_list(&mut self, service_id: i64) -> Result<Vec<Alias>> {
+        Ok(sqlx::query_as(concat!(
+            alias_select!(),
+            " WHERE l.service_id = $1 ORDER BY l.local_part"
+        ))
+        .bind(service_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn alias_delete(&mut self, id: i64) -> Result<()> {
+        one_row(
+            sqlx::query("DELETE FROM aliases WHERE id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    // ---------------------------------------------------------------- audit log
+
+    async fn audit_insert(&mut self, e: &NewAudit, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, org_id, action, target, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(now)
+        .bind(&e.actor)
+        .bind(e.org_id)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.detail)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_list(&mut self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, org_id, action, target, detail FROM audit_log \
+             WHERE ($1 IS NULL OR org_id = $1) AND ($2 IS NULL OR actor = $2) \
+             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(f.org_id)
+        .bind(f.actor.as_deref())
+        .bind(f.before_id)
+        .bind(f.limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    // ---------------------------------------------------------------- API credentials
+
+    async fn token_insert(&mut self, t: &NewToken, now: i64) -> Result<ApiToken> {
+        Ok(sqlx::query_as(
+            "INSERT INTO api_tokens (user_id, kind, name, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id, user_id, kind, name, token_hash, created_at, expires_at, last_used_at",
+        )
+        .bind(t.user_id)
+        .bind(&t.kind)
+        .bind(&t.name)
+        .bind(&t.token_hash)
+        .bind(now)
+        .bind(t.expires_at)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn token_by_hash(&mut self, token_hash: &str) -> Result<Option<ApiToken>> {
+        Ok(
+            sqlx::query_as(concat!(token_select!(), " WHERE token_hash = $1"))
+                .bind(token_hash)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn token_touch(&mut self, id: i64, now: i64) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn token_delete(&mut self, id: i64) -> Result<()> {
+        one_row(
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn tokens_of_user(&mut self, user_id: i64, kind: &str) -> Result<Vec<ApiToken>> {
+        Ok(sqlx::query_as(concat!(
+            token_select!(),
+            " WHERE user_id = $1 AND kind = $2 ORDER BY id"
+        ))
+        .bind(user_id)
+        .bind(kind)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+}

@@ -1,0 +1,34 @@
+//! PostgreSQL backend (scale-out, DESIGN.md "Storage"). Rule checks lock the rows they guard
+//! with `SELECT … FOR UPDATE`, so two nodes (or a node and the CLI) adding addresses to one mail
+//! service at once are serialised and can never exceed its quota.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+use crate::{Backend, Result};
+
+pub(crate) type Db = sqlx::Postgres;
+pub(crate) const BACKEND: Backend = Backend::Postgres;
+pub(crate) const BEGIN_WRITE: &str = "BEGIN";
+pub(crate) const LOCK_SERVICE: &str = "SELECT id FROM mail_services WHERE id = $1 FOR UPDATE";
+
+#[path = "imp.rs"]
+mod imp;
+pub use imp::SqlStore as PgStore;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "directory",
+    include_str!("../../migrations/postgres/0001_directory.sql"),
+)];
+
+pub async fn open(url: &str) -> Result<PgStore> {
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await?;
+    super::migrator(MIGRATIONS).run(&pool).await?;
+    Ok(PgStore::new(pool))
+}

@@ -1,0 +1,51 @@
+//! SQLite backend: the embedded default, one file in the data directory.
+//!
+//! WAL journal with `synchronous = FULL`: a committed transaction is on disk when `COMMIT`
+//! returns ("acknowledged means durable", DESIGN.md). Writers that check a rule before writing
+//! open their transaction with `BEGIN IMMEDIATE`, which takes the database write lock up front;
+//! a deferred transaction that reads first and writes later could otherwise fail with
+//! `SQLITE_BUSY_SNAPSHOT` when another process (the CLI beside the server) wrote in between.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{Backend, Result};
+
+pub(crate) type Db = sqlx::Sqlite;
+pub(crate) const BACKEND: Backend = Backend::Sqlite;
+pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// The write lock is already held for the whole database (`BEGIN IMMEDIATE`); this only checks
+/// that the row exists.
+pub(crate) const LOCK_SERVICE: &str = "SELECT id FROM mail_services WHERE id = $1";
+
+#[path = "imp.rs"]
+mod imp;
+pub use imp::SqlStore as SqliteStore;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "directory",
+    include_str!("../../migrations/sqlite/0001_directory.sql"),
+)];
+
+pub async fn open(path: &Path) -> Result<SqliteStore> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        // The CLI and the server may write at the same time; wait for the lock rather than fail.
+        .busy_timeout(Duration::from_secs(30));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
+    super::migrator(MIGRATIONS).run(&pool).await?;
+    Ok(SqliteStore::new(pool))
+}

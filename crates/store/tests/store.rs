@@ -1,0 +1,490 @@
+//! The store test suite: every scenario runs against SQLite and against the PostgreSQL on
+//! 127.0.0.1:5432 (a throw-away database per test, see `postfach_store::testing`).
+
+use postfach_store::testing::TestStore;
+use postfach_store::*;
+
+/// Declares `mod NAME { sqlite(), postgres() }` running the scenario on both backends.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let t = postfach_store::testing::TestStore::sqlite().await;
+                super::scenarios::$name(&t).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let t = postfach_store::testing::TestStore::postgres().await;
+                super::scenarios::$name(&t).await;
+            }
+        }
+    )*};
+}
+
+on_both!(
+    directory_round_trip,
+    uniqueness_is_enforced,
+    rollback_discards_writes,
+    service_updates_and_listing,
+    addresses_aliases_forwards,
+    creation_log_counts_window,
+    audit_log_filters_and_pages,
+    tokens,
+    locked_writers_serialise,
+);
+
+mod scenarios {
+    use super::*;
+
+    async fn org_domain_service(t: &TestStore, org: &str, domain: &str) -> (Org, MailService) {
+        let mut tx = t.store.begin_write().await.unwrap();
+        let o = tx.org_insert(org, 100).await.unwrap();
+        let d = tx.domain_insert(o.id, domain, 100).await.unwrap();
+        let s = tx
+            .service_insert(
+                &NewService {
+                    org_id: o.id,
+                    domain_id: d.id,
+                    name: domain.into(),
+                    tags: "".into(),
+                    offer: "standard".into(),
+                    address_quota: 5,
+                },
+                100,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        (o, s)
+    }
+
+    fn new_address(service_id: i64, local: &str) -> NewAddress {
+        NewAddress {
+            service_id,
+            local_part: local.into(),
+            password_hash: "$argon2id$fake".into(),
+            storage_quota_bytes: 1 << 30,
+            forward_keep_copy: true,
+        }
+    }
+
+    pub async fn directory_round_trip(t: &TestStore) {
+        let (org, svc) = org_domain_service(t, "Acme", "acme.test").await;
+        assert_eq!(svc.domain, "acme.test");
+        assert_eq!(svc.org_name, "Acme");
+        assert_eq!(svc.address_quota, 5);
+        assert!(!svc.maintenance);
+
+        let mut tx = t.store.begin_write().await.unwrap();
+        let u = tx
+            .user_insert(
+                &NewUser {
+                    login: "boss@acme.test".into(),
+                    password_hash: "h".into(),
+                    is_operator: false,
+                },
+                200,
+            )
+            .await
+            .unwrap();
+        tx.membership_upsert(org.id, u.id, "collaborator", 200)
+            .await
+            .unwrap();
+        // Upsert changes the role in place.
+        tx.membership_upsert(org.id, u.id, "admin", 201)
+            .await
+            .unwrap();
+        tx.grant_set(u.id, svc.id, "use", 200).await.unwrap();
+        tx.grant_set(u.id, svc.id, "manage", 201).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = t.store.begin().await.unwrap();
+        let m = tx.membership_get(org.id, u.id).await.unwrap().unwrap();
+        assert_eq!(
+            (m.role.as_str(), m.org_name.as_str(), m.login.as_str()),
+            ("admin", "Acme", "boss@acme.test")
+        );
+        assert_eq!(tx.memberships_of_user(u.id).await.unwrap().len(), 1);
+        assert_eq!(tx.memberships_of_org(org.id).await.unwrap().len(), 1);
+        assert_eq!(
+            tx.grant_get(u.id, svc.id).await.unwrap().as_deref(),
+            Some("manage")
+        );
+        let grants = tx.grants_of_user(u.id).await.unwrap();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].domain, "acme.test");
+        assert_eq!(
+            tx.user_by_login("boss@acme.test")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            u.id
+        );
+        assert!(
+            tx.user_by_login("nobody@acme.test")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(tx.org_by_name("Acme").await.unwrap(), Some(org.clone()));
+        assert_eq!(tx.org_by_id(org.id).await.unwrap(), Some(org.clone()));
+        assert_eq!(tx.domain_list(Some(org.id)).await.unwrap().len(), 1);
+        assert_eq!(tx.domain_list(None).await.unwrap().len(), 1);
+        assert_eq!(
+            tx.service_by_domain("acme.test").await.unwrap(),
+            Some(svc.clone())
+        );
+        assert_eq!(tx.operator_count().await.unwrap(), 0);
+        drop(tx);
+
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert!(tx.grant_delete(u.id, svc.id).await.unwrap());
+        assert!(!tx.grant_delete(u.id, svc.id).await.unwrap());
+        tx.user_set_password(u.id, "h2").await.unwrap();
+        tx.user_touch_login(u.id, 300).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = t.store.begin().await.unwrap();
+        let u2 = tx.user_by_id(u.id).await.unwrap().unwrap();
+        assert_eq!(
+            (u2.password_hash.as_str(), u2.last_login_at),
+            ("h2", Some(300))
+        );
+        assert_eq!(tx.grant_get(u.id, svc.id).await.unwrap(), None);
+    }
+
+    pub async fn uniqueness_is_enforced(t: &TestStore) {
+        let (org, svc) = org_domain_service(t, "Acme", "acme.test").await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert!(matches!(
+            tx.org_insert("Acme", 1).await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert!(matches!(
+            tx.domain_insert(org.id, "acme.test", 1).await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+        let mut tx = t.store.begin_write().await.unwrap();
+        tx.address_insert(&new_address(svc.id, "info"), 1)
+            .await
+            .unwrap();
+        assert!(matches!(
+            tx.address_insert(&new_address(svc.id, "info"), 1).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
+
+    pub async fn rollback_discards_writes(t: &TestStore) {
+        let mut tx = t.store.begin_write().await.unwrap();
+        tx.org_insert("Ghost", 1).await.unwrap();
+        drop(tx); // no commit
+        let mut tx = t.store.begin().await.unwrap();
+        assert!(tx.org_by_name("Ghost").await.unwrap().is_none());
+        assert!(tx.org_list().await.unwrap().is_empty());
+    }
+
+    pub async fn service_updates_and_listing(t: &TestStore) {
+        let (org, mut svc) = org_domain_service(t, "Acme", "acme.test").await;
+        let (_, _) = org_domain_service(t, "Other", "other.test").await;
+        svc.name = "Sales".into();
+        svc.tags = "eu,sales".into();
+        svc.offer = "pro".into();
+        svc.address_quota = 20;
+        svc.new_address_limit = Some(500);
+        svc.maintenance = true;
+        let mut tx = t.store.begin_write().await.unwrap();
+        tx.lock_service(svc.id).await.unwrap();
+        tx.service_update(&svc).await.unwrap();
+        assert!(matches!(
+            tx.lock_service(999_999).await,
+            Err(StoreError::NotFound)
+        ));
+        tx.commit().await.unwrap();
+        let mut tx = t.store.begin().await.unwrap();
+        assert_eq!(tx.service_by_id(svc.id).await.unwrap(), Some(svc.clone()));
+        assert_eq!(tx.service_list(None).await.unwrap().len(), 2);
+        let mine = tx.service_list(Some(org.id)).await.unwrap();
+        assert_eq!(mine, vec![svc]);
+    }
+
+    pub async fn addresses_aliases_forwards(t: &TestStore) {
+        let (_, svc) = org_domain_service(t, "Acme", "acme.test").await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let a = tx
+            .address_insert(&new_address(svc.id, "jean.dupont"), 10)
+            .await
+            .unwrap();
+        let b = tx
+            .address_insert(&new_address(svc.id, "info"), 11)
+            .await
+            .unwrap();
+        let al = tx.alias_insert(svc.id, "jd", a.id, 12).await.unwrap();
+        tx.forwards_set(
+            b.id,
+            &["x@elsewhere.test".into(), "y@elsewhere.test".into()],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(a.domain, "acme.test");
+        assert_eq!(
+            (al.local_part.as_str(), al.target_local_part.as_str()),
+            ("jd", "jean.dupont")
+        );
+
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert_eq!(tx.address_count(svc.id).await.unwrap(), 2);
+        let names: Vec<_> = tx
+            .address_list(svc.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.local_part)
+            .collect();
+        assert_eq!(names, ["info", "jean.dupont"]);
+        assert_eq!(tx.alias_get(svc.id, "jd").await.unwrap(), Some(al.clone()));
+        assert_eq!(tx.alias_list(svc.id).await.unwrap(), vec![al.clone()]);
+        assert_eq!(
+            tx.forwards_get(b.id).await.unwrap(),
+            ["x@elsewhere.test", "y@elsewhere.test"]
+        );
+        tx.forwards_set(b.id, &["z@elsewhere.test".into()])
+            .await
+            .unwrap();
+        assert_eq!(tx.forwards_get(b.id).await.unwrap(), ["z@elsewhere.test"]);
+
+        let mut changed = b.clone();
+        changed.storage_quota_bytes = 5;
+        changed.forward_keep_copy = false;
+        changed.may_change_password = false;
+        changed.may_change_folders = false;
+        changed.last_login_at = Some(99);
+        tx.address_update(&changed).await.unwrap();
+        tx.address_set_password(b.id, "newhash").await.unwrap();
+        let got = tx.address_get(svc.id, "info").await.unwrap().unwrap();
+        assert_eq!(got.password_hash, "newhash");
+        changed.password_hash = "newhash".into();
+        assert_eq!(got, changed);
+
+        // Deleting an address removes its aliases and forwards with it.
+        tx.address_delete(a.id).await.unwrap();
+        assert!(tx.alias_get(svc.id, "jd").await.unwrap().is_none());
+        assert!(matches!(
+            tx.address_delete(a.id).await,
+            Err(StoreError::NotFound)
+        ));
+        tx.address_delete(b.id).await.unwrap();
+        assert!(tx.forwards_get(b.id).await.unwrap().is_empty());
+        tx.commit().await.unwrap();
+    }
+
+    pub async fn creation_log_counts_window(t: &TestStore) {
+        let (_, svc) = org_domain_service(t, "Acme", "acme.test").await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        for (i, at) in [1000, 2000, 3000].into_iter().enumerate() {
+            tx.creation_log_insert(svc.id, &format!("a{i}"), at)
+                .await
+                .unwrap();
+        }
+        assert_eq!(tx.creations_since(svc.id, 0).await.unwrap(), 3);
+        assert_eq!(tx.creations_since(svc.id, 1000).await.unwrap(), 2);
+        assert_eq!(tx.creations_since(svc.id, 3000).await.unwrap(), 0);
+    }
+
+    pub async fn audit_log_filters_and_pages(t: &TestStore) {
+        let mut tx = t.store.begin_write().await.unwrap();
+        for i in 0..5 {
+            tx.audit_insert(
+                &NewAudit {
+                    actor: if i % 2 == 0 {
+                        "user:a@x.test".into()
+                    } else {
+                        "cli:root".into()
+                    },
+                    org_id: if i < 3 { Some(1) } else { None },
+                    action: "address.create".into(),
+                    target: format!("a{i}@x.test"),
+                    detail: "{}".into(),
+                },
+                100 + i,
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let mut tx = t.store.begin().await.unwrap();
+        let all = tx
+            .audit_list(&AuditFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[0].target, "a4@x.test", "newest first");
+        let org1 = tx
+            .audit_list(&AuditFilter {
+                org_id: Some(1),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(org1.len(), 3);
+        let by_actor = tx
+            .audit_list(&AuditFilter {
+                actor: Some("cli:root".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_actor.len(), 2);
+        let page = tx
+            .audit_list(&AuditFilter {
+                before_id: Some(all[1].id),
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
+            ["a2@x.test", "a1@x.test"]
+        );
+    }
+
+    pub async fn tokens(t: &TestStore) {
+        let mut tx = t.store.begin_write().await.unwrap();
+        let u = tx
+            .user_insert(
+                &NewUser {
+                    login: "op@x.test".into(),
+                    password_hash: "h".into(),
+                    is_operator: true,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        let tok = tx
+            .token_insert(
+                &NewToken {
+                    user_id: u.id,
+                    kind: "apikey".into(),
+                    name: "ci".into(),
+                    token_hash: "abc".into(),
+                    expires_at: None,
+                },
+                5,
+            )
+            .await
+            .unwrap();
+        assert_eq!(tx.operator_count().await.unwrap(), 1);
+        tx.token_touch(tok.id, 9).await.unwrap();
+        assert_eq!(
+            tx.token_by_hash("abc").await.unwrap().unwrap().last_used_at,
+            Some(9)
+        );
+        assert_eq!(tx.tokens_of_user(u.id, "apikey").await.unwrap().len(), 1);
+        assert!(tx.tokens_of_user(u.id, "session").await.unwrap().is_empty());
+        assert!(matches!(
+            tx.token_insert(
+                &NewToken {
+                    user_id: u.id,
+                    kind: "session".into(),
+                    name: "".into(),
+                    token_hash: "abc".into(),
+                    expires_at: Some(10)
+                },
+                5
+            )
+            .await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+        let mut tx = t.store.begin_write().await.unwrap();
+        let tok = tx.token_by_hash("abc").await.unwrap();
+        assert!(
+            tok.is_none(),
+            "the transaction that inserted it was rolled back"
+        );
+    }
+
+    /// Two writers that each check "fewer than 5 addresses" and then insert, concurrently: the
+    /// write lock makes check-then-insert atomic, so exactly 5 rows exist at the end.
+    pub async fn locked_writers_serialise(t: &TestStore) {
+        let (_, svc) = org_domain_service(t, "Acme", "acme.test").await;
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let store = t.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut created = 0;
+                for i in 0..5 {
+                    let mut tx = store.begin_write().await.unwrap();
+                    tx.lock_service(svc.id).await.unwrap();
+                    if tx.address_count(svc.id).await.unwrap() >= 5 {
+                        continue;
+                    }
+                    // Give the other writers a chance to interleave if the lock did not hold.
+                    tokio::task::yield_now().await;
+                    tx.address_insert(&new_address(svc.id, &format!("w{w}n{i}")), 1)
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                    created += 1;
+                }
+                created
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        assert_eq!(total, 5);
+        let mut tx = t.store.begin().await.unwrap();
+        assert_eq!(tx.address_count(svc.id).await.unwrap(), 5);
+    }
+}
+
+mod blobs {
+    use postfach_store::testing::TempDir;
+    use postfach_store::{BlobId, BlobStore, FsBlobStore, StoreError};
+
+    #[tokio::test]
+    async fn put_get_dedupe_delete() {
+        let dir = TempDir::new("postfach-blobs");
+        let store = FsBlobStore::open(dir.path().join("blobs")).unwrap();
+        let body = b"From: a@b.test\r\nSubject: hi\r\n\r\nhello\r\n".to_vec();
+        let id = store.put(&body).await.unwrap();
+        assert_eq!(id, BlobId::of(&body));
+        assert_eq!(store.put(&body).await.unwrap(), id, "same content, same id");
+        assert_eq!(store.get(&id).await.unwrap(), body);
+        assert!(store.exists(&id).await.unwrap());
+        // Nothing is left behind in the temporary area.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("blobs/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(store.delete(&id).await.unwrap());
+        assert!(!store.delete(&id).await.unwrap());
+        assert!(matches!(store.get(&id).await, Err(StoreError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn corruption_is_detected() {
+        let dir = TempDir::new("postfach-blobs");
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = store.put(b"original").await.unwrap();
+        let h = id.as_str();
+        let path = dir.path().join(&h[0..2]).join(&h[2..4]).join(h);
+        std::fs::write(&path, b"tampered").unwrap();
+        assert!(matches!(store.get(&id).await, Err(StoreError::Corrupt(_))));
+    }
+}
