@@ -1,1 +1,161 @@
+//! Postfach's service layer (DESIGN.md "One service layer"): the directory of the Manager —
+//! organizations, user accounts and roles, product grants, domains, mail services, addresses,
+//! aliases, catchall, CSV import/export, API credentials — and every rule about them (PRODUCT.md
+//! M1–M7, M9, M11, M12). The CLI, the JSON API and the web UI only parse input and call
+//! [`Directory`]; authorization is decided here, whatever front end calls.
 
+mod access;
+pub mod csvio;
+pub mod error;
+pub mod model;
+mod ops;
+pub mod policy;
+pub mod secret;
+pub mod validate;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use postfach_store::{NewAudit, Store, Tx};
+
+pub use error::{Error, Result};
+pub use ops::addresses::AddressChanges;
+pub use ops::services::{NewServiceRequest, ServiceChanges};
+pub use policy::Policy;
+
+/// Who is acting. Every operation takes one; rules and the audit log (M12) depend on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The operator at the command line, acting directly on the store (root-equivalent: whoever
+    /// can read the data directory owns the platform anyway). Holds the Unix user name.
+    Cli(String),
+    /// A Manager user account: API or web session, API key, or the CLI with `--as LOGIN`.
+    User {
+        id: i64,
+        login: String,
+        is_operator: bool,
+    },
+    /// The owner of one mailbox, authenticated with its mail password (webmail settings).
+    Mailbox(String),
+    /// The server itself (first-run bootstrap).
+    System,
+}
+
+impl Actor {
+    /// How the actor appears in the audit log.
+    pub fn audit_name(&self) -> String {
+        match self {
+            Actor::Cli(name) => format!("cli:{name}"),
+            Actor::User { login, .. } => format!("user:{login}"),
+            Actor::Mailbox(address) => format!("mailbox:{address}"),
+            Actor::System => "system".into(),
+        }
+    }
+
+    /// Platform operators (and the local CLI) may act on every organization.
+    pub fn is_operator(&self) -> bool {
+        match self {
+            Actor::Cli(_) | Actor::System => true,
+            Actor::User { is_operator, .. } => *is_operator,
+            Actor::Mailbox(_) => false,
+        }
+    }
+
+    pub fn login(&self) -> Option<&str> {
+        match self {
+            Actor::User { login, .. } => Some(login),
+            _ => None,
+        }
+    }
+}
+
+/// Source of "now" (Unix seconds); tests substitute a clock they can move.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+}
+
+/// A clock that stands still until moved (tests of rolling windows and expiry).
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(t: i64) -> Self {
+        ManualClock(AtomicI64::new(t))
+    }
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The service layer. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Directory {
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Directory {
+    pub fn new(store: Arc<dyn Store>, policy: Policy) -> Self {
+        Directory {
+            store,
+            policy: Arc::new(policy),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Records a change in the same transaction as the change itself (M12): either both are
+    /// committed or neither. `detail` must never contain secrets.
+    pub(crate) async fn audit(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        org_id: Option<i64>,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        tx.audit_insert(
+            &NewAudit {
+                actor: actor.audit_name(),
+                org_id,
+                action: action.into(),
+                target: target.into(),
+                detail: detail.to_string(),
+            },
+            self.now(),
+        )
+        .await?;
+        Ok(())
+    }
+}

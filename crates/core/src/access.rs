@@ -1,0 +1,158 @@
+//! Authorization (M1, M9): who may do what to an organization or a mail service.
+//!
+//! - Operators (and the local CLI) may do everything.
+//! - Legal representatives and administrators of an organization manage all its products.
+//! - Collaborators and externals reach only the mail services granted to them: `use` to see,
+//!   `manage` to change addresses and aliases. Offer, quota and maintenance mode stay with
+//!   administrators and legal representatives (seed: "Administrator oder gesetzlicher Vertreter").
+//! - Anything of another organization is reported as not found, so that a user cannot even
+//!   learn which domains another tenant hosts.
+
+use postfach_store::{MailService, Org, Tx};
+
+use crate::error::{Error, Result};
+use crate::model::{GrantLevel, Role};
+use crate::{Actor, Directory};
+
+/// What an operation needs on a mail service, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Need {
+    Use,
+    Manage,
+    Admin,
+}
+
+/// An actor's standing in an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    Operator,
+    Member(Role),
+    Outsider,
+}
+
+impl Directory {
+    pub(crate) async fn standing(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        org_id: i64,
+    ) -> Result<Standing> {
+        if actor.is_operator() {
+            return Ok(Standing::Operator);
+        }
+        let Actor::User { id, .. } = actor else {
+            return Ok(Standing::Outsider);
+        };
+        Ok(match tx.membership_get(org_id, *id).await? {
+            Some(m) => Standing::Member(Role::parse(&m.role)?),
+            None => Standing::Outsider,
+        })
+    }
+
+    /// Requires administrator or legal representative rights in `org` (or operator).
+    pub(crate) async fn require_org_admin(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        org: &Org,
+        what: &str,
+    ) -> Result<Standing> {
+        match self.standing(tx, actor, org.id).await? {
+            Standing::Outsider => Err(Error::not_found("organization", &org.name)),
+            Standing::Member(role) if !role.manages_everything() => Err(Error::Forbidden(format!(
+                "only administrators and legal representatives of {} may {what}",
+                org.name
+            ))),
+            standing => Ok(standing),
+        }
+    }
+
+    /// Requires membership of `org` (any role) or operator.
+    pub(crate) async fn require_org_member(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        org: &Org,
+    ) -> Result<Standing> {
+        match self.standing(tx, actor, org.id).await? {
+            Standing::Outsider => Err(Error::not_found("organization", &org.name)),
+            standing => Ok(standing),
+        }
+    }
+
+    /// Requires `need` on the mail service; `what` completes "… may not {what}" messages.
+    pub(crate) async fn require_service(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        svc: &MailService,
+        need: Need,
+        what: &str,
+    ) -> Result<()> {
+        let who = actor.login().unwrap_or("this account").to_string();
+        let has = match self.standing(tx, actor, svc.org_id).await? {
+            Standing::Operator => Need::Admin,
+            Standing::Member(role) if role.manages_everything() => Need::Admin,
+            Standing::Outsider => return Err(Error::not_found("mail service", &svc.domain)),
+            Standing::Member(_) => {
+                let Actor::User { id, .. } = actor else {
+                    unreachable!("members are users")
+                };
+                match tx.grant_get(*id, svc.id).await? {
+                    None => {
+                        return Err(Error::Forbidden(format!(
+                            "{who} has no access to mail service {}: an administrator of {} must grant it first",
+                            svc.domain, svc.org_name
+                        )));
+                    }
+                    Some(level) => match GrantLevel::parse(&level)? {
+                        GrantLevel::Use => Need::Use,
+                        GrantLevel::Manage => Need::Manage,
+                    },
+                }
+            }
+        };
+        if has >= need {
+            return Ok(());
+        }
+        Err(Error::Forbidden(match has {
+            Need::Use => format!(
+                "{who} may use mail service {} but not manage it (needed to {what})",
+                svc.domain
+            ),
+            _ => format!(
+                "only administrators and legal representatives of {} may {what}",
+                svc.org_name
+            ),
+        }))
+    }
+
+    /// The mail services an actor can see: all for operators, all of the organizations they
+    /// administer, and those granted to them elsewhere.
+    pub(crate) async fn visible_services(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        org_id: Option<i64>,
+    ) -> Result<Vec<MailService>> {
+        let all = tx.service_list(org_id).await?;
+        if actor.is_operator() {
+            return Ok(all);
+        }
+        let Actor::User { id, .. } = actor else {
+            return Ok(Vec::new());
+        };
+        let memberships = tx.memberships_of_user(*id).await?;
+        let grants = tx.grants_of_user(*id).await?;
+        Ok(all
+            .into_iter()
+            .filter(|s| {
+                memberships.iter().any(|m| {
+                    m.org_id == s.org_id
+                        && (Role::parse(&m.role).is_ok_and(Role::manages_everything)
+                            || grants.iter().any(|g| g.service_id == s.id))
+                })
+            })
+            .collect())
+    }
+}

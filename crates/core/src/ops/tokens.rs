@@ -1,0 +1,225 @@
+//! API credentials: login sessions (bearer tokens with an expiry) and API keys created by an
+//! operator or by the account itself. Only the SHA-256 of a token is stored.
+
+use postfach_store::{ApiToken, NewToken};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::model::{ApiKeyView, TokenView, rfc3339};
+use crate::{Actor, Directory, secret, validate};
+
+const SESSION: &str = "session";
+const APIKEY: &str = "apikey";
+
+impl Directory {
+    /// Manager login (S1). Unknown logins cost the same time as wrong passwords. Both outcomes
+    /// are written to the account's activity log (M12).
+    pub async fn login(&self, login: &str, password: &str) -> Result<TokenView> {
+        let denied = || Error::Unauthenticated("wrong login or password".into());
+        let login = validate::login(login).map_err(|_| denied())?;
+        let user = {
+            let mut tx = self.store.begin().await?;
+            tx.user_by_login(&login).await?
+        };
+        let Some(user) = user else {
+            secret::verify_password(password, secret::DUMMY_HASH).await;
+            return Err(denied());
+        };
+        let ok = secret::verify_password(password, &user.password_hash).await;
+        let actor = Actor::User {
+            id: user.id,
+            login: user.login.clone(),
+            is_operator: user.is_operator,
+        };
+        let mut tx = self.store.begin_write().await?;
+        if !ok {
+            self.audit(
+                &mut *tx,
+                &actor,
+                None,
+                "user.login_failed",
+                &login,
+                json!({}),
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(denied());
+        }
+        let now = self.now();
+        let token = secret::generate_token("pfs");
+        let expires = now + self.policy.api.session_hours * 3600;
+        tx.token_insert(
+            &NewToken {
+                user_id: user.id,
+                kind: SESSION.into(),
+                name: "login".into(),
+                token_hash: secret::token_hash(&token),
+                expires_at: Some(expires),
+            },
+            now,
+        )
+        .await?;
+        tx.user_touch_login(user.id, now).await?;
+        self.audit(&mut *tx, &actor, None, "user.login", &login, json!({}))
+            .await?;
+        tx.commit().await?;
+        Ok(TokenView {
+            token,
+            user: user.login,
+            expires_at: Some(rfc3339(expires)),
+        })
+    }
+
+    /// The actor behind a bearer token (session or API key).
+    pub async fn authenticate_token(&self, token: &str) -> Result<Actor> {
+        let invalid = || Error::Unauthenticated("invalid or expired token".into());
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let t = tx
+            .token_by_hash(&secret::token_hash(token))
+            .await?
+            .ok_or_else(invalid)?;
+        if t.expires_at.is_some_and(|e| e <= now) {
+            return Err(invalid());
+        }
+        let user = tx.user_by_id(t.user_id).await?.ok_or_else(invalid)?;
+        drop(tx);
+        // Note usage at most once a minute: a write per API request would serialise them.
+        if t.last_used_at.is_none_or(|last| now - last >= 60) {
+            let mut tx = self.store.begin_write().await?;
+            tx.token_touch(t.id, now).await?;
+            tx.commit().await?;
+        }
+        Ok(Actor::User {
+            id: user.id,
+            login: user.login,
+            is_operator: user.is_operator,
+        })
+    }
+
+    /// Ends a login session (the token stops working at once).
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        if let Some(t) = tx.token_by_hash(&secret::token_hash(token)).await?
+            && t.kind == SESSION
+        {
+            tx.token_delete(t.id).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    fn key_view(t: &ApiToken, login: &str) -> ApiKeyView {
+        ApiKeyView {
+            id: t.id,
+            name: t.name.clone(),
+            user: login.to_string(),
+            created_at: rfc3339(t.created_at),
+            last_used_at: t.last_used_at.map(rfc3339),
+        }
+    }
+
+    fn check_key_owner(actor: &Actor, login: &str) -> Result<()> {
+        if actor.is_operator() || actor.login() == Some(login) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(
+                "only the account itself or a platform operator may manage its API keys".into(),
+            ))
+        }
+    }
+
+    /// Creates an API key acting as `login`; the key is returned once.
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        login: &str,
+        name: &str,
+    ) -> Result<TokenView> {
+        let login = validate::login(login)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "key name",
+                "use 1 to 64 printable characters",
+            ));
+        }
+        Self::check_key_owner(actor, &login)?;
+        let mut tx = self.store.begin_write().await?;
+        let user = tx
+            .user_by_login(&login)
+            .await?
+            .ok_or_else(|| Error::not_found("user", &login))?;
+        let token = secret::generate_token("pfk");
+        tx.token_insert(
+            &NewToken {
+                user_id: user.id,
+                kind: APIKEY.into(),
+                name: name.into(),
+                token_hash: secret::token_hash(&token),
+                expires_at: None,
+            },
+            self.now(),
+        )
+        .await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            None,
+            "apikey.create",
+            &login,
+            json!({"name": name}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(TokenView {
+            token,
+            user: login,
+            expires_at: None,
+        })
+    }
+
+    pub async fn list_api_keys(&self, actor: &Actor, login: &str) -> Result<Vec<ApiKeyView>> {
+        let login = validate::login(login)?;
+        Self::check_key_owner(actor, &login)?;
+        let mut tx = self.store.begin().await?;
+        let user = tx
+            .user_by_login(&login)
+            .await?
+            .ok_or_else(|| Error::not_found("user", &login))?;
+        Ok(tx
+            .tokens_of_user(user.id, APIKEY)
+            .await?
+            .iter()
+            .map(|t| Self::key_view(t, &login))
+            .collect())
+    }
+
+    pub async fn revoke_api_key(&self, actor: &Actor, login: &str, id: i64) -> Result<ApiKeyView> {
+        let login = validate::login(login)?;
+        Self::check_key_owner(actor, &login)?;
+        let mut tx = self.store.begin_write().await?;
+        let user = tx
+            .user_by_login(&login)
+            .await?
+            .ok_or_else(|| Error::not_found("user", &login))?;
+        let key = tx
+            .tokens_of_user(user.id, APIKEY)
+            .await?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| Error::not_found("API key", format!("{id} of {login}")))?;
+        tx.token_delete(key.id).await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            None,
+            "apikey.revoke",
+            &login,
+            json!({"name": key.name}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Self::key_view(&key, &login))
+    }
+}

@@ -1,0 +1,129 @@
+//! Secrets: argon2id password hashes (S1), generated passwords, API tokens.
+//!
+//! Hashing is CPU-heavy by design (~tens of ms); it runs on the blocking thread pool so that a
+//! burst of logins cannot stall the async workers that serve mail.
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// argon2id (the crate's default algorithm) with its default, OWASP-recommended parameters.
+pub fn hash_password_blocking(password: &str) -> Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+}
+
+/// Verifies against a stored PHC string; a malformed stored hash never verifies.
+pub fn verify_password_blocking(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub async fn hash_password(password: &str) -> Result<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+pub async fn verify_password(password: &str, phc: &str) -> bool {
+    let (password, phc) = (password.to_string(), phc.to_string());
+    tokio::task::spawn_blocking(move || verify_password_blocking(&password, &phc))
+        .await
+        .unwrap_or(false)
+}
+
+/// A hash that no password verifies against, used to spend the same time on unknown logins as
+/// on known ones (so response time does not reveal which logins exist).
+pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS random number generator failed");
+    b
+}
+
+/// A generated password that passes the strength rule: 20 characters from an alphabet without
+/// look-alikes (0/O, 1/l/I), always with lower, upper, digit and symbol.
+pub fn generate_password() -> String {
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"-_.:+=!";
+    loop {
+        let bytes = random_bytes::<20>();
+        let pw: String = bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let set = match i % 6 {
+                    0 | 3 => LOWER,
+                    1 | 4 => UPPER,
+                    2 => DIGIT,
+                    _ => SYMBOL,
+                };
+                set[b as usize % set.len()] as char
+            })
+            .collect();
+        let distinct = {
+            let mut c: Vec<char> = pw.chars().collect();
+            c.sort_unstable();
+            c.dedup();
+            c.len()
+        };
+        if distinct >= 8 {
+            return pw;
+        }
+    }
+}
+
+/// A new bearer token: `PREFIX_` + 32 random bytes in hex. Only its SHA-256 is stored.
+pub fn generate_token(prefix: &str) -> String {
+    format!("{prefix}_{}", hex::encode(random_bytes::<32>()))
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PasswordRules;
+
+    #[test]
+    fn hash_and_verify() {
+        let h = hash_password_blocking("G7#kq2LmWz!").unwrap();
+        assert!(h.starts_with("$argon2id$"), "argon2id PHC string: {h}");
+        assert!(verify_password_blocking("G7#kq2LmWz!", &h));
+        assert!(!verify_password_blocking("G7#kq2LmWz?", &h));
+        assert!(!verify_password_blocking("x", "not a hash"));
+        assert!(
+            PasswordHash::new(DUMMY_HASH).is_ok(),
+            "the dummy hash must be well-formed"
+        );
+        assert!(!verify_password_blocking("", DUMMY_HASH));
+    }
+
+    #[test]
+    fn generated_passwords_are_strong_and_distinct() {
+        let a = generate_password();
+        assert_ne!(a, generate_password());
+        for _ in 0..50 {
+            let p = generate_password();
+            crate::validate::password_strength(&p, &PasswordRules::default(), None).unwrap();
+        }
+        let t = generate_token("pfk");
+        assert!(t.starts_with("pfk_") && t.len() == 68);
+        assert_eq!(token_hash(&t).len(), 64);
+    }
+}
