@@ -656,7 +656,7 @@ mod scenarios {
                 (2, "jean.dupont", "created", None),
                 (3, "weak", "refused", Some("weak_password")),
                 (4, "bad name", "refused", Some("invalid_input")),
-                (5, "jean.dupont", "refused", Some("already_exists")),
+                (5, "jean.dupont", "refused", Some("conflict")),
                 (6, "existing", "refused", Some("already_exists")),
                 (7, "fwd", "created", None),
                 (8, "nofwd", "refused", Some("invalid_input")),

@@ -1,1 +1,205 @@
+//! Postfach's HTTP side (DESIGN.md "web"): the JSON admin API under `/api/v1` with its OpenAPI
+//! document, and the health endpoint. The Manager UI, webmail and client auto-configuration
+//! will join this router.
 
+mod api;
+pub mod error;
+mod extract;
+mod tls;
+
+pub use tls::serve_tls;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use postfach_core::Directory;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub dir: Directory,
+}
+
+/// Largest CSV accepted by the import endpoint.
+const IMPORT_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Completes the generated document: the bearer security scheme, and a description for every
+/// response (required by OpenAPI 3.1; the status's reason phrase unless one was written).
+struct Complete;
+
+impl Modify for Complete {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (code, resp) in op.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(r) = resp
+                        && r.description.is_empty()
+                    {
+                        r.description = code
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|c| StatusCode::from_u16(c).ok())
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("Response")
+                            .to_string();
+                    }
+                }
+            }
+        }
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token from POST /api/v1/auth/login, or an API key from `postfach apikey add`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Postfach admin API", description = "The Manager of a Postfach mail hosting platform: organizations, users, domains, mail services, addresses, aliases. Errors are `{\"error\": {\"code\", \"message\"}}` with stable codes."),
+    paths(
+        api::login, api::logout, api::me,
+        api::list_orgs, api::create_org, api::list_users, api::add_user, api::set_role,
+        api::get_user, api::set_user_password, api::grant, api::revoke,
+        api::list_api_keys, api::create_api_key, api::revoke_api_key,
+        api::list_domains, api::add_domain,
+        api::list_services, api::create_service, api::get_service, api::update_service,
+        api::list_addresses, api::add_address, api::import_addresses, api::export_addresses,
+        api::get_address, api::update_address, api::delete_address, api::set_address_password,
+        api::rename_address, api::list_aliases, api::add_alias, api::delete_alias,
+        api::audit, api::health,
+    ),
+    modifiers(&Complete),
+    tags(
+        (name = "auth", description = "Sessions"),
+        (name = "organizations"), (name = "users"), (name = "domains"), (name = "services"),
+        (name = "addresses"), (name = "aliases"), (name = "audit"), (name = "operations"),
+    )
+)]
+pub struct ApiDoc;
+
+pub fn openapi_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not support that method",
+    )
+}
+
+/// Serves plain HTTP until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The complete HTTP application.
+pub fn router(dir: Directory) -> Router {
+    let v1 = Router::new()
+        .route("/auth/login", post(api::login))
+        .route("/auth/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route("/orgs", get(api::list_orgs).post(api::create_org))
+        .route(
+            "/orgs/{org}/users",
+            get(api::list_users).post(api::add_user),
+        )
+        .route("/orgs/{org}/users/{login}/role", put(api::set_role))
+        .route("/orgs/{org}/domains", post(api::add_domain))
+        .route("/users/{login}", get(api::get_user))
+        .route("/users/{login}/password", put(api::set_user_password))
+        .route(
+            "/users/{login}/grants/{domain}",
+            put(api::grant).delete(api::revoke),
+        )
+        .route(
+            "/users/{login}/api-keys",
+            get(api::list_api_keys).post(api::create_api_key),
+        )
+        .route("/users/{login}/api-keys/{id}", delete(api::revoke_api_key))
+        .route("/domains", get(api::list_domains))
+        .route(
+            "/services",
+            get(api::list_services).post(api::create_service),
+        )
+        .route(
+            "/services/{domain}",
+            get(api::get_service).patch(api::update_service),
+        )
+        .route(
+            "/services/{domain}/addresses",
+            get(api::list_addresses).post(api::add_address),
+        )
+        .route(
+            "/services/{domain}/addresses/import",
+            post(api::import_addresses).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
+        .route(
+            "/services/{domain}/addresses/export",
+            get(api::export_addresses),
+        )
+        .route(
+            "/addresses/{address}",
+            get(api::get_address)
+                .patch(api::update_address)
+                .delete(api::delete_address),
+        )
+        .route(
+            "/addresses/{address}/password",
+            put(api::set_address_password),
+        )
+        .route("/addresses/{address}/rename", post(api::rename_address))
+        .route(
+            "/services/{domain}/aliases",
+            get(api::list_aliases).post(api::add_alias),
+        )
+        .route("/aliases/{alias}", delete(api::delete_alias))
+        .route("/audit", get(api::audit))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(api::health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(AppState { dir })
+}

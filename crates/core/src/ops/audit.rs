@@ -44,9 +44,8 @@ impl Directory {
         for e in entries {
             let org = match e.org_id {
                 Some(id) => {
-                    if !names.contains_key(&id) {
-                        let name = tx.org_by_id(id).await?.map(|o| o.name).unwrap_or_default();
-                        names.insert(id, name);
+                    if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+                        slot.insert(tx.org_by_id(id).await?.map(|o| o.name).unwrap_or_default());
                     }
                     names.get(&id).cloned()
                 }

@@ -85,7 +85,7 @@ impl Directory {
         let lines = csvio::parse_import(data, self.policy.limits.csv_max_rows)?;
         let total = lines.len();
         let mut rows = Vec::with_capacity(total);
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<(String, usize)> = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             let outcome = self.import_row(actor, &svc, line, &mut seen).await;
             rows.push(match outcome {
@@ -132,16 +132,16 @@ impl Directory {
         actor: &Actor,
         svc: &postfach_store::MailService,
         line: &ImportLine,
-        seen: &mut Vec<String>,
+        seen: &mut Vec<(String, usize)>,
     ) -> Result<String> {
         let row = self.validate_row(line, &svc.domain)?;
-        if seen.contains(&row.local) {
-            return Err(Error::Duplicate {
-                kind: "address",
-                name: format!("{}@{} (earlier in this file)", row.local, svc.domain),
-            });
+        if let Some((_, first)) = seen.iter().find(|(l, _)| *l == row.local) {
+            return Err(Error::Conflict(format!(
+                "{}@{} is already on line {first} of this file",
+                row.local, svc.domain
+            )));
         }
-        seen.push(row.local.clone());
+        seen.push((row.local.clone(), line.line));
         {
             // Fail fast on quota/limit/duplicates before spending time on the hash.
             let mut tx = self.store.begin().await?;

@@ -20,6 +20,8 @@ pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 /// that the row exists.
 pub(crate) const LOCK_SERVICE: &str = "SELECT id FROM mail_services WHERE id = $1";
 
+// The same implementation is compiled once per driver on purpose (see sql/mod.rs).
+#[allow(clippy::duplicate_mod)]
 #[path = "imp.rs"]
 mod imp;
 pub use imp::SqlStore as SqliteStore;

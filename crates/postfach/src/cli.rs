@@ -1,0 +1,937 @@
+//! The admin CLI. Each command parses its arguments and calls the service layer
+//! ([`postfach_core::Directory`]) with the operator — or, with `--as LOGIN`, that user — as
+//! actor; no rule lives here.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use postfach_core::model::{
+    AddressView, AliasView, AuditView, DomainView, GrantLevel, OrgView, Role, ServiceView, UserView,
+};
+use postfach_core::{Actor, AddressChanges, NewServiceRequest, ServiceChanges, secret};
+use serde::Serialize;
+
+use crate::Cli;
+use crate::app::{self, Paths};
+use crate::output::{self, fields, opt, size, table, yes_no};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (first run: writes the configuration, a self-signed certificate and the
+    /// first administrator account, whose password is printed once).
+    Serve,
+    /// Initialise the data directory like the first `serve` would, without serving.
+    Init,
+    /// Organizations (customers of the platform).
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// Manager user accounts, their roles and product grants.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Domains of an organization.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Mail services (one per domain): offer, quota, maintenance mode.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// E-mail addresses of a mail service.
+    #[command(subcommand)]
+    Address(AddressCmd),
+    /// Aliases of addresses.
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// API keys for the JSON admin API.
+    #[command(subcommand)]
+    Apikey(ApikeyCmd),
+    /// The activity log (who changed what, when).
+    Audit(AuditArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCmd {
+    /// Create an organization.
+    Add { name: String },
+    /// List organizations.
+    List,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Legal,
+    Admin,
+    Collaborator,
+    External,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Legal => Role::Legal,
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Collaborator => Role::Collaborator,
+            RoleArg::External => Role::External,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LevelArg {
+    Use,
+    Manage,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl From<OnOff> for bool {
+    fn from(v: OnOff) -> bool {
+        v == OnOff::On
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordArg {
+    /// The password; `-` reads it from standard input; omitted: a strong one is generated
+    /// and printed.
+    #[arg(long)]
+    password: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user to an organization (creating the account if needed).
+    Add {
+        login: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Password of a new account; `-` reads standard input; omitted: generated and printed.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List the members of an organization.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Show one account with its organizations and grants.
+    Show { login: String },
+    /// Set an account's Manager password.
+    Passwd {
+        login: String,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Change a member's role in an organization.
+    Role {
+        login: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Grant a collaborator or external member access to a mail service.
+    Grant {
+        login: String,
+        /// Domain of the mail service.
+        #[arg(long)]
+        service: String,
+        #[arg(long, value_enum, default_value = "manage")]
+        level: LevelArg,
+    },
+    /// Revoke a grant.
+    Revoke {
+        login: String,
+        #[arg(long)]
+        service: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Add a domain to an organization.
+    Add {
+        domain: String,
+        #[arg(long)]
+        org: String,
+    },
+    /// List domains.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCmd {
+    /// Create the mail service of a domain.
+    Add {
+        domain: String,
+        #[arg(long)]
+        org: String,
+        /// Offer (starter, standard, pro, or one the operator configured).
+        #[arg(long)]
+        offer: String,
+        /// Address quota [default: the offer's minimum].
+        #[arg(long)]
+        quota: Option<i64>,
+        /// Display name [default: the domain].
+        #[arg(long)]
+        name: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Change a mail service.
+    Set {
+        domain: String,
+        #[arg(long)]
+        offer: Option<String>,
+        #[arg(long)]
+        quota: Option<i64>,
+        /// Maintenance mode: mail is still received, mailbox access is refused.
+        #[arg(long, value_enum)]
+        maintenance: Option<OnOff>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace the tags (repeatable; `--tag ''` clears them).
+        #[arg(long = "tag")]
+        tags: Option<Vec<String>>,
+        /// Operator only: new addresses per 24 h for this service (0 = platform default).
+        #[arg(long)]
+        new_address_limit: Option<i64>,
+    },
+    /// List mail services.
+    List {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Show one mail service.
+    Show { domain: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AddressCmd {
+    /// Create an address.
+    Add {
+        address: String,
+        #[command(flatten)]
+        password: PasswordArg,
+        /// Storage quota in MiB [default: the offer's].
+        #[arg(long)]
+        storage_quota: Option<i64>,
+    },
+    /// Set an address's mail password (IMAP/SMTP).
+    Passwd {
+        address: String,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Delete an address (with its aliases).
+    Del { address: String },
+    /// List the addresses of a mail service.
+    List {
+        domain: String,
+        /// Only addresses (or aliases) containing this text.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show one address.
+    Show { address: String },
+    /// Change an address's settings.
+    Set {
+        address: String,
+        /// Storage quota in MiB.
+        #[arg(long)]
+        storage_quota: Option<i64>,
+        /// Forward to this address (repeatable; replaces the list).
+        #[arg(long = "forward-to")]
+        forward_to: Vec<String>,
+        /// Stop forwarding.
+        #[arg(long, conflicts_with = "forward_to")]
+        no_forward: bool,
+        /// Keep a copy of forwarded mail in the mailbox.
+        #[arg(long, value_enum)]
+        keep_copy: Option<OnOff>,
+        /// M11: may the mailbox user change the password?
+        #[arg(long, value_enum)]
+        allow_password_change: Option<OnOff>,
+        /// M11: … the autoresponder?
+        #[arg(long, value_enum)]
+        allow_autoresponder_change: Option<OnOff>,
+        /// M11: … the special folders?
+        #[arg(long, value_enum)]
+        allow_folder_change: Option<OnOff>,
+    },
+    /// Renaming is not possible: explains the alternatives.
+    Rename { address: String, new_name: String },
+    /// Create addresses from a CSV file (header row; columns: local part, password,
+    /// forwarding address, 0 = keep / 1 = delete forwarded mail).
+    Import { domain: String, file: PathBuf },
+    /// Write the addresses of a mail service as CSV.
+    Export {
+        domain: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCmd {
+    /// Add an alias delivering to an address of the same mail service.
+    Add {
+        alias: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Delete an alias.
+    Del { alias: String },
+    /// List the aliases of a mail service.
+    List { domain: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCmd {
+    /// Create an API key acting as LOGIN (printed once).
+    Add {
+        login: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List the API keys of LOGIN.
+    List { login: String },
+    /// Revoke an API key.
+    Revoke { login: String, id: i64 },
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only this organization's entries.
+    #[arg(long)]
+    org: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+    /// Entries older than this id (paging).
+    #[arg(long)]
+    before: Option<i64>,
+}
+
+/// Resolves `--password`: given, `-` (stdin), or generated (then printed).
+fn password(arg: &PasswordArg) -> Result<(String, bool)> {
+    match arg.password.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from standard input")?;
+            Ok((s.trim_end_matches(['\r', '\n']).to_string(), false))
+        }
+        Some(p) => Ok((p.to_string(), false)),
+        None => Ok((secret::generate_password(), true)),
+    }
+}
+
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Prints `value` as JSON, or with `human` for people.
+    fn show<T: Serialize>(&self, value: &T, human: impl FnOnce(&T)) {
+        if self.json {
+            output::json(value);
+        } else {
+            human(value);
+        }
+    }
+}
+
+fn service_fields(s: &ServiceView) {
+    fields(&[
+        ("domain", s.domain.clone()),
+        ("name", s.name.clone()),
+        ("organization", s.org.clone()),
+        ("offer", s.offer.clone()),
+        (
+            "addresses",
+            format!("{} of {}", s.addresses_used, s.address_quota),
+        ),
+        (
+            "sending limit",
+            format!("{} per address per 24 h", s.daily_send_limit),
+        ),
+        ("catchall allowed", yes_no(s.catchall_allowed)),
+        (
+            "new addresses",
+            format!("at most {} per 24 h", s.new_address_limit),
+        ),
+        (
+            "maintenance",
+            if s.maintenance { "on" } else { "off" }.into(),
+        ),
+        ("tags", s.tags.join(", ")),
+        ("created", s.created_at.clone()),
+    ]);
+}
+
+fn address_fields(a: &AddressView) {
+    fields(&[
+        ("address", a.address.clone()),
+        ("catchall", yes_no(a.is_catchall)),
+        ("aliases", a.aliases.join(", ")),
+        (
+            "forward to",
+            if a.forward_to.is_empty() {
+                "-".into()
+            } else {
+                a.forward_to.join(", ")
+            },
+        ),
+        ("keep forwarded copy", yes_no(a.forward_keep_copy)),
+        (
+            "storage",
+            format!(
+                "{} of {}",
+                size(a.storage_used_bytes),
+                size(a.storage_quota_bytes)
+            ),
+        ),
+        ("user may change password", yes_no(a.may_change_password)),
+        (
+            "user may change autoresponder",
+            yes_no(a.may_change_autoresponder),
+        ),
+        ("user may change folders", yes_no(a.may_change_folders)),
+        ("created", a.created_at.clone()),
+        ("last login", opt(&a.last_login_at)),
+    ]);
+}
+
+fn user_fields(u: &UserView) {
+    let orgs: Vec<String> = u
+        .memberships
+        .iter()
+        .map(|m| format!("{} ({})", m.org, m.role.as_str()))
+        .collect();
+    let grants: Vec<String> = u
+        .grants
+        .iter()
+        .map(|g| format!("{} ({})", g.service, g.level.as_str()))
+        .collect();
+    fields(&[
+        ("login", u.login.clone()),
+        ("operator", yes_no(u.is_operator)),
+        ("organizations", orgs.join(", ")),
+        ("grants", grants.join(", ")),
+        ("created", u.created_at.clone()),
+        ("last login", opt(&u.last_login_at)),
+    ]);
+}
+
+fn print_generated(out: &Out, what: &str, generated: Option<&str>) {
+    if let (Some(p), false) = (generated, out.json) {
+        println!("Generated password for {what} (shown only this once): {p}");
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let paths = Paths::new(cli.data, cli.config);
+    let out = Out { json: cli.json };
+    let command = match cli.command {
+        Command::Serve => return crate::serve::run(paths).await.map(|()| ExitCode::SUCCESS),
+        Command::Init => {
+            let (app, first) = app::init(paths).await?;
+            first.report(&app);
+            if first.admin.is_none() && !first.config_written {
+                println!("{} is already initialised.", app.paths.data.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => other,
+    };
+    let app = app::open(paths).await?;
+    let dir = &app.dir;
+    let actor = match &cli.act_as {
+        Some(login) => dir.actor_for_login(login).await?,
+        None => Actor::Cli(std::env::var("USER").unwrap_or_else(|_| "operator".into())),
+    };
+    let a = &actor;
+
+    match command {
+        Command::Serve | Command::Init => unreachable!("handled above"),
+
+        Command::Org(OrgCmd::Add { name }) => {
+            let o = dir.create_org(a, &name).await?;
+            out.show(&o, |o| println!("Created organization {}", o.name));
+        }
+        Command::Org(OrgCmd::List) => {
+            let list = dir.list_orgs(a).await?;
+            out.show(&list, |l: &Vec<OrgView>| {
+                table(
+                    &["ORGANIZATION", "CREATED"],
+                    &l.iter()
+                        .map(|o| vec![o.name.clone(), o.created_at.clone()])
+                        .collect::<Vec<_>>(),
+                )
+            });
+        }
+
+        Command::User(UserCmd::Add {
+            login,
+            org,
+            role,
+            password: pw,
+        }) => {
+            let pw = match pw.as_deref() {
+                Some(_) => Some(password(&PasswordArg { password: pw })?.0),
+                None => None,
+            };
+            let v = dir
+                .add_user(a, &login, &org, role.into(), pw.as_deref())
+                .await?;
+            out.show(&v, |v| {
+                println!(
+                    "Added {} to {} as {}",
+                    v.user.login,
+                    org,
+                    Role::from(role).as_str()
+                );
+                print_generated(&out, &v.user.login, v.generated_password.as_deref());
+            });
+        }
+        Command::User(UserCmd::List { org }) => {
+            let list = dir.list_users(a, &org).await?;
+            out.show(&list, |l: &Vec<UserView>| {
+                let rows = l
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.login.clone(),
+                            u.memberships
+                                .first()
+                                .map(|m| m.role.as_str().to_string())
+                                .unwrap_or_default(),
+                            u.grants
+                                .iter()
+                                .map(|g| format!("{}:{}", g.service, g.level.as_str()))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            opt(&u.last_login_at),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["LOGIN", "ROLE", "GRANTS", "LAST LOGIN"], &rows)
+            });
+        }
+        Command::User(UserCmd::Show { login }) => {
+            let u = dir.get_user(a, &login).await?;
+            out.show(&u, user_fields);
+        }
+        Command::User(UserCmd::Passwd {
+            login,
+            password: pw,
+        }) => {
+            let (pw, generated) = password(&pw)?;
+            dir.set_user_password(a, &login, &pw).await?;
+            let result =
+                serde_json::json!({"login": login, "generated_password": generated.then_some(&pw)});
+            out.show(&result, |_| {
+                println!("Password of {login} changed");
+                print_generated(&out, &login, generated.then_some(pw.as_str()));
+            });
+        }
+        Command::User(UserCmd::Role { login, org, role }) => {
+            let u = dir.set_role(a, &login, &org, role.into()).await?;
+            out.show(&u, |u| {
+                println!("{} is now {} of {org}", u.login, Role::from(role).as_str())
+            });
+        }
+        Command::User(UserCmd::Grant {
+            login,
+            service,
+            level,
+        }) => {
+            let level = match level {
+                LevelArg::Use => GrantLevel::Use,
+                LevelArg::Manage => GrantLevel::Manage,
+            };
+            let u = dir.grant(a, &login, &service, level).await?;
+            out.show(&u, |u| {
+                println!(
+                    "{} may now {} mail service {service}",
+                    u.login,
+                    level.as_str()
+                )
+            });
+        }
+        Command::User(UserCmd::Revoke { login, service }) => {
+            let u = dir.revoke(a, &login, &service).await?;
+            out.show(&u, |u| {
+                println!("Revoked the grant of {} on {service}", u.login)
+            });
+        }
+
+        Command::Domain(DomainCmd::Add { domain, org }) => {
+            let d = dir.add_domain(a, &org, &domain).await?;
+            out.show(&d, |d| println!("Added domain {} to {}", d.name, d.org));
+        }
+        Command::Domain(DomainCmd::List { org }) => {
+            let list = dir.list_domains(a, org.as_deref()).await?;
+            out.show(&list, |l: &Vec<DomainView>| {
+                let rows = l
+                    .iter()
+                    .map(|d| {
+                        let name = if d.unicode != d.name {
+                            format!("{} ({})", d.name, d.unicode)
+                        } else {
+                            d.name.clone()
+                        };
+                        vec![
+                            name,
+                            d.org.clone(),
+                            yes_no(d.mail_service.is_some()),
+                            d.created_at.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &["DOMAIN", "ORGANIZATION", "MAIL SERVICE", "CREATED"],
+                    &rows,
+                )
+            });
+        }
+
+        Command::Service(ServiceCmd::Add {
+            domain,
+            org,
+            offer,
+            quota,
+            name,
+            tags,
+        }) => {
+            let req = NewServiceRequest {
+                org,
+                domain,
+                offer,
+                quota,
+                name,
+                tags,
+            };
+            let s = dir.create_service(a, &req).await?;
+            out.show(&s, |s| {
+                println!(
+                    "Created mail service {} ({} offer, {} addresses)",
+                    s.domain, s.offer, s.address_quota
+                )
+            });
+        }
+        Command::Service(ServiceCmd::Set {
+            domain,
+            offer,
+            quota,
+            maintenance,
+            name,
+            tags,
+            new_address_limit,
+        }) => {
+            let ch = ServiceChanges {
+                name,
+                tags,
+                offer,
+                quota,
+                maintenance: maintenance.map(bool::from),
+                new_address_limit,
+            };
+            let s = dir.update_service(a, &domain, &ch).await?;
+            out.show(&s, service_fields);
+        }
+        Command::Service(ServiceCmd::List { org }) => {
+            let list = dir.list_services(a, org.as_deref()).await?;
+            out.show(&list, |l: &Vec<ServiceView>| {
+                let rows = l
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.domain.clone(),
+                            s.name.clone(),
+                            s.org.clone(),
+                            s.offer.clone(),
+                            format!("{}/{}", s.addresses_used, s.address_quota),
+                            if s.maintenance {
+                                "maintenance"
+                            } else {
+                                "active"
+                            }
+                            .into(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &[
+                        "DOMAIN",
+                        "NAME",
+                        "ORGANIZATION",
+                        "OFFER",
+                        "ADDRESSES",
+                        "STATE",
+                    ],
+                    &rows,
+                )
+            });
+        }
+        Command::Service(ServiceCmd::Show { domain }) => {
+            let s = dir.get_service(a, &domain).await?;
+            out.show(&s, service_fields);
+        }
+
+        Command::Address(AddressCmd::Add {
+            address,
+            password: pw,
+            storage_quota,
+        }) => {
+            let (pw, generated) = password(&pw)?;
+            let v = dir.add_address(a, &address, &pw, storage_quota).await?;
+            let result =
+                serde_json::json!({"address": v, "generated_password": generated.then_some(&pw)});
+            out.show(&result, |_| {
+                println!("Created {}", v.address);
+                print_generated(&out, &v.address, generated.then_some(pw.as_str()));
+            });
+        }
+        Command::Address(AddressCmd::Passwd {
+            address,
+            password: pw,
+        }) => {
+            let (pw, generated) = password(&pw)?;
+            dir.set_address_password(a, &address, &pw).await?;
+            let result = serde_json::json!({"address": address, "generated_password": generated.then_some(&pw)});
+            out.show(&result, |_| {
+                println!("Mail password of {address} changed");
+                print_generated(&out, &address, generated.then_some(pw.as_str()));
+            });
+        }
+        Command::Address(AddressCmd::Del { address }) => {
+            let v = dir.delete_address(a, &address).await?;
+            out.show(&v, |v| {
+                println!("Deleted {}", v.address);
+                if !v.aliases.is_empty() {
+                    println!("Deleted its aliases: {}", v.aliases.join(", "));
+                }
+            });
+        }
+        Command::Address(AddressCmd::List { domain, search }) => {
+            let list = dir.list_addresses(a, &domain, search.as_deref()).await?;
+            out.show(&list, |l: &Vec<AddressView>| {
+                let rows = l
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.address.clone(),
+                            v.aliases.join(" "),
+                            v.forward_to.join(" "),
+                            format!(
+                                "{} / {}",
+                                size(v.storage_used_bytes),
+                                size(v.storage_quota_bytes)
+                            ),
+                            opt(&v.last_login_at),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &["ADDRESS", "ALIASES", "FORWARD TO", "STORAGE", "LAST LOGIN"],
+                    &rows,
+                )
+            });
+        }
+        Command::Address(AddressCmd::Show { address }) => {
+            let v = dir.get_address(a, &address).await?;
+            out.show(&v, address_fields);
+        }
+        Command::Address(AddressCmd::Set {
+            address,
+            storage_quota,
+            forward_to,
+            no_forward,
+            keep_copy,
+            allow_password_change,
+            allow_autoresponder_change,
+            allow_folder_change,
+        }) => {
+            let ch = AddressChanges {
+                storage_quota_mib: storage_quota,
+                forward_to: if no_forward {
+                    Some(Vec::new())
+                } else {
+                    (!forward_to.is_empty()).then_some(forward_to)
+                },
+                forward_keep_copy: keep_copy.map(bool::from),
+                may_change_password: allow_password_change.map(bool::from),
+                may_change_autoresponder: allow_autoresponder_change.map(bool::from),
+                may_change_folders: allow_folder_change.map(bool::from),
+            };
+            let v = dir.update_address(a, &address, &ch).await?;
+            out.show(&v, address_fields);
+        }
+        Command::Address(AddressCmd::Rename { address, new_name }) => {
+            dir.rename_address(a, &address, &new_name).await?;
+        }
+        Command::Address(AddressCmd::Import { domain, file }) => {
+            return import(dir, a, &out, &domain, &file).await;
+        }
+        Command::Address(AddressCmd::Export {
+            domain,
+            output: path,
+        }) => {
+            let csv = dir.export_csv(a, &domain).await?;
+            match path {
+                Some(p) => {
+                    std::fs::write(&p, csv).with_context(|| format!("writing {}", p.display()))?;
+                    if !out.json {
+                        eprintln!("Wrote {}", p.display());
+                    }
+                }
+                None => print!("{csv}"),
+            }
+        }
+
+        Command::Alias(AliasCmd::Add { alias, to }) => {
+            let v = dir.add_alias(a, &alias, &to).await?;
+            out.show(&v, |v| println!("Created alias {} → {}", v.alias, v.target));
+        }
+        Command::Alias(AliasCmd::Del { alias }) => {
+            let v = dir.delete_alias(a, &alias).await?;
+            out.show(&v, |v| {
+                println!("Deleted alias {} (was → {})", v.alias, v.target)
+            });
+        }
+        Command::Alias(AliasCmd::List { domain }) => {
+            let list = dir.list_aliases(a, &domain).await?;
+            out.show(&list, |l: &Vec<AliasView>| {
+                table(
+                    &["ALIAS", "DELIVERS TO", "CREATED"],
+                    &l.iter()
+                        .map(|v| vec![v.alias.clone(), v.target.clone(), v.created_at.clone()])
+                        .collect::<Vec<_>>(),
+                )
+            });
+        }
+
+        Command::Apikey(ApikeyCmd::Add { login, name }) => {
+            let t = dir.create_api_key(a, &login, &name).await?;
+            out.show(&t, |t| {
+                println!("API key for {} (shown only this once; send it as `Authorization: Bearer KEY`):", t.user);
+                println!("{}", t.token);
+            });
+        }
+        Command::Apikey(ApikeyCmd::List { login }) => {
+            let list = dir.list_api_keys(a, &login).await?;
+            out.show(&list, |l| {
+                table(
+                    &["ID", "NAME", "CREATED", "LAST USED"],
+                    &l.iter()
+                        .map(|k| {
+                            vec![
+                                k.id.to_string(),
+                                k.name.clone(),
+                                k.created_at.clone(),
+                                opt(&k.last_used_at),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            });
+        }
+        Command::Apikey(ApikeyCmd::Revoke { login, id }) => {
+            let k = dir.revoke_api_key(a, &login, id).await?;
+            out.show(&k, |k| {
+                println!("Revoked API key {} ({}) of {}", k.id, k.name, k.user)
+            });
+        }
+
+        Command::Audit(args) => {
+            let list = dir
+                .list_audit(a, args.org.as_deref(), args.limit, args.before)
+                .await?;
+            out.show(&list, |l: &Vec<AuditView>| {
+                let rows = l
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.id.to_string(),
+                            e.at.clone(),
+                            e.actor.clone(),
+                            e.action.clone(),
+                            e.target.clone(),
+                            e.detail.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["ID", "WHEN", "WHO", "WHAT", "TARGET", "DETAIL"], &rows)
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// M6 import with a progress bar on a terminal; exit status 1 if any row was refused.
+async fn import(
+    dir: &postfach_core::Directory,
+    actor: &Actor,
+    out: &Out,
+    domain: &str,
+    file: &PathBuf,
+) -> Result<ExitCode> {
+    let data = std::fs::read(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if !std::io::stderr().is_terminal() || out.json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows {msg}").expect("valid template"),
+    );
+    let mut progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let report = dir.import_csv(actor, domain, &data, &mut progress).await?;
+    bar.finish_and_clear();
+    out.show(&report, |r| {
+        let rows = r
+            .rows
+            .iter()
+            .map(|row| {
+                vec![
+                    row.line.to_string(),
+                    row.local_part.clone(),
+                    row.status.clone(),
+                    row.message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect::<Vec<_>>();
+        table(&["LINE", "LOCAL PART", "RESULT", "REASON"], &rows);
+        println!("{} created, {} refused", r.created, r.refused);
+    });
+    if report.refused > 0 {
+        output::error(
+            out.json,
+            "rows_refused",
+            &format!(
+                "{} of {} rows refused (see the report)",
+                report.refused,
+                report.rows.len()
+            ),
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

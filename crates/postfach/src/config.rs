@@ -1,0 +1,511 @@
+//! `postfach.toml`: the one configuration file (X1). Every option has a default; the file
+//! written on first run lists them all, commented. `POSTFACH_<SECTION>_<KEY>` environment
+//! variables override single options (e.g. `POSTFACH_LISTEN_HTTP=0.0.0.0:80`,
+//! `POSTFACH_STORE_URL=postgres://…`, `POSTFACH_OFFERS_STARTER_DAILY_SEND_LIMIT=200`).
+//! A bad option is reported in one line that names it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use postfach_core::Policy;
+use postfach_core::policy::{ApiPolicy, Limits, Offer, PasswordRules, default_offers};
+use serde::{Deserialize, Serialize};
+use toml::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The name this server answers with (SMTP greeting, TLS certificate, autoconfig).
+    pub hostname: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: default_hostname(),
+        }
+    }
+}
+
+/// The machine's name if it is fully qualified, `localhost` otherwise.
+fn default_hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| h.contains('.') && postfach_core::validate::domain(h).is_ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Listener addresses. The embedded profile uses unprivileged ports on loopback; a
+/// deployment sets 25/587/465/143/993/110/995/4190/443 on its public address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    pub smtp: SocketAddr,
+    pub submission: SocketAddr,
+    pub submissions: SocketAddr,
+    pub imap: SocketAddr,
+    pub imaps: SocketAddr,
+    pub pop3: SocketAddr,
+    pub pop3s: SocketAddr,
+    pub managesieve: SocketAddr,
+    pub http: SocketAddr,
+    /// HTTPS with the certificate of `[tls]`; empty = off.
+    pub https: String,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            smtp: loopback(2525),
+            submission: loopback(5587),
+            submissions: loopback(4465),
+            imap: loopback(1143),
+            imaps: loopback(1993),
+            pop3: loopback(1110),
+            pop3s: loopback(1995),
+            managesieve: loopback(4190),
+            http: loopback(8080),
+            https: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; relative paths are inside the data directory. A self-signed
+    /// certificate for `server.hostname` is created here on first run if neither file exists.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: "tls/cert.pem".into(),
+            key: "tls/key.pem".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Metadata store: `sqlite:FILE` (inside the data directory) or `postgres://USER@HOST/DB`.
+    pub url: String,
+    /// Directory of message bodies (content-addressed files), inside the data directory.
+    pub blobs: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite:postfach.sqlite3".into(),
+            blobs: "blobs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing filter like `info,postfach_web=debug`.
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub listen: Listeners,
+    pub tls: TlsConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub limits: Limits,
+    pub passwords: PasswordRules,
+    pub api: ApiPolicy,
+    pub offers: BTreeMap<String, Offer>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            listen: Listeners::default(),
+            tls: TlsConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+            limits: Limits::default(),
+            passwords: PasswordRules::default(),
+            api: ApiPolicy::default(),
+            offers: default_offers(),
+        }
+    }
+}
+
+impl Config {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            offers: self.offers.clone(),
+            limits: self.limits.clone(),
+            passwords: self.passwords.clone(),
+            api: self.api.clone(),
+        }
+    }
+
+    /// Paths in the configuration are relative to the data directory.
+    pub fn resolve(&self, data_dir: &Path, p: &Path) -> PathBuf {
+        data_dir.join(p)
+    }
+
+    /// The HTTPS listener, if configured (validated at load time).
+    pub fn https(&self) -> Option<SocketAddr> {
+        self.listen.https.parse().ok()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        postfach_core::validate::login(&format!("admin@{}", self.server.hostname)).map_err(
+            |_| {
+                format!(
+                    "server.hostname: {:?} is not a host name",
+                    self.server.hostname
+                )
+            },
+        )?;
+        if !self.listen.https.is_empty() && self.listen.https.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "listen.https: {:?} is not an address like 127.0.0.1:8443 (or empty for off)",
+                self.listen.https
+            ));
+        }
+        let l = &self.listen;
+        let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
+        let https = self.https();
+        for (name, addr) in [
+            ("smtp", Some(l.smtp)),
+            ("submission", Some(l.submission)),
+            ("submissions", Some(l.submissions)),
+            ("imap", Some(l.imap)),
+            ("imaps", Some(l.imaps)),
+            ("pop3", Some(l.pop3)),
+            ("pop3s", Some(l.pop3s)),
+            ("managesieve", Some(l.managesieve)),
+            ("http", Some(l.http)),
+            ("https", https),
+        ] {
+            let Some(addr) = addr else { continue };
+            if addr.port() != 0
+                && let Some((other, _)) = seen.iter().find(|(_, a)| *a == addr)
+            {
+                return Err(format!(
+                    "listen.{name}: {addr} is already used by listen.{other}"
+                ));
+            }
+            seen.push((name, addr));
+        }
+        if self.log.format != "text" && self.log.format != "json" {
+            return Err(format!(
+                "log.format: {:?}: use \"text\" or \"json\"",
+                self.log.format
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(format!(
+                "log.level: {:?} is not a log level or filter",
+                self.log.level
+            ));
+        }
+        if self.store.url.is_empty() {
+            return Err("store.url: must not be empty".into());
+        }
+        self.policy().validate()
+    }
+}
+
+/// The commented file written on first run. Kept complete by a test that compares its keys
+/// with the defaults.
+pub fn default_file(hostname: &str) -> String {
+    let offers: String = default_offers()
+        .iter()
+        .map(|(name, o)| {
+            let max = match o.max_addresses {
+                Some(m) => format!("max_addresses = {m}"),
+                None => "# max_addresses = 1000            # absent: no upper bound".into(),
+            };
+            format!(
+                "[offers.{name}]\nmin_addresses = {}\n{max}\ndaily_send_limit = {}\ncatchall = {}\nstorage_per_address_mib = {}\n\n",
+                o.min_addresses, o.daily_send_limit, o.catchall, o.storage_per_address_mib
+            )
+        })
+        .collect();
+    format!(
+        r#"# Postfach configuration. Every option is shown with its default value.
+# Relative paths are inside the data directory. Any option can be overridden by an
+# environment variable POSTFACH_<SECTION>_<KEY>, e.g. POSTFACH_LISTEN_HTTP=0.0.0.0:80.
+
+[server]
+# Name of this mail server: SMTP greeting, TLS certificate, client auto-configuration.
+hostname = "{hostname}"
+
+[listen]
+# Where each service listens. The defaults are unprivileged ports on loopback; a real
+# deployment uses 25, 587, 465, 143, 993, 110, 995, 4190 and 443 on a public address.
+smtp = "127.0.0.1:2525"          # inbound MX (STARTTLS offered)
+submission = "127.0.0.1:5587"    # authenticated submission, STARTTLS
+submissions = "127.0.0.1:4465"   # authenticated submission, implicit TLS
+imap = "127.0.0.1:1143"          # STARTTLS
+imaps = "127.0.0.1:1993"         # implicit TLS
+pop3 = "127.0.0.1:1110"          # STLS
+pop3s = "127.0.0.1:1995"         # implicit TLS
+managesieve = "127.0.0.1:4190"
+http = "127.0.0.1:8080"          # JSON admin API, Manager, webmail, autoconfig
+https = ""                       # e.g. "0.0.0.0:443"; empty = off
+
+[tls]
+# PEM files. If neither exists, a self-signed certificate for server.hostname is created.
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+
+[store]
+# Metadata: "sqlite:FILE" (embedded) or "postgres://USER@HOST:PORT/DATABASE" (scale-out).
+url = "sqlite:postfach.sqlite3"
+# Message bodies (content-addressed files).
+blobs = "blobs"
+
+[log]
+level = "info"                   # error, warn, info, debug, trace, or a filter
+format = "text"                  # text or json
+
+[limits]
+# New addresses per mail service per rolling 24 hours (M6).
+new_addresses_per_day = 50
+# Largest number of rows in one CSV import.
+csv_max_rows = 10000
+
+[passwords]
+# Minimum length of mail and Manager passwords (at least 8).
+min_length = 10
+
+[api]
+# Lifetime of a login session of the admin API, in hours.
+session_hours = 12
+
+# Offers of mail services (M2, O3). Replacing this section replaces all offers.
+{offers}"#
+    )
+}
+
+/// Deep-merges `over` into `base`; the `offers` table is replaced as a whole so that an
+/// operator can drop offers, not only add them.
+fn merge(base: &mut Value, over: Value, path: &str) {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) if path != "offers" => {
+            for (k, v) in o {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v, &sub),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Applies `POSTFACH_<PATH>` variables to every leaf of the (merged) tree.
+fn apply_env(
+    v: &mut Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    match v {
+        Value::Table(t) => {
+            for (k, child) in t.iter_mut() {
+                path.push(k.clone());
+                apply_env(child, path, env)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        leaf => {
+            let name = format!(
+                "POSTFACH_{}",
+                path.join("_").to_uppercase().replace('-', "_")
+            );
+            let Some(raw) = env(&name) else { return Ok(()) };
+            let dotted = path.join(".");
+            *leaf = match leaf {
+                Value::Integer(_) => Value::Integer(raw.trim().parse().map_err(|_| {
+                    format!("{name} (for {dotted}): {raw:?} is not a whole number")
+                })?),
+                Value::Boolean(_) => Value::Boolean(match raw.trim() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => {
+                        return Err(format!(
+                            "{name} (for {dotted}): {raw:?} is not true or false"
+                        ));
+                    }
+                }),
+                _ => Value::String(raw),
+            };
+            Ok(())
+        }
+    }
+}
+
+/// Parses a configuration file's text (with environment overrides) into a valid `Config`.
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let file: Value = toml::from_str(text).map_err(|e| {
+        // toml's message spans several lines (with a caret drawing); keep the first one.
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        let msg = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("syntax error")
+            .to_string();
+        match line {
+            Some(l) => format!("line {l}: {msg}"),
+            None => msg,
+        }
+    })?;
+    let mut tree = Value::try_from(Config::default()).map_err(|e| e.to_string())?;
+    merge(&mut tree, file, "");
+    apply_env(&mut tree, &mut Vec::new(), env)?;
+    let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.lines().next().unwrap_or_default().to_string();
+        if path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+pub fn load(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(&text, &|k| std::env::var(k).ok()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn keys(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        if let Value::Table(t) = v {
+            for (k, c) in t {
+                let p = format!("{prefix}{k}");
+                match c {
+                    Value::Table(_) => keys(c, &format!("{p}."), out),
+                    _ => out.push(p),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn written_file_lists_every_option_with_its_default() {
+        let mut cfg = Config::default();
+        cfg.server.hostname = "mail.example.com".into();
+        let text = default_file("mail.example.com");
+        let parsed = parse(&text, &no_env).unwrap();
+        assert_eq!(parsed, cfg);
+        let mut in_file = Vec::new();
+        keys(&toml::from_str(&text).unwrap(), "", &mut in_file);
+        let mut all = Vec::new();
+        keys(&Value::try_from(&cfg).unwrap(), "", &mut all);
+        in_file.sort();
+        all.sort();
+        assert_eq!(in_file, all, "every option appears in the written file");
+    }
+
+    #[test]
+    fn env_overrides_single_options() {
+        let env = |k: &str| match k {
+            "POSTFACH_LISTEN_HTTP" => Some("0.0.0.0:8081".to_string()),
+            "POSTFACH_OFFERS_STARTER_DAILY_SEND_LIMIT" => Some("250".to_string()),
+            "POSTFACH_OFFERS_PRO_CATCHALL" => Some("off".to_string()),
+            _ => None,
+        };
+        let cfg = parse("[server]\nhostname = \"mx.example.org\"\n", &env).unwrap();
+        assert_eq!(cfg.listen.http.to_string(), "0.0.0.0:8081");
+        assert_eq!(cfg.offers["starter"].daily_send_limit, 250);
+        assert!(!cfg.offers["pro"].catchall);
+        assert_eq!(cfg.server.hostname, "mx.example.org");
+        let bad =
+            |k: &str| (k == "POSTFACH_LIMITS_NEW_ADDRESSES_PER_DAY").then(|| "many".to_string());
+        let e = parse("", &bad).unwrap_err();
+        assert!(
+            e.contains("POSTFACH_LIMITS_NEW_ADDRESSES_PER_DAY")
+                && e.contains("limits.new_addresses_per_day"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        for (text, needle) in [
+            ("[listen]\nsmtp = \"nonsense\"\n", "listen.smtp"),
+            (
+                "[listen]\nhttp = \"127.0.0.1:2525\"\n",
+                "listen.http: 127.0.0.1:2525 is already used by listen.smtp",
+            ),
+            ("[listen]\nhttps = \"x\"\n", "listen.https"),
+            ("[server]\nhostnam = \"x\"\n", "unknown field `hostnam`"),
+            (
+                "[limits]\nnew_addresses_per_day = 0\n",
+                "limits.new_addresses_per_day",
+            ),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            (
+                "[offers.gold]\nmin_addresses = 10\nmax_addresses = 5\ndaily_send_limit = 1\ncatchall = true\nstorage_per_address_mib = 1\n",
+                "offers.gold.max_addresses",
+            ),
+            ("[offers.gold]\nmin_addresses = 1\n", "offers.gold"),
+            ("[server\n", "line 1"),
+        ] {
+            let e = parse(text, &no_env).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+        // Replacing [offers] drops the default ones.
+        let cfg = parse("[offers.solo]\nmin_addresses = 1\nmax_addresses = 1\ndaily_send_limit = 50\ncatchall = false\nstorage_per_address_mib = 100\n", &no_env).unwrap();
+        assert_eq!(cfg.offers.keys().collect::<Vec<_>>(), ["solo"]);
+    }
+}

@@ -1,0 +1,108 @@
+//! `postfach serve`: first-run setup, then the listeners, until SIGINT/SIGTERM.
+//! Mail protocol listeners (SMTP, IMAP, POP3, ManageSieve) join here as they are built; their
+//! addresses are already part of the configuration.
+
+use std::future::Future;
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{self, Paths};
+use crate::config::Config;
+
+fn init_logging(cfg: &Config) {
+    let filter = EnvFilter::try_new(&cfg.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    // Ignore "already set" (tests may start several servers in one process).
+    let _ = if cfg.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Resolves when the process is asked to stop.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn bind(option: &str, addr: std::net::SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen.{option}: cannot listen on {addr}"))
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+pub async fn run(paths: Paths) -> Result<()> {
+    let (app, first) = app::init(paths).await?;
+    init_logging(&app.config);
+    first.report(&app);
+    let cfg = &app.config;
+    let tls = crate::tls::server_config(cfg, &app.paths.data)?;
+
+    let router = postfach_web::router(app.dir.clone());
+    let http = bind("http", cfg.listen.http).await?;
+    let https = match cfg.https() {
+        Some(addr) => Some(bind("https", addr).await?),
+        None => None,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let http_addr = http.local_addr()?;
+    println!("Listening: http://{http_addr} (admin API at /api/v1)");
+    tracing::info!(addr = %http_addr, "http listening");
+    {
+        let router = router.clone();
+        let stop = stopped(&stop_rx);
+        tasks.spawn(async move {
+            if let Err(e) = postfach_web::serve(http, router, stop).await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+    }
+    if let Some(listener) = https {
+        let addr = listener.local_addr()?;
+        println!("Listening: https://{addr}");
+        tracing::info!(%addr, "https listening");
+        tasks.spawn(postfach_web::serve_tls(
+            listener,
+            tls.clone(),
+            router,
+            stopped(&stop_rx),
+        ));
+    }
+    tracing::info!(hostname = %cfg.server.hostname, data = %app.paths.data.display(), "postfach started");
+    println!("Postfach is ready.");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    app.dir.store().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

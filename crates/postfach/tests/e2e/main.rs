@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `postfach` binary, a throw-away data directory (SQLite, or a
+//! throw-away PostgreSQL database), and independent clients (the CLI as a user types it,
+//! `ureq` as an HTTP client, Python for the OpenAPI validation).
+
+mod api;
+mod cli;
+mod server;
+mod support;
