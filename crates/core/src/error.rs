@@ -22,6 +22,9 @@ pub enum Error {
     Forbidden(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// S4: too many failed logins from this source; retry after `retry_after` seconds.
+    #[error("too many failed logins; try again in {retry_after} seconds")]
+    Throttled { retry_after: i64 },
     /// M2: the mail service holds as many addresses as its quota allows.
     #[error(
         "address quota of mail service {domain} reached ({quota} of {quota} addresses in use); raise the quota or change the offer"
@@ -60,6 +63,7 @@ impl Error {
             Error::Duplicate { .. } => "already_exists",
             Error::Forbidden(_) => "forbidden",
             Error::Unauthenticated(_) => "unauthenticated",
+            Error::Throttled { .. } => "too_many_attempts",
             Error::QuotaExceeded { .. } => "quota_exceeded",
             Error::CreationLimit { .. } => "creation_limit",
             Error::CatchallNotAvailable { .. } => "catchall_not_available",

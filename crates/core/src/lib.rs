@@ -11,6 +11,7 @@ pub mod model;
 mod ops;
 pub mod policy;
 pub mod secret;
+pub mod throttle;
 pub mod validate;
 
 use std::sync::Arc;
@@ -106,6 +107,7 @@ pub struct Directory {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
+    login_throttle: Arc<throttle::LoginThrottle>,
 }
 
 impl Directory {
@@ -114,6 +116,7 @@ impl Directory {
             store,
             policy: Arc::new(policy),
             clock: Arc::new(SystemClock),
+            login_throttle: Arc::new(throttle::LoginThrottle::new(Default::default())),
         }
     }
 
@@ -128,6 +131,11 @@ impl Directory {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// S4: the throttle shared by every login surface of this process.
+    pub fn login_throttle(&self) -> &throttle::LoginThrottle {
+        &self.login_throttle
     }
 
     pub(crate) fn now(&self) -> i64 {

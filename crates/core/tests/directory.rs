@@ -728,8 +728,8 @@ mod scenarios {
         d.set_address_password(&admin, "info@acme.test", "N3w!Passw0rd-z")
             .await
             .unwrap();
-        assert!(d.login("admin@acme.test", "wrong").await.is_err());
-        d.login("admin@acme.test", PW).await.unwrap();
+        assert!(d.login("admin@acme.test", "wrong", None).await.is_err());
+        d.login("admin@acme.test", PW, None).await.unwrap();
 
         let org_log = d.list_audit(&admin, Some("Acme"), 100, None).await.unwrap();
         let actions: Vec<_> = org_log
@@ -786,13 +786,13 @@ mod scenarios {
                 .is_none(),
             "only once"
         );
-        let s = d.login(&login, &password).await.unwrap();
+        let s = d.login(&login, &password, None).await.unwrap();
         assert!(s.token.starts_with("pfs_"));
         let actor = d.authenticate_token(&s.token).await.unwrap();
         assert!(actor.is_operator());
-        assert_eq!(code(d.login(&login, "nope").await), "unauthenticated");
+        assert_eq!(code(d.login(&login, "nope", None).await), "unauthenticated");
         assert_eq!(
-            code(d.login("ghost@x.test", &password).await),
+            code(d.login("ghost@x.test", &password, None).await),
             "unauthenticated"
         );
         assert_eq!(
@@ -805,7 +805,22 @@ mod scenarios {
             "unauthenticated"
         );
 
-        let s2 = d.login(&login, &password).await.unwrap();
+        // S4: with the client's address, repeated failures are throttled before checking.
+        let ip: std::net::IpAddr = "192.0.2.9".parse().unwrap();
+        for _ in 0..5 {
+            assert_eq!(
+                code(d.login(&login, "nope", Some(ip)).await),
+                "unauthenticated"
+            );
+        }
+        assert_eq!(
+            code(d.login(&login, &password, Some(ip)).await),
+            "too_many_attempts"
+        );
+        clock.advance(15 * 60 + 1);
+        d.login(&login, &password, Some(ip)).await.unwrap();
+
+        let s2 = d.login(&login, &password, None).await.unwrap();
         clock.advance(12 * 3600);
         assert_eq!(
             code(d.authenticate_token(&s2.token).await),

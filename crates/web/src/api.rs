@@ -1,9 +1,11 @@
 //! `/api/v1`: the JSON admin API — the same operations as the CLI, on the same service layer.
 //! Every handler only translates HTTP to a `Directory` call and back.
 
+use std::net::SocketAddr;
+
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use postfach_core::model::{
@@ -159,14 +161,18 @@ pub struct Health {
 
 // ------------------------------------------------------------------ auth
 
-/// Log in with a Manager account; returns a bearer token for the other calls.
+/// Log in with a Manager account; returns a bearer token for the other calls. Repeated
+/// failures from one client are refused for a while with 429 and `Retry-After` (S4).
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenView), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = TokenView), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(b): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenView>> {
-    Ok(Json(s.dir.login(&b.login, &b.password).await?))
+    Ok(Json(
+        s.dir.login(&b.login, &b.password, Some(peer.ip())).await?,
+    ))
 }
 
 /// End the session of the bearer token.

@@ -26,6 +26,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<i64>,
 }
 
 impl ApiError {
@@ -34,6 +36,7 @@ impl ApiError {
             status,
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -55,7 +58,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        Error::CreationLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::CreationLimit { .. } | Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -67,7 +70,11 @@ impl From<Error> for ApiError {
             Error::Internal(_) => "internal error; see the server log".to_string(),
             other => other.to_string(),
         };
-        ApiError::new(status_of(&e), e.code(), message)
+        let mut api = ApiError::new(status_of(&e), e.code(), message);
+        if let Error::Throttled { retry_after } = e {
+            api.retry_after = Some(retry_after);
+        }
+        api
     }
 }
 
@@ -79,7 +86,13 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
+        let retry_after = self.retry_after;
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(seconds) = retry_after
+            && let Ok(v) = header::HeaderValue::from_str(&seconds.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -1,6 +1,8 @@
 //! API credentials: login sessions (bearer tokens with an expiry) and API keys created by an
 //! operator or by the account itself. Only the SHA-256 of a token is stored.
 
+use std::net::IpAddr;
+
 use postfach_store::{ApiToken, NewToken};
 use serde_json::json;
 
@@ -13,8 +15,34 @@ const APIKEY: &str = "apikey";
 
 impl Directory {
     /// Manager login (S1). Unknown logins cost the same time as wrong passwords. Both outcomes
-    /// are written to the account's activity log (M12).
-    pub async fn login(&self, login: &str, password: &str) -> Result<TokenView> {
+    /// are written to the account's activity log (M12). With the client's address, failures
+    /// are throttled (S4) before any password is checked.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenView> {
+        if let Some(ip) = client {
+            self.login_throttle()
+                .check(login, ip, self.now())
+                .map_err(|retry_after| Error::Throttled { retry_after })?;
+        }
+        let result = self.login_checked(login, password).await;
+        if let Some(ip) = client {
+            match &result {
+                Ok(_) => self.login_throttle().succeeded(login, ip),
+                Err(Error::Unauthenticated(_)) => {
+                    tracing::info!(%ip, login, "failed Manager login");
+                    self.login_throttle().failed(login, ip, self.now());
+                }
+                Err(_) => {}
+            }
+        }
+        result
+    }
+
+    async fn login_checked(&self, login: &str, password: &str) -> Result<TokenView> {
         let denied = || Error::Unauthenticated("wrong login or password".into());
         let login = validate::login(login).map_err(|_| denied())?;
         let user = {

@@ -187,6 +187,51 @@ fn authentication() {
 }
 
 #[test]
+fn repeated_failed_logins_are_throttled() {
+    let d = Data::sqlite();
+    let server = Server::start(&d);
+    let anon = Client::new(&server);
+    for _ in 0..5 {
+        let (s, b) = anon.post(
+            "/api/v1/auth/login",
+            json!({"login": d.admin_login, "password": "guess"}),
+        );
+        assert_eq!(error_code(s, &b, 401), "unauthenticated");
+    }
+    // Now even the right password is not checked from this client for a while.
+    let mut resp = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .post(format!("{}/api/v1/auth/login", server.http))
+        .send_json(json!({"login": d.admin_login, "password": d.admin_password}))
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry: i64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    let body: Value = resp.body_mut().read_json().unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+    // Other accounts are not affected by one account's failures below the per-IP limit.
+    d.ok(&["org", "add", "Acme"]);
+    d.ok(&[
+        "user",
+        "add",
+        "carla@acme.example",
+        "--org",
+        "Acme",
+        "--role",
+        "admin",
+        "--password",
+        PW,
+    ]);
+    Client::login(&server, "carla@acme.example", PW);
+}
+
+#[test]
 fn every_resource_over_http() {
     let d = Data::sqlite();
     let server = Server::start(&d);
