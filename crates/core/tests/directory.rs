@@ -9,24 +9,7 @@ use postfach_core::{
 };
 use postfach_store::testing::TestStore;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                let t = postfach_store::testing::TestStore::sqlite().await;
-                super::scenarios::$name(&t).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let t = postfach_store::testing::TestStore::postgres().await;
-                super::scenarios::$name(&t).await;
-            }
-        }
-    )*};
-}
-
-on_both!(
+postfach_store::on_both!(
     quota_duplicates_and_aliases,
     catchall_and_offers,
     rolling_creation_limit,

@@ -137,3 +137,23 @@ impl TestStore {
         }
     }
 }
+
+/// Declares `mod NAME { sqlite(), postgres() }`: each test runs the async scenario
+/// `scenarios::NAME(&TestStore)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let t = $crate::testing::TestStore::sqlite().await;
+                super::scenarios::$name(&t).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let t = $crate::testing::TestStore::postgres().await;
+                super::scenarios::$name(&t).await;
+            }
+        }
+    )*};
+}

@@ -4,25 +4,7 @@
 use postfach_store::testing::TestStore;
 use postfach_store::*;
 
-/// Declares `mod NAME { sqlite(), postgres() }` running the scenario on both backends.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                let t = postfach_store::testing::TestStore::sqlite().await;
-                super::scenarios::$name(&t).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                let t = postfach_store::testing::TestStore::postgres().await;
-                super::scenarios::$name(&t).await;
-            }
-        }
-    )*};
-}
-
-on_both!(
+postfach_store::on_both!(
     directory_round_trip,
     uniqueness_is_enforced,
     rollback_discards_writes,

@@ -1,7 +1,7 @@
 //! Addresses (M3), aliases (M4), the catchall (M5), forwarding targets (M6/F11) and the
 //! mailbox user's own rights (M11).
 
-use postfach_store::{Address, MailService, NewAddress, Tx};
+use postfach_store::{Address, Alias, MailService, NewAddress, Tx};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -64,6 +64,14 @@ pub(crate) fn check_forwards(targets: &[String], own: &str) -> Result<Vec<String
         ));
     }
     Ok(out)
+}
+
+fn alias_view(al: &Alias) -> AliasView {
+    AliasView {
+        alias: format!("{}@{}", al.local_part, al.domain),
+        target: format!("{}@{}", al.target_local_part, al.domain),
+        created_at: rfc3339(al.created_at),
+    }
 }
 
 fn storage_bytes(mib: i64) -> Result<i64> {
@@ -509,11 +517,7 @@ impl Directory {
         )
         .await?;
         tx.commit().await?;
-        Ok(AliasView {
-            alias: email,
-            target,
-            created_at: rfc3339(al.created_at),
-        })
+        Ok(alias_view(&al))
     }
 
     pub async fn delete_alias(&self, actor: &Actor, alias: &str) -> Result<AliasView> {
@@ -528,22 +532,18 @@ impl Directory {
             .await?
             .ok_or_else(|| Error::not_found("alias", &email))?;
         tx.alias_delete(al.id).await?;
-        let target = format!("{}@{}", al.target_local_part, al.domain);
+        let view = alias_view(&al);
         self.audit(
             &mut *tx,
             actor,
             Some(svc.org_id),
             "alias.delete",
             &email,
-            json!({"target": target}),
+            json!({"target": view.target}),
         )
         .await?;
         tx.commit().await?;
-        Ok(AliasView {
-            alias: email,
-            target,
-            created_at: rfc3339(al.created_at),
-        })
+        Ok(view)
     }
 
     pub async fn list_aliases(&self, actor: &Actor, domain: &str) -> Result<Vec<AliasView>> {
@@ -554,12 +554,8 @@ impl Directory {
         Ok(tx
             .alias_list(svc.id)
             .await?
-            .into_iter()
-            .map(|l| AliasView {
-                alias: format!("{}@{}", l.local_part, l.domain),
-                target: format!("{}@{}", l.target_local_part, l.domain),
-                created_at: rfc3339(l.created_at),
-            })
+            .iter()
+            .map(alias_view)
             .collect())
     }
 }

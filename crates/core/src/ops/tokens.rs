@@ -174,10 +174,7 @@ impl Directory {
         }
         Self::check_key_owner(actor, &login)?;
         let mut tx = self.store.begin_write().await?;
-        let user = tx
-            .user_by_login(&login)
-            .await?
-            .ok_or_else(|| Error::not_found("user", &login))?;
+        let user = self.load_user(&mut *tx, &login).await?;
         let token = secret::generate_token("pfk");
         tx.token_insert(
             &NewToken {
@@ -211,10 +208,7 @@ impl Directory {
         let login = validate::login(login)?;
         Self::check_key_owner(actor, &login)?;
         let mut tx = self.store.begin().await?;
-        let user = tx
-            .user_by_login(&login)
-            .await?
-            .ok_or_else(|| Error::not_found("user", &login))?;
+        let user = self.load_user(&mut *tx, &login).await?;
         Ok(tx
             .tokens_of_user(user.id, APIKEY)
             .await?
@@ -227,10 +221,7 @@ impl Directory {
         let login = validate::login(login)?;
         Self::check_key_owner(actor, &login)?;
         let mut tx = self.store.begin_write().await?;
-        let user = tx
-            .user_by_login(&login)
-            .await?
-            .ok_or_else(|| Error::not_found("user", &login))?;
+        let user = self.load_user(&mut *tx, &login).await?;
         let key = tx
             .tokens_of_user(user.id, APIKEY)
             .await?

@@ -50,7 +50,7 @@ impl Directory {
         })
     }
 
-    async fn load_user(&self, tx: &mut dyn Tx, login: &str) -> Result<User> {
+    pub(crate) async fn load_user(&self, tx: &mut dyn Tx, login: &str) -> Result<User> {
         let login = validate::login(login)?;
         tx.user_by_login(&login)
             .await?
