@@ -179,6 +179,52 @@ pub trait Tx: Send {
     async fn token_touch(&mut self, id: i64, now: i64) -> Result<()>;
     async fn token_delete(&mut self, id: i64) -> Result<()>;
     async fn tokens_of_user(&mut self, user_id: i64, kind: &str) -> Result<Vec<ApiToken>>;
+
+    // -- mailboxes and messages (IMAP model: UID, UIDVALIDITY, MODSEQ)
+    async fn mailbox_insert(&mut self, m: &NewMailbox, now: i64) -> Result<Mailbox>;
+    async fn mailbox_get(&mut self, address_id: i64, name: &str) -> Result<Option<Mailbox>>;
+    async fn mailbox_by_id(&mut self, id: i64) -> Result<Option<Mailbox>>;
+    async fn mailbox_list(&mut self, address_id: i64) -> Result<Vec<Mailbox>>;
+    /// Appends a message: takes the mailbox's next UID and a new MODSEQ atomically (the
+    /// mailbox row is locked until the transaction ends). Returns the stored message.
+    async fn message_append(&mut self, mailbox_id: i64, m: &NewMessage) -> Result<Message>;
+    async fn message_get(&mut self, mailbox_id: i64, uid: i64) -> Result<Option<Message>>;
+    async fn message_list(&mut self, mailbox_id: i64) -> Result<Vec<Message>>;
+    /// Adds `delta` bytes to an address's storage usage.
+    async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<()>;
+
+    // -- the spool / queue
+    async fn queue_insert(
+        &mut self,
+        q: &NewQueueEntry,
+        rcpts: &[NewQueueRcpt],
+        now: i64,
+    ) -> Result<i64>;
+    async fn queue_get(&mut self, id: i64) -> Result<Option<QueueEntry>>;
+    async fn queue_list(&mut self) -> Result<Vec<QueueEntry>>;
+    /// Entries whose next attempt is due, oldest first.
+    async fn queue_due(&mut self, now: i64, limit: i64) -> Result<Vec<QueueEntry>>;
+    /// Claims a due entry for one worker until `lease_until` (compare-and-set on its next
+    /// attempt time); false if another worker got it first.
+    async fn queue_claim(&mut self, id: i64, now: i64, lease_until: i64) -> Result<bool>;
+    async fn queue_schedule(&mut self, id: i64, next_attempt_at: i64, attempts: i64) -> Result<()>;
+    async fn queue_delete(&mut self, id: i64) -> Result<()>;
+    async fn queue_rcpts(&mut self, queue_id: i64) -> Result<Vec<QueueRcpt>>;
+    async fn queue_rcpt_set(
+        &mut self,
+        id: i64,
+        status: &str,
+        last_error: &str,
+        now: i64,
+    ) -> Result<()>;
+    /// Whether any message or queue entry still refers to a blob.
+    async fn blob_referenced(&mut self, blob_id: &str) -> Result<bool>;
+
+    // -- DKIM keys (O2) and the sending log (O3)
+    async fn dkim_insert(&mut self, k: &DkimKey, now: i64) -> Result<()>;
+    async fn dkim_keys(&mut self, domain_id: i64) -> Result<Vec<DkimKey>>;
+    async fn send_log_insert(&mut self, address_id: i64, recipients: i64, now: i64) -> Result<()>;
+    async fn send_log_sum(&mut self, address_id: i64, since: i64) -> Result<i64>;
 }
 
 /// Opens (and migrates) the metadata store named by `url`:

@@ -180,3 +180,123 @@ pub struct NewToken {
     pub token_hash: String,
     pub expires_at: Option<i64>,
 }
+
+/// An IMAP mailbox (folder) of one address.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Mailbox {
+    pub id: i64,
+    pub address_id: i64,
+    pub name: String,
+    pub special_use: String,
+    pub subscribed: bool,
+    pub uidvalidity: i64,
+    pub uidnext: i64,
+    pub highestmodseq: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMailbox {
+    pub address_id: i64,
+    pub name: String,
+    pub special_use: String,
+    pub uidvalidity: i64,
+}
+
+/// One message in one mailbox; the body is the blob `blob_id`.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Message {
+    pub id: i64,
+    pub mailbox_id: i64,
+    pub uid: i64,
+    pub blob_id: String,
+    pub size: i64,
+    pub internal_date: i64,
+    pub flags: i64,
+    pub keywords: String,
+    pub modseq: i64,
+    pub header_from: String,
+    pub subject: String,
+    pub sent_at: Option<i64>,
+    pub message_id: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub blob_id: String,
+    pub size: i64,
+    pub internal_date: i64,
+    pub flags: i64,
+    pub keywords: String,
+    pub header_from: String,
+    pub subject: String,
+    pub sent_at: Option<i64>,
+    pub message_id: String,
+}
+
+/// A spooled message awaiting delivery to some of its recipients.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct QueueEntry {
+    pub id: i64,
+    pub blob_id: String,
+    pub size: i64,
+    pub mail_from: String,
+    pub source: String,
+    pub sender_address_id: Option<i64>,
+    pub env_id: Option<String>,
+    pub ret_full: bool,
+    pub received_at: i64,
+    pub expires_at: i64,
+    pub next_attempt_at: i64,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewQueueEntry {
+    pub blob_id: String,
+    pub size: i64,
+    pub mail_from: String,
+    pub source: String,
+    pub sender_address_id: Option<i64>,
+    pub env_id: Option<String>,
+    pub ret_full: bool,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct QueueRcpt {
+    pub id: i64,
+    pub queue_id: i64,
+    pub rcpt: String,
+    pub address_id: Option<i64>,
+    pub via: String,
+    pub domain: String,
+    pub is_local: bool,
+    pub status: String,
+    pub notify: i64,
+    pub orcpt: Option<String>,
+    pub last_error: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewQueueRcpt {
+    pub rcpt: String,
+    pub address_id: Option<i64>,
+    pub via: String,
+    pub domain: String,
+    pub is_local: bool,
+    pub notify: i64,
+    pub orcpt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct DkimKey {
+    pub id: i64,
+    pub domain_id: i64,
+    pub selector: String,
+    pub algorithm: String,
+    pub private_key: String,
+    pub public_key: String,
+    pub created_at: i64,
+}

@@ -14,10 +14,259 @@ postfach_store::on_both!(
     audit_log_filters_and_pages,
     tokens,
     locked_writers_serialise,
+    mailboxes_and_messages,
+    concurrent_appends_get_distinct_uids,
+    queue_lifecycle,
+    dkim_and_send_log,
 );
 
 mod scenarios {
+    use super::mail::{address, msg};
     use super::*;
+
+    pub async fn mailboxes_and_messages(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let inbox = tx
+            .mailbox_insert(
+                &NewMailbox {
+                    address_id: a.id,
+                    name: "INBOX".into(),
+                    special_use: "".into(),
+                    uidvalidity: 7,
+                },
+                5,
+            )
+            .await
+            .unwrap();
+        tx.mailbox_insert(
+            &NewMailbox {
+                address_id: a.id,
+                name: "Sent".into(),
+                special_use: "\\Sent".into(),
+                uidvalidity: 7,
+            },
+            5,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert!(matches!(
+            tx.mailbox_insert(
+                &NewMailbox {
+                    address_id: a.id,
+                    name: "INBOX".into(),
+                    special_use: "".into(),
+                    uidvalidity: 8
+                },
+                5
+            )
+            .await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+        let mut tx = t.store.begin_write().await.unwrap();
+        let inbox2 = tx.mailbox_get(a.id, "INBOX").await.unwrap().unwrap();
+        assert_eq!(
+            (inbox2.uidnext, inbox2.highestmodseq, inbox2.uidvalidity),
+            (1, 1, 7)
+        );
+        let m1 = tx.message_append(inbox.id, &msg("b1", 10)).await.unwrap();
+        let m2 = tx.message_append(inbox.id, &msg("b2", 20)).await.unwrap();
+        assert_eq!((m1.uid, m2.uid), (1, 2));
+        assert!(m2.modseq > m1.modseq);
+        tx.address_add_usage(a.id, 30).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = t.store.begin().await.unwrap();
+        let inbox = tx.mailbox_by_id(inbox.id).await.unwrap().unwrap();
+        assert_eq!((inbox.uidnext, inbox.highestmodseq), (3, 3));
+        assert_eq!(
+            tx.message_list(inbox.id).await.unwrap(),
+            vec![m1.clone(), m2]
+        );
+        assert_eq!(tx.message_get(inbox.id, 1).await.unwrap(), Some(m1));
+        assert_eq!(
+            tx.mailbox_list(a.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>(),
+            ["INBOX", "Sent"]
+        );
+        assert_eq!(
+            tx.address_by_id(a.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .storage_used_bytes,
+            30
+        );
+        assert!(tx.blob_referenced("b1").await.unwrap());
+        assert!(!tx.blob_referenced("nope").await.unwrap());
+        assert!(matches!(
+            tx.message_append(999_999, &msg("x", 1)).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    /// UIDs are never handed out twice, whatever the concurrency (RFC 9051 §2.3.1.1).
+    pub async fn concurrent_appends_get_distinct_uids(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let inbox = tx
+            .mailbox_insert(
+                &NewMailbox {
+                    address_id: a.id,
+                    name: "INBOX".into(),
+                    special_use: "".into(),
+                    uidvalidity: 1,
+                },
+                5,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = t.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut uids = Vec::new();
+                for j in 0..5 {
+                    let mut tx = store.begin_write().await.unwrap();
+                    let m = tx
+                        .message_append(inbox.id, &msg(&format!("b{i}-{j}"), 1))
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                    uids.push(m.uid);
+                }
+                uids
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort();
+        assert_eq!(all, (1..=40).collect::<Vec<i64>>());
+    }
+
+    pub async fn queue_lifecycle(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let id = tx
+            .queue_insert(
+                &NewQueueEntry {
+                    blob_id: "blob".into(),
+                    size: 42,
+                    mail_from: "x@remote.test".into(),
+                    source: "inbound".into(),
+                    sender_address_id: None,
+                    env_id: Some("ENV1".into()),
+                    ret_full: true,
+                    expires_at: 1000,
+                },
+                &[
+                    NewQueueRcpt {
+                        rcpt: "info@acme.test".into(),
+                        address_id: Some(a.id),
+                        via: "address".into(),
+                        domain: "acme.test".into(),
+                        is_local: true,
+                        ..Default::default()
+                    },
+                    NewQueueRcpt {
+                        rcpt: "y@far.test".into(),
+                        domain: "far.test".into(),
+                        notify: 3,
+                        orcpt: Some("rfc822;y@far.test".into()),
+                        ..Default::default()
+                    },
+                ],
+                10,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = t.store.begin_write().await.unwrap();
+        let q = tx.queue_get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                q.next_attempt_at,
+                q.attempts,
+                q.env_id.as_deref(),
+                q.ret_full
+            ),
+            (10, 0, Some("ENV1"), true)
+        );
+        assert_eq!(tx.queue_due(9, 10).await.unwrap().len(), 0);
+        assert_eq!(tx.queue_due(10, 10).await.unwrap().len(), 1);
+        // Claiming is exclusive: the second claim at the same time fails.
+        assert!(tx.queue_claim(id, 10, 70).await.unwrap());
+        assert!(!tx.queue_claim(id, 10, 70).await.unwrap());
+        assert!(tx.queue_due(69, 10).await.unwrap().is_empty(), "leased");
+        let rcpts = tx.queue_rcpts(id).await.unwrap();
+        assert_eq!(rcpts.len(), 2);
+        assert!(rcpts[0].is_local && !rcpts[1].is_local);
+        assert_eq!((rcpts[1].notify, rcpts[1].status.as_str()), (3, "pending"));
+        tx.queue_rcpt_set(rcpts[0].id, "delivered", "", 11)
+            .await
+            .unwrap();
+        tx.queue_schedule(id, 500, 1).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert_eq!(tx.queue_rcpts(id).await.unwrap()[0].status, "delivered");
+        assert_eq!(tx.queue_list().await.unwrap()[0].attempts, 1);
+        assert!(tx.blob_referenced("blob").await.unwrap());
+        tx.queue_delete(id).await.unwrap();
+        assert!(
+            tx.queue_rcpts(id).await.unwrap().is_empty(),
+            "recipients go with the entry"
+        );
+        assert!(!tx.blob_referenced("blob").await.unwrap());
+    }
+
+    pub async fn dkim_and_send_log(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let domain = tx.domain_by_name("acme.test").await.unwrap().unwrap();
+        let key = DkimKey {
+            id: 0,
+            domain_id: domain.id,
+            selector: "sel1".into(),
+            algorithm: "ed25519-sha256".into(),
+            private_key: "cHJpdg==".into(),
+            public_key: "cHVi".into(),
+            created_at: 0,
+        };
+        tx.dkim_insert(&key, 5).await.unwrap();
+        assert!(matches!(
+            tx.dkim_insert(&key, 5).await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+        let mut tx = t.store.begin_write().await.unwrap();
+        tx.dkim_insert(&key, 5).await.unwrap();
+        let keys = tx.dkim_keys(domain.id).await.unwrap();
+        assert_eq!(
+            (keys.len(), keys[0].selector.as_str(), keys[0].created_at),
+            (1, "sel1", 5)
+        );
+        assert_eq!(tx.send_log_sum(a.id, 0).await.unwrap(), 0);
+        tx.send_log_insert(a.id, 42, 100).await.unwrap();
+        tx.send_log_insert(a.id, 3, 200).await.unwrap();
+        assert_eq!(tx.send_log_sum(a.id, 0).await.unwrap(), 45);
+        assert_eq!(
+            tx.send_log_sum(a.id, 100).await.unwrap(),
+            3,
+            "rolling window excludes older"
+        );
+    }
 
     async fn org_domain_service(t: &TestStore, org: &str, domain: &str) -> (Org, MailService) {
         let mut tx = t.store.begin_write().await.unwrap();
@@ -430,6 +679,56 @@ mod scenarios {
         assert_eq!(total, 5);
         let mut tx = t.store.begin().await.unwrap();
         assert_eq!(tx.address_count(svc.id).await.unwrap(), 5);
+    }
+}
+
+mod mail {
+    use super::*;
+
+    pub async fn address(t: &TestStore) -> Address {
+        let mut tx = t.store.begin_write().await.unwrap();
+        let o = tx.org_insert("Acme", 1).await.unwrap();
+        let d = tx.domain_insert(o.id, "acme.test", 1).await.unwrap();
+        let s = tx
+            .service_insert(
+                &NewService {
+                    org_id: o.id,
+                    domain_id: d.id,
+                    name: "acme.test".into(),
+                    tags: "".into(),
+                    offer: "standard".into(),
+                    address_quota: 5,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        let a = tx
+            .address_insert(
+                &NewAddress {
+                    service_id: s.id,
+                    local_part: "info".into(),
+                    password_hash: "h".into(),
+                    storage_quota_bytes: 1 << 20,
+                    forward_keep_copy: true,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        a
+    }
+
+    pub fn msg(blob: &str, size: i64) -> NewMessage {
+        NewMessage {
+            blob_id: blob.into(),
+            size,
+            internal_date: 100,
+            subject: "Hello".into(),
+            header_from: "a@b.test".into(),
+            ..Default::default()
+        }
     }
 }
 

@@ -8,9 +8,10 @@ use sqlx::{Pool, Transaction};
 
 use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
 use crate::{
-    Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, Domain, Grant, MailService,
-    Membership, NewAddress, NewAudit, NewService, NewToken, NewUser, Org, Result, Store,
-    StoreError, Tx, User,
+    Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, DkimKey, Domain, Grant,
+    MailService, Mailbox, Membership, Message, NewAddress, NewAudit, NewMailbox, NewMessage,
+    NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser, Org, QueueEntry, QueueRcpt, Result,
+    Store, StoreError, Tx, User,
 };
 
 pub struct SqlStore {
@@ -99,6 +100,27 @@ macro_rules! token_select {
     () => {
         "SELECT id, user_id, kind, name, token_hash, created_at, expires_at, last_used_at \
          FROM api_tokens"
+    };
+}
+
+macro_rules! mailbox_select {
+    () => {
+        "SELECT id, address_id, name, special_use, subscribed, uidvalidity, uidnext, \
+         highestmodseq, created_at FROM mailboxes"
+    };
+}
+
+macro_rules! message_select {
+    () => {
+        "SELECT id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
+         header_from, subject, sent_at, message_id FROM messages"
+    };
+}
+
+macro_rules! queue_select {
+    () => {
+        "SELECT id, blob_id, size, mail_from, source, sender_address_id, env_id, ret_full, \
+         received_at, expires_at, next_attempt_at, attempts FROM queue"
     };
 }
 
@@ -710,6 +732,307 @@ impl Tx for SqlTx {
         .bind(user_id)
         .bind(kind)
         .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    // ---------------------------------------------------------------- mailboxes, messages
+
+    async fn mailbox_insert(&mut self, m: &NewMailbox, now: i64) -> Result<Mailbox> {
+        Ok(sqlx::query_as(concat!(
+            "INSERT INTO mailboxes (address_id, name, special_use, uidvalidity, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, address_id, name, special_use, \
+             subscribed, uidvalidity, uidnext, highestmodseq, created_at"
+        ))
+        .bind(m.address_id)
+        .bind(&m.name)
+        .bind(&m.special_use)
+        .bind(m.uidvalidity)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn mailbox_get(&mut self, address_id: i64, name: &str) -> Result<Option<Mailbox>> {
+        Ok(sqlx::query_as(concat!(
+            mailbox_select!(),
+            " WHERE address_id = $1 AND name = $2"
+        ))
+        .bind(address_id)
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn mailbox_by_id(&mut self, id: i64) -> Result<Option<Mailbox>> {
+        Ok(sqlx::query_as(concat!(mailbox_select!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn mailbox_list(&mut self, address_id: i64) -> Result<Vec<Mailbox>> {
+        Ok(sqlx::query_as(concat!(
+            mailbox_select!(),
+            " WHERE address_id = $1 ORDER BY name"
+        ))
+        .bind(address_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn message_append(&mut self, mailbox_id: i64, m: &NewMessage) -> Result<Message> {
+        // One statement takes the UID and the MODSEQ and locks the mailbox row, so concurrent
+        // appends to one mailbox get distinct, increasing UIDs (RFC 9051 §2.3.1.1).
+        let (uid, modseq): (i64, i64) = sqlx::query_as(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+             WHERE id = $1 RETURNING uidnext - 1, highestmodseq",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok(sqlx::query_as(concat!(
+            "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
+             modseq, header_from, subject, sent_at, message_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             RETURNING id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
+             header_from, subject, sent_at, message_id"
+        ))
+        .bind(mailbox_id)
+        .bind(uid)
+        .bind(&m.blob_id)
+        .bind(m.size)
+        .bind(m.internal_date)
+        .bind(m.flags)
+        .bind(&m.keywords)
+        .bind(modseq)
+        .bind(&m.header_from)
+        .bind(&m.subject)
+        .bind(m.sent_at)
+        .bind(&m.message_id)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn message_get(&mut self, mailbox_id: i64, uid: i64) -> Result<Option<Message>> {
+        Ok(sqlx::query_as(concat!(
+            message_select!(),
+            " WHERE mailbox_id = $1 AND uid = $2"
+        ))
+        .bind(mailbox_id)
+        .bind(uid)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn message_list(&mut self, mailbox_id: i64) -> Result<Vec<Message>> {
+        Ok(sqlx::query_as(concat!(
+            message_select!(),
+            " WHERE mailbox_id = $1 ORDER BY uid"
+        ))
+        .bind(mailbox_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<()> {
+        one_row(
+            sqlx::query(
+                "UPDATE addresses SET storage_used_bytes = storage_used_bytes + $1 WHERE id = $2",
+            )
+            .bind(delta)
+            .bind(address_id)
+            .execute(&mut *self.tx)
+            .await?,
+        )
+    }
+
+    // ---------------------------------------------------------------- queue
+
+    async fn queue_insert(
+        &mut self,
+        q: &NewQueueEntry,
+        rcpts: &[NewQueueRcpt],
+        now: i64,
+    ) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO queue (blob_id, size, mail_from, source, sender_address_id, env_id, \
+             ret_full, received_at, expires_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8) RETURNING id",
+        )
+        .bind(&q.blob_id)
+        .bind(q.size)
+        .bind(&q.mail_from)
+        .bind(&q.source)
+        .bind(q.sender_address_id)
+        .bind(q.env_id.as_deref())
+        .bind(q.ret_full)
+        .bind(now)
+        .bind(q.expires_at)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        for r in rcpts {
+            sqlx::query(
+                "INSERT INTO queue_rcpts (queue_id, rcpt, address_id, via, domain, is_local, \
+                 notify, orcpt, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(id)
+            .bind(&r.rcpt)
+            .bind(r.address_id)
+            .bind(&r.via)
+            .bind(&r.domain)
+            .bind(r.is_local)
+            .bind(r.notify)
+            .bind(r.orcpt.as_deref())
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(id)
+    }
+
+    async fn queue_get(&mut self, id: i64) -> Result<Option<QueueEntry>> {
+        Ok(sqlx::query_as(concat!(queue_select!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+
+    async fn queue_list(&mut self) -> Result<Vec<QueueEntry>> {
+        Ok(sqlx::query_as(concat!(queue_select!(), " ORDER BY id"))
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
+    async fn queue_due(&mut self, now: i64, limit: i64) -> Result<Vec<QueueEntry>> {
+        Ok(sqlx::query_as(concat!(
+            queue_select!(),
+            " WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn queue_claim(&mut self, id: i64, now: i64, lease_until: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE queue SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn queue_schedule(&mut self, id: i64, next_attempt_at: i64, attempts: i64) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE queue SET next_attempt_at = $1, attempts = $2 WHERE id = $3")
+                .bind(next_attempt_at)
+                .bind(attempts)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn queue_delete(&mut self, id: i64) -> Result<()> {
+        one_row(
+            sqlx::query("DELETE FROM queue WHERE id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn queue_rcpts(&mut self, queue_id: i64) -> Result<Vec<QueueRcpt>> {
+        Ok(sqlx::query_as(
+            "SELECT id, queue_id, rcpt, address_id, via, domain, is_local, status, notify, orcpt, \
+             last_error, updated_at FROM queue_rcpts WHERE queue_id = $1 ORDER BY id",
+        )
+        .bind(queue_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn queue_rcpt_set(
+        &mut self,
+        id: i64,
+        status: &str,
+        last_error: &str,
+        now: i64,
+    ) -> Result<()> {
+        one_row(
+            sqlx::query(
+                "UPDATE queue_rcpts SET status = $1, last_error = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(status)
+            .bind(last_error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?,
+        )
+    }
+
+    async fn blob_referenced(&mut self, blob_id: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE blob_id = $1) \
+             OR EXISTS (SELECT 1 FROM queue WHERE blob_id = $1)",
+        )
+        .bind(blob_id)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    // ---------------------------------------------------------------- DKIM, sending log
+
+    async fn dkim_insert(&mut self, k: &DkimKey, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dkim_keys (domain_id, selector, algorithm, private_key, public_key, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(k.domain_id)
+        .bind(&k.selector)
+        .bind(&k.algorithm)
+        .bind(&k.private_key)
+        .bind(&k.public_key)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn dkim_keys(&mut self, domain_id: i64) -> Result<Vec<DkimKey>> {
+        Ok(sqlx::query_as(
+            "SELECT id, domain_id, selector, algorithm, private_key, public_key, created_at \
+             FROM dkim_keys WHERE domain_id = $1 ORDER BY id",
+        )
+        .bind(domain_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn send_log_insert(&mut self, address_id: i64, recipients: i64, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO send_log (address_id, at, recipients) VALUES ($1, $2, $3)")
+            .bind(address_id)
+            .bind(now)
+            .bind(recipients)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn send_log_sum(&mut self, address_id: i64, since: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(recipients), 0) AS BIGINT) FROM send_log \
+             WHERE address_id = $1 AND at > $2",
+        )
+        .bind(address_id)
+        .bind(since)
+        .fetch_one(&mut *self.tx)
         .await?)
     }
 }

@@ -19,11 +19,18 @@ pub(crate) const LOCK_SERVICE: &str = "SELECT id FROM mail_services WHERE id = $
 mod imp;
 pub use imp::SqlStore as PgStore;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "directory",
-    include_str!("../../migrations/postgres/0001_directory.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "directory",
+        include_str!("../../migrations/postgres/0001_directory.sql"),
+    ),
+    (
+        2,
+        "mail",
+        include_str!("../../migrations/postgres/0002_mail.sql"),
+    ),
+];
 
 pub async fn open(url: &str) -> Result<PgStore> {
     let pool = PgPoolOptions::new()

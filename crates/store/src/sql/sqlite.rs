@@ -26,11 +26,18 @@ pub(crate) const LOCK_SERVICE: &str = "SELECT id FROM mail_services WHERE id = $
 mod imp;
 pub use imp::SqlStore as SqliteStore;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "directory",
-    include_str!("../../migrations/sqlite/0001_directory.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "directory",
+        include_str!("../../migrations/sqlite/0001_directory.sql"),
+    ),
+    (
+        2,
+        "mail",
+        include_str!("../../migrations/sqlite/0002_mail.sql"),
+    ),
+];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {
     if let Some(dir) = path.parent() {
