@@ -7,6 +7,7 @@
 mod access;
 pub mod csvio;
 pub mod error;
+pub mod mail;
 pub mod model;
 mod ops;
 pub mod policy;
@@ -17,7 +18,7 @@ pub mod validate;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use postfach_store::{NewAudit, Store, Tx};
+use postfach_store::{BlobStore, NewAudit, Store, Tx};
 
 pub use error::{Error, Result};
 pub use ops::addresses::AddressChanges;
@@ -105,15 +106,17 @@ impl Clock for ManualClock {
 #[derive(Clone)]
 pub struct Directory {
     store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
     login_throttle: Arc<throttle::LoginThrottle>,
 }
 
 impl Directory {
-    pub fn new(store: Arc<dyn Store>, policy: Policy) -> Self {
+    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, policy: Policy) -> Self {
         Directory {
             store,
+            blobs,
             policy: Arc::new(policy),
             clock: Arc::new(SystemClock),
             login_throttle: Arc::new(throttle::LoginThrottle::new(Default::default())),
@@ -129,6 +132,10 @@ impl Directory {
         &self.store
     }
 
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -138,7 +145,8 @@ impl Directory {
         &self.login_throttle
     }
 
-    pub(crate) fn now(&self) -> i64 {
+    /// Now, by the service layer's clock (Unix seconds).
+    pub fn now(&self) -> i64 {
         self.clock.now()
     }
 

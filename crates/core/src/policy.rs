@@ -69,12 +69,44 @@ impl Default for ApiPolicy {
     }
 }
 
+/// What the platform publishes about itself: the facts behind the DNS records a customer
+/// must set (D1) and the client settings (P6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// The mail server's name (MX target, SMTP greeting).
+    pub hostname: String,
+    /// An SPF record of the operator to include (`include:…`); None = `mx`.
+    pub spf_include: Option<String>,
+    /// DMARC policy recommended for customer domains (`none`, `quarantine`, `reject`).
+    pub dmarc_policy: String,
+    /// Ports clients use (RFC 6186 SRV records).
+    pub submission_port: u16,
+    pub submissions_port: u16,
+    pub imaps_port: u16,
+    pub pop3s_port: u16,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            hostname: "localhost".into(),
+            spf_include: None,
+            dmarc_policy: "quarantine".into(),
+            submission_port: 587,
+            submissions_port: 465,
+            imaps_port: 993,
+            pop3s_port: 995,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub offers: BTreeMap<String, Offer>,
     pub limits: Limits,
     pub passwords: PasswordRules,
     pub api: ApiPolicy,
+    pub platform: Platform,
 }
 
 pub fn default_offers() -> BTreeMap<String, Offer> {
@@ -119,6 +151,7 @@ impl Default for Policy {
             limits: Limits::default(),
             passwords: PasswordRules::default(),
             api: ApiPolicy::default(),
+            platform: Platform::default(),
         }
     }
 }

@@ -86,6 +86,13 @@ pub fn generate_password() -> String {
     }
 }
 
+/// `n` random bytes as lower-case hex (message and queue identifiers).
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).expect("the OS random number generator failed");
+    hex::encode(b)
+}
+
 /// A new bearer token: `PREFIX_` + 32 random bytes in hex. Only its SHA-256 is stored.
 pub fn generate_token(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(random_bytes::<32>()))

@@ -37,7 +37,8 @@ struct Env {
 
 fn env(t: &TestStore) -> Env {
     let clock = Arc::new(ManualClock::new(START));
-    let dir = Directory::new(t.store.clone(), Policy::default()).with_clock(clock.clone());
+    let blobs = Arc::new(postfach_store::FsBlobStore::open(t.dir.path().join("blobs")).unwrap());
+    let dir = Directory::new(t.store.clone(), blobs, Policy::default()).with_clock(clock.clone());
     Env { dir, clock }
 }
 

@@ -40,10 +40,9 @@ async fn open_with(config: Config, paths: Paths) -> Result<App> {
     let store = postfach_store::open(&config.store.url, &paths.data)
         .await
         .map_err(|e| anyhow!("store.url: {e}"))?;
-    // Created (and checked) now so that a bad path fails at start, not at the first message.
-    FsBlobStore::open(config.resolve(&paths.data, &config.store.blobs))
+    let blobs = FsBlobStore::open(config.resolve(&paths.data, &config.store.blobs))
         .map_err(|e| anyhow!("store.blobs: {e}"))?;
-    let dir = Directory::new(store, config.policy());
+    let dir = Directory::new(store, std::sync::Arc::new(blobs), config.policy());
     Ok(App { config, paths, dir })
 }
 

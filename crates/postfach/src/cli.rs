@@ -47,6 +47,12 @@ pub enum Command {
     /// API keys for the JSON admin API.
     #[command(subcommand)]
     Apikey(ApikeyCmd),
+    /// Look into an address's mailboxes (operators).
+    #[command(subcommand)]
+    Mailbox(MailboxCmd),
+    /// The outgoing and incoming mail queue (operators).
+    #[command(subcommand)]
+    Queue(QueueCmd),
     /// The activity log (who changed what, when).
     Audit(AuditArgs),
 }
@@ -168,6 +174,37 @@ pub enum DomainCmd {
         #[arg(long)]
         org: Option<String>,
     },
+    /// The DNS records to publish for a domain's mail service (MX, SPF, DKIM, DMARC, …).
+    Dns { domain: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailboxCmd {
+    /// The messages of one folder (folder, UID, date, from, subject, size).
+    List {
+        address: String,
+        #[arg(long, default_value = "INBOX")]
+        folder: String,
+    },
+    /// The folders of an address.
+    Folders { address: String },
+    /// Print one message as stored (RFC 5322).
+    Show {
+        address: String,
+        uid: i64,
+        #[arg(long, default_value = "INBOX")]
+        folder: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Messages waiting for delivery, with their recipients.
+    List,
+    /// Try an entry again now.
+    Retry { id: i64 },
+    /// Drop an entry without delivering or bouncing it.
+    Remove { id: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -610,6 +647,119 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             });
         }
 
+        Command::Domain(DomainCmd::Dns { domain }) => {
+            let records = dir.domain_dns(a, &domain).await?;
+            out.show(&records, |l| {
+                for r in l {
+                    println!("; {}", r.purpose);
+                    let value = if r.rtype == "TXT" {
+                        zone_txt(&r.value)
+                    } else {
+                        r.value.clone()
+                    };
+                    println!("{}. 3600 IN {} {}", r.name, r.rtype, value);
+                }
+            });
+        }
+
+        Command::Mailbox(MailboxCmd::List { address, folder }) => {
+            let list = dir.list_messages(a, &address, &folder).await?;
+            out.show(&list, |l| {
+                let rows = l
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.folder.clone(),
+                            m.uid.to_string(),
+                            m.date.clone().unwrap_or_else(|| m.received_at.clone()),
+                            m.from.clone(),
+                            m.subject.clone(),
+                            m.size.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["FOLDER", "UID", "DATE", "FROM", "SUBJECT", "SIZE"], &rows)
+            });
+        }
+        Command::Mailbox(MailboxCmd::Folders { address }) => {
+            let list = dir.list_mailboxes(a, &address).await?;
+            out.show(&list, |l| {
+                let rows = l
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.name.clone(),
+                            m.special_use.clone(),
+                            m.messages.to_string(),
+                            m.uidvalidity.to_string(),
+                            m.uidnext.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &["FOLDER", "ROLE", "MESSAGES", "UIDVALIDITY", "UIDNEXT"],
+                    &rows,
+                )
+            });
+        }
+        Command::Mailbox(MailboxCmd::Show {
+            address,
+            uid,
+            folder,
+        }) => {
+            let raw = dir.message_raw(a, &address, &folder, uid).await?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&raw)
+                .context("writing the message")?;
+        }
+
+        Command::Queue(QueueCmd::List) => {
+            let list = dir.queue_list(a).await?;
+            out.show(&list, |l| {
+                let rows = l
+                    .iter()
+                    .flat_map(|q| {
+                        q.recipients.iter().map(move |r| {
+                            vec![
+                                q.id.to_string(),
+                                q.from.clone(),
+                                r.rcpt.clone(),
+                                r.status.clone(),
+                                q.attempts.to_string(),
+                                q.next_attempt_at.clone(),
+                                r.last_error.clone(),
+                            ]
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &[
+                        "ID",
+                        "FROM",
+                        "TO",
+                        "STATUS",
+                        "ATTEMPTS",
+                        "NEXT ATTEMPT",
+                        "LAST ERROR",
+                    ],
+                    &rows,
+                )
+            });
+        }
+        Command::Queue(QueueCmd::Retry { id }) => {
+            let q = dir.queue_retry(a, id).await?;
+            out.show(&q, |q| {
+                println!("Queue entry {} will be tried again now", q.id)
+            });
+        }
+        Command::Queue(QueueCmd::Remove { id }) => {
+            let q = dir.queue_remove(a, id).await?;
+            out.show(&q, |q| {
+                println!("Removed queue entry {} from {}", q.id, q.from)
+            });
+        }
+
         Command::Service(ServiceCmd::Add {
             domain,
             org,
@@ -881,6 +1031,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A TXT value in zone-file syntax: quoted, split into strings of at most 255 octets
+/// (RFC 1035 §3.3.14; long DKIM keys need several).
+fn zone_txt(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// M6 import with a progress bar on a terminal; exit status 1 if any row was refused.

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use postfach_core::Policy;
-use postfach_core::policy::{ApiPolicy, Limits, Offer, PasswordRules, default_offers};
+use postfach_core::policy::{ApiPolicy, Limits, Offer, PasswordRules, Platform, default_offers};
+use postfach_smtp::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
@@ -142,6 +143,11 @@ pub struct Config {
     pub limits: Limits,
     pub passwords: PasswordRules,
     pub api: ApiPolicy,
+    pub smtp: SmtpSettings,
+    pub queue: QueueSettings,
+    pub dns: DnsSettings,
+    /// O1: static routes, recipient domain → `host:port`.
+    pub routes: BTreeMap<String, String>,
     pub offers: BTreeMap<String, Offer>,
 }
 
@@ -156,6 +162,10 @@ impl Default for Config {
             limits: Limits::default(),
             passwords: PasswordRules::default(),
             api: ApiPolicy::default(),
+            smtp: SmtpSettings::default(),
+            queue: QueueSettings::default(),
+            dns: DnsSettings::default(),
+            routes: BTreeMap::new(),
             offers: default_offers(),
         }
     }
@@ -168,6 +178,25 @@ impl Config {
             limits: self.limits.clone(),
             passwords: self.passwords.clone(),
             api: self.api.clone(),
+            platform: Platform {
+                hostname: self.server.hostname.clone(),
+                spf_include: Some(self.dns.spf_include.clone()).filter(|s| !s.is_empty()),
+                dmarc_policy: self.dns.dmarc_policy.clone(),
+                submission_port: self.listen.submission.port(),
+                submissions_port: self.listen.submissions.port(),
+                imaps_port: self.listen.imaps.port(),
+                pop3s_port: self.listen.pop3s.port(),
+            },
+        }
+    }
+
+    pub fn smtp(&self) -> SmtpConfig {
+        SmtpConfig {
+            hostname: self.server.hostname.clone(),
+            smtp: self.smtp.clone(),
+            queue: self.queue.clone(),
+            dns: self.dns.clone(),
+            routes: self.routes.clone(),
         }
     }
 
@@ -236,6 +265,7 @@ impl Config {
         if self.store.url.is_empty() {
             return Err("store.url: must not be empty".into());
         }
+        self.smtp().validate()?;
         self.policy().validate()
     }
 }
@@ -308,6 +338,53 @@ min_length = 10
 # Lifetime of a login session of the admin API, in hours.
 session_hours = 12
 
+[smtp]
+# Largest message accepted, in bytes (advertised as SIZE).
+max_message_size = 52428800
+# Recipients per message.
+max_recipients = 100
+# Per client IP: connections at once, new connections per minute, commands per minute.
+max_connections_per_ip = 20
+connections_per_minute_per_ip = 120
+commands_per_minute_per_ip = 1200
+# Protocol errors tolerated in one session before it is closed.
+max_errors = 10
+# Idle seconds allowed between commands.
+command_timeout_seconds = 300
+# HELO/EHLO names refused besides non-FQDNs, IP addresses and localhost.
+banned_helo = []
+# Refuse mail that fails DMARC of a domain publishing p=reject.
+dmarc_reject = true
+# Pause before answering a failed AUTH, doubled with each further failure (milliseconds).
+auth_failure_delay_ms = 1000
+
+[queue]
+# Hours a message is retried before it bounces.
+lifetime_hours = 120
+# First retry after this many seconds, doubling up to retry_max_seconds.
+retry_initial_seconds = 300
+retry_max_seconds = 14400
+# Send all remote mail through this relay ("host:port"); empty = to the MX hosts.
+smarthost = ""
+# Port of remote MX hosts.
+mx_port = 25
+# Seconds to wait for a remote server.
+timeout_seconds = 60
+# Messages delivered at once.
+workers = 8
+
+[dns]
+# Resolvers for SPF/DKIM/DMARC and MX lookups ("ip:port"); empty = the system's.
+nameservers = []
+timeout_seconds = 5
+# An SPF record of this platform for customer domains to include; empty = "mx".
+spf_include = ""
+# DMARC policy recommended to customer domains: none, quarantine or reject.
+dmarc_policy = "quarantine"
+
+[routes]
+# Static routes for remote mail: "example.net" = "relay.example.net:25"
+
 # Offers of mail services (M2, O3). Replacing this section replaces all offers.
 {offers}"#
     )
@@ -362,6 +439,14 @@ fn apply_env(
                 Value::Integer(_) => Value::Integer(raw.trim().parse().map_err(|_| {
                     format!("{name} (for {dotted}): {raw:?} is not a whole number")
                 })?),
+                // Lists from the environment are comma-separated.
+                Value::Array(_) => Value::Array(
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_string()))
+                        .collect(),
+                ),
                 Value::Boolean(_) => Value::Boolean(match raw.trim() {
                     "true" | "1" | "yes" | "on" => true,
                     "false" | "0" | "no" | "off" => false,

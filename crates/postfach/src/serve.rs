@@ -64,6 +64,13 @@ pub async fn run(paths: Paths) -> Result<()> {
     let tls = crate::tls::server_config(cfg, &app.paths.data)?;
 
     let router = postfach_web::router(app.dir.clone());
+    let smtp_listeners = postfach_smtp::Listeners {
+        inbound: bind("smtp", cfg.listen.smtp).await?,
+        submission: bind("submission", cfg.listen.submission).await?,
+        submissions: bind("submissions", cfg.listen.submissions).await?,
+    };
+    let smtp = postfach_smtp::Smtp::new(app.dir.clone(), cfg.smtp(), tls.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
     let http = bind("http", cfg.listen.http).await?;
     let https = match cfg.https() {
         Some(addr) => Some(bind("https", addr).await?),
@@ -72,6 +79,20 @@ pub async fn run(paths: Paths) -> Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    for (name, listener, what) in [
+        ("smtp", &smtp_listeners.inbound, "inbound MX, STARTTLS"),
+        ("submission", &smtp_listeners.submission, "STARTTLS, AUTH"),
+        (
+            "submissions",
+            &smtp_listeners.submissions,
+            "implicit TLS, AUTH",
+        ),
+    ] {
+        let addr = listener.local_addr()?;
+        println!("Listening: {name}://{addr} ({what})");
+        tracing::info!(%addr, "{name} listening");
+    }
+    smtp.spawn(smtp_listeners, &stop_rx, &mut tasks);
     let http_addr = http.local_addr()?;
     println!("Listening: http://{http_addr} (admin API at /api/v1)");
     tracing::info!(addr = %http_addr, "http listening");

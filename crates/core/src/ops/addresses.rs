@@ -190,6 +190,7 @@ impl Directory {
         if !spec.forward_to.is_empty() {
             tx.forwards_set(a.id, &spec.forward_to).await?;
         }
+        self.create_default_folders(tx, a.id).await?;
         tx.creation_log_insert(svc.id, spec.local, now).await?;
         self.audit(
             tx,

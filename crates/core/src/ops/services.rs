@@ -98,6 +98,8 @@ impl Directory {
             None => domain.clone(),
         };
         let tags = validate::tags(&req.tags)?.join(",");
+        // O2: the domain's DKIM keys come with its mail service (slow: before the transaction).
+        let dkim = self.new_dkim_keys().await?;
 
         let mut tx = self.store.begin_write().await?;
         let o = self.load_org(&mut *tx, &req.org).await?;
@@ -131,6 +133,9 @@ impl Directory {
                 self.now(),
             )
             .await?;
+        if tx.dkim_keys(d.id).await?.is_empty() {
+            self.store_dkim_keys(&mut *tx, d.id, &dkim).await?;
+        }
         self.audit(
             &mut *tx,
             actor,

@@ -738,11 +738,11 @@ impl Tx for SqlTx {
     // ---------------------------------------------------------------- mailboxes, messages
 
     async fn mailbox_insert(&mut self, m: &NewMailbox, now: i64) -> Result<Mailbox> {
-        Ok(sqlx::query_as(concat!(
+        Ok(sqlx::query_as(
             "INSERT INTO mailboxes (address_id, name, special_use, uidvalidity, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id, address_id, name, special_use, \
-             subscribed, uidvalidity, uidnext, highestmodseq, created_at"
-        ))
+             subscribed, uidvalidity, uidnext, highestmodseq, created_at",
+        )
         .bind(m.address_id)
         .bind(&m.name)
         .bind(&m.special_use)
@@ -791,13 +791,13 @@ impl Tx for SqlTx {
         .fetch_optional(&mut *self.tx)
         .await?
         .ok_or(StoreError::NotFound)?;
-        Ok(sqlx::query_as(concat!(
+        Ok(sqlx::query_as(
             "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
              modseq, header_from, subject, sent_at, message_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              RETURNING id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
-             header_from, subject, sent_at, message_id"
-        ))
+             header_from, subject, sent_at, message_id",
+        )
         .bind(mailbox_id)
         .bind(uid)
         .bind(&m.blob_id)

@@ -1,0 +1,21 @@
+//! The mail side of the service layer (issue 3): mailboxes and their default folders (P5),
+//! recipient resolution (F1), mailbox authentication and sending limits for submission
+//! (P1, O3), the durable spool and local delivery, the operator's queue commands, DKIM keys and
+//! the DNS records a customer publishes (O2, D1). Protocol code (SMTP now, IMAP/POP3 later)
+//! calls these; the rules live here.
+
+mod deliver;
+mod dns;
+mod folders;
+mod mailbox;
+mod queue;
+mod routing;
+mod submit;
+
+pub use deliver::{MessageSummary, summarize};
+pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
+pub use folders::DEFAULT_FOLDERS;
+pub use mailbox::{MailboxView, MessageView};
+pub use queue::{QueueRcptView, QueueView, SpoolRequest};
+pub use routing::{LocalRcpt, Rcpt, Via};
+pub use submit::MailboxLogin;

@@ -1,0 +1,230 @@
+//! The durable spool (DESIGN.md "Acknowledged means durable") and the operator's view of it.
+//!
+//! `spool` is what an SMTP session calls before it answers 250: the blob is already on disk,
+//! and the queue row with all recipients (plus the sender's O3 accounting) is committed in one
+//! transaction. Workers then claim due entries, deliver, and reschedule or finish them.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt};
+
+use crate::error::{Error, Result};
+use crate::model::rfc3339;
+use crate::{Actor, Directory};
+
+/// Everything a session knows when it accepts a message.
+#[derive(Debug, Clone)]
+pub struct SpoolRequest {
+    pub entry: NewQueueEntry,
+    pub rcpts: Vec<NewQueueRcpt>,
+    /// Submission: the sending address and how many recipients count toward its limit (O3).
+    pub count_for: Option<(i64, i64)>,
+    /// Seconds the message is retried before it bounces (`entry.expires_at` is set from it).
+    pub lifetime: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueRcptView {
+    pub rcpt: String,
+    pub local: bool,
+    pub status: String,
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QueueView {
+    pub id: i64,
+    pub from: String,
+    pub source: String,
+    pub size: i64,
+    pub received_at: String,
+    pub next_attempt_at: String,
+    pub expires_at: String,
+    pub attempts: i64,
+    pub recipients: Vec<QueueRcptView>,
+}
+
+fn require_operator(actor: &Actor) -> Result<()> {
+    if actor.is_operator() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "only platform operators may manage the queue".into(),
+        ))
+    }
+}
+
+impl Directory {
+    /// Commits a message to the spool. Returns the queue id.
+    pub async fn spool(&self, req: &SpoolRequest) -> Result<i64> {
+        let now = self.now();
+        let entry = NewQueueEntry {
+            expires_at: now + req.lifetime,
+            ..req.entry.clone()
+        };
+        let mut tx = self.store.begin_write().await?;
+        let id = tx.queue_insert(&entry, &req.rcpts, now).await?;
+        if let Some((address_id, n)) = req.count_for {
+            tx.send_log_insert(address_id, n, now).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Due entries, for the delivery workers.
+    pub async fn queue_due(&self, limit: i64) -> Result<Vec<QueueEntry>> {
+        let mut tx = self.store.begin().await?;
+        Ok(tx.queue_due(self.now(), limit).await?)
+    }
+
+    /// Claims an entry for `lease` seconds; the recipients come with it. None if another
+    /// worker holds it.
+    pub async fn queue_claim(
+        &self,
+        id: i64,
+        lease: i64,
+    ) -> Result<Option<(QueueEntry, Vec<QueueRcpt>)>> {
+        let now = self.now();
+        let mut tx = self.store.begin_write().await?;
+        if !tx.queue_claim(id, now, now + lease).await? {
+            return Ok(None);
+        }
+        let entry = tx
+            .queue_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("queue entry", id.to_string()))?;
+        let rcpts = tx.queue_rcpts(id).await?;
+        tx.commit().await?;
+        Ok(Some((entry, rcpts)))
+    }
+
+    /// The recipients of an entry as they are now.
+    pub async fn queue_claim_rcpts(&self, id: i64) -> Result<Vec<QueueRcpt>> {
+        let mut tx = self.store.begin().await?;
+        Ok(tx.queue_rcpts(id).await?)
+    }
+
+    pub async fn queue_rcpt_result(&self, rcpt_id: i64, status: &str, error: &str) -> Result<()> {
+        let mut tx = self.store.begin_write().await?;
+        tx.queue_rcpt_set(rcpt_id, status, error, self.now())
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// After an attempt: removes the entry if no recipient is pending, else schedules the next
+    /// attempt. Returns whether the entry is finished.
+    pub async fn queue_after_attempt(
+        &self,
+        id: i64,
+        next_attempt_at: i64,
+        attempts: i64,
+    ) -> Result<bool> {
+        let mut tx = self.store.begin_write().await?;
+        let pending = tx
+            .queue_rcpts(id)
+            .await?
+            .iter()
+            .any(|r| r.status == "pending");
+        if pending {
+            tx.queue_schedule(id, next_attempt_at, attempts).await?;
+        } else {
+            tx.queue_delete(id).await?;
+        }
+        tx.commit().await?;
+        Ok(!pending)
+    }
+
+    /// Whether a blob is still needed by a message or a queue entry.
+    pub async fn blob_in_use(&self, blob_id: &str) -> Result<bool> {
+        let mut tx = self.store.begin().await?;
+        Ok(tx.blob_referenced(blob_id).await?)
+    }
+
+    fn queue_view(e: &QueueEntry, rcpts: Vec<QueueRcpt>) -> QueueView {
+        QueueView {
+            id: e.id,
+            from: if e.mail_from.is_empty() {
+                "<>".into()
+            } else {
+                e.mail_from.clone()
+            },
+            source: e.source.clone(),
+            size: e.size,
+            received_at: rfc3339(e.received_at),
+            next_attempt_at: rfc3339(e.next_attempt_at),
+            expires_at: rfc3339(e.expires_at),
+            attempts: e.attempts,
+            recipients: rcpts
+                .into_iter()
+                .map(|r| QueueRcptView {
+                    rcpt: r.rcpt,
+                    local: r.is_local,
+                    status: r.status,
+                    last_error: r.last_error,
+                })
+                .collect(),
+        }
+    }
+
+    /// `postfach queue list`.
+    pub async fn queue_list(&self, actor: &Actor) -> Result<Vec<QueueView>> {
+        require_operator(actor)?;
+        let mut tx = self.store.begin().await?;
+        let mut out = Vec::new();
+        for e in tx.queue_list().await? {
+            let rcpts = tx.queue_rcpts(e.id).await?;
+            out.push(Self::queue_view(&e, rcpts));
+        }
+        Ok(out)
+    }
+
+    /// `postfach queue retry ID`: the next attempt happens now.
+    pub async fn queue_retry(&self, actor: &Actor, id: i64) -> Result<QueueView> {
+        require_operator(actor)?;
+        let mut tx = self.store.begin_write().await?;
+        let e = tx
+            .queue_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("queue entry", id.to_string()))?;
+        tx.queue_schedule(id, self.now(), e.attempts).await?;
+        self.audit(
+            &mut *tx,
+            actor,
+            None,
+            "queue.retry",
+            &id.to_string(),
+            serde_json::json!({}),
+        )
+        .await?;
+        let rcpts = tx.queue_rcpts(id).await?;
+        let e = tx.queue_get(id).await?.expect("still there");
+        tx.commit().await?;
+        Ok(Self::queue_view(&e, rcpts))
+    }
+
+    /// `postfach queue remove ID`: drops an entry without delivering or bouncing it.
+    pub async fn queue_remove(&self, actor: &Actor, id: i64) -> Result<QueueView> {
+        require_operator(actor)?;
+        let mut tx = self.store.begin_write().await?;
+        let e = tx
+            .queue_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("queue entry", id.to_string()))?;
+        let rcpts = tx.queue_rcpts(id).await?;
+        tx.queue_delete(id).await?;
+        let view = Self::queue_view(&e, rcpts);
+        self.audit(
+            &mut *tx,
+            actor,
+            None,
+            "queue.remove",
+            &id.to_string(),
+            serde_json::json!({"from": view.from, "recipients": view.recipients.iter().map(|r| &r.rcpt).collect::<Vec<_>>()}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(view)
+    }
+}

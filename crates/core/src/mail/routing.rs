@@ -1,0 +1,95 @@
+//! F1 recipient resolution: a hosted address, then an alias, then the domain's `catchall`;
+//! anything else in a hosted domain does not exist (550 5.1.1). Domains without a mail service
+//! here are remote (relaying them needs authentication).
+
+use crate::Directory;
+use crate::error::Result;
+use crate::validate::{self, CATCHALL};
+
+/// How a local recipient was found; the autoresponder never answers mail that reached an
+/// address only as `catchall` (M5, F10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Address,
+    Alias,
+    Catchall,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Address => "address",
+            Via::Alias => "alias",
+            Via::Catchall => "catchall",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRcpt {
+    pub address_id: i64,
+    /// The address mail is delivered to (`local@domain`).
+    pub address: String,
+    pub via: Via,
+    pub domain: String,
+    pub storage_used_bytes: i64,
+    pub storage_quota_bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rcpt {
+    Local(LocalRcpt),
+    /// Not hosted here: `domain` in canonical (ASCII) form.
+    Remote {
+        domain: String,
+    },
+    /// A hosted domain without such an address, alias or catchall.
+    NoSuchUser,
+}
+
+impl Directory {
+    /// Resolves an envelope recipient. `user+tag@domain` reaches `user` when no address or
+    /// alias is named `user+tag` (RFC 5233 sub-addressing). Errors only for malformed input.
+    pub async fn resolve_rcpt(&self, rcpt: &str) -> Result<Rcpt> {
+        let (raw_local, raw_domain) = match rcpt.rsplit_once('@') {
+            Some(parts) => parts,
+            None => return Ok(Rcpt::NoSuchUser),
+        };
+        let domain = validate::domain(raw_domain)?;
+        let mut tx = self.store.begin().await?;
+        let Some(svc) = tx.service_by_domain(&domain).await? else {
+            return Ok(Rcpt::Remote { domain });
+        };
+        let full = raw_local.to_ascii_lowercase();
+        let mut candidates = vec![full.clone()];
+        if let Some((base, _tag)) = full.split_once('+')
+            && !base.is_empty()
+        {
+            candidates.push(base.to_string());
+        }
+        let local = |a: postfach_store::Address, via| {
+            Rcpt::Local(LocalRcpt {
+                address_id: a.id,
+                address: format!("{}@{}", a.local_part, a.domain),
+                via,
+                domain: a.domain.clone(),
+                storage_used_bytes: a.storage_used_bytes,
+                storage_quota_bytes: a.storage_quota_bytes,
+            })
+        };
+        for lp in &candidates {
+            if let Some(a) = tx.address_get(svc.id, lp).await? {
+                return Ok(local(a, Via::Address));
+            }
+            if let Some(al) = tx.alias_get(svc.id, lp).await?
+                && let Some(a) = tx.address_by_id(al.address_id).await?
+            {
+                return Ok(local(a, Via::Alias));
+            }
+        }
+        if let Some(a) = tx.address_get(svc.id, CATCHALL).await? {
+            return Ok(local(a, Via::Catchall));
+        }
+        Ok(Rcpt::NoSuchUser)
+    }
+}

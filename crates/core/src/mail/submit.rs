@@ -1,0 +1,103 @@
+//! Authenticated submission (P1, O3): who may send, as which addresses, and how much.
+
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+use crate::{Directory, secret, validate};
+
+/// A mailbox logged in with its mail password (SMTP AUTH now; IMAP/POP3 later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxLogin {
+    pub address_id: i64,
+    pub address: String,
+    pub domain: String,
+    /// The envelope senders and `From:` addresses this login may use: its address and its
+    /// aliases (P1, "sender mismatch" otherwise).
+    pub senders: Vec<String>,
+    /// O3: recipients per rolling 24 h, from the mail service's offer.
+    pub daily_limit: i64,
+    /// M9: the mail service is in maintenance.
+    pub maintenance: bool,
+}
+
+impl Directory {
+    /// Checks a mailbox login (username = the full address, P1). Failures are throttled per
+    /// (login, client) and per client (S4) before the password is even looked at.
+    pub async fn authenticate_mailbox(
+        &self,
+        login: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<MailboxLogin> {
+        if let Some(ip) = client {
+            self.login_throttle()
+                .check(login, ip, self.now())
+                .map_err(|retry_after| Error::Throttled { retry_after })?;
+        }
+        let result = self.authenticate_mailbox_checked(login, password).await;
+        if let Some(ip) = client {
+            match &result {
+                Ok(_) => self.login_throttle().succeeded(login, ip),
+                Err(Error::Unauthenticated(_)) => {
+                    tracing::info!(%ip, login, "failed mailbox login");
+                    self.login_throttle().failed(login, ip, self.now());
+                }
+                Err(_) => {}
+            }
+        }
+        result
+    }
+
+    async fn authenticate_mailbox_checked(
+        &self,
+        login: &str,
+        password: &str,
+    ) -> Result<MailboxLogin> {
+        let denied = || Error::Unauthenticated("authentication failed".into());
+        let Ok((local, domain)) = validate::address(login) else {
+            secret::verify_password(password, secret::DUMMY_HASH).await;
+            return Err(denied());
+        };
+        let found = {
+            let mut tx = self.store.begin().await?;
+            match tx.service_by_domain(&domain).await? {
+                Some(svc) => tx.address_get(svc.id, &local).await?.map(|a| (svc, a)),
+                None => None,
+            }
+        };
+        let Some((svc, a)) = found else {
+            secret::verify_password(password, secret::DUMMY_HASH).await;
+            return Err(denied());
+        };
+        if !secret::verify_password(password, &a.password_hash).await {
+            return Err(denied());
+        }
+        let mut tx = self.store.begin().await?;
+        let mut senders = vec![format!("{}@{}", a.local_part, a.domain)];
+        for al in tx.alias_list(svc.id).await? {
+            if al.address_id == a.id {
+                senders.push(format!("{}@{}", al.local_part, al.domain));
+            }
+        }
+        drop(tx);
+        let daily_limit = self
+            .policy
+            .offers
+            .get(&svc.offer)
+            .map_or(0, |o| o.daily_send_limit);
+        Ok(MailboxLogin {
+            address_id: a.id,
+            address: senders[0].clone(),
+            domain: svc.domain,
+            senders,
+            daily_limit,
+            maintenance: svc.maintenance,
+        })
+    }
+
+    /// O3: recipients this address sent to in the last 24 hours.
+    pub async fn sent_last_24h(&self, address_id: i64) -> Result<i64> {
+        let mut tx = self.store.begin().await?;
+        Ok(tx.send_log_sum(address_id, self.now() - 24 * 3600).await?)
+    }
+}

@@ -1,0 +1,118 @@
+//! Per-IP protection of the SMTP listeners: simultaneous connections, new connections per
+//! minute and commands per minute. Past a limit the client gets `421 4.7.0` and the connection
+//! is closed. Counters live in memory per node and forget idle addresses.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Default)]
+struct PerIp {
+    open: usize,
+    /// (minute, count) fixed windows.
+    connects: (u64, u32),
+    commands: (u64, u32),
+}
+
+pub struct Limiter {
+    max_open: usize,
+    connects_per_minute: u32,
+    commands_per_minute: u32,
+    started: Instant,
+    state: Mutex<HashMap<IpAddr, PerIp>>,
+}
+
+/// Holds one connection slot; released on drop.
+pub struct ConnectionGuard {
+    limiter: Arc<Limiter>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut state = self.limiter.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = state.get_mut(&self.ip) {
+            s.open = s.open.saturating_sub(1);
+        }
+    }
+}
+
+impl Limiter {
+    pub fn new(max_open: usize, connects_per_minute: u32, commands_per_minute: u32) -> Arc<Self> {
+        Arc::new(Limiter {
+            max_open,
+            connects_per_minute,
+            commands_per_minute,
+            started: Instant::now(),
+            state: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn minute(&self) -> u64 {
+        self.started.elapsed().as_secs() / 60
+    }
+
+    fn bump(window: &mut (u64, u32), minute: u64) -> u32 {
+        if window.0 != minute {
+            *window = (minute, 0);
+        }
+        window.1 += 1;
+        window.1
+    }
+
+    /// A connection from `ip` may proceed (Ok, holding a slot) or must be turned away.
+    pub fn connect(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionGuard, &'static str> {
+        let minute = self.minute();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.len() > 100_000 {
+            state.retain(|_, s| s.open > 0 || s.connects.0 == minute || s.commands.0 == minute);
+        }
+        let s = state.entry(ip).or_default();
+        if s.open >= self.max_open {
+            return Err("Too many connections from your address; try again later");
+        }
+        if Self::bump(&mut s.connects, minute) > self.connects_per_minute {
+            return Err("Too many connections from your address per minute; try again later");
+        }
+        s.open += 1;
+        Ok(ConnectionGuard {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+
+    /// Counts one command from `ip`; false once the minute's allowance is used up.
+    pub fn command(&self, ip: IpAddr) -> bool {
+        let minute = self.minute();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = state.entry(ip).or_default();
+        Self::bump(&mut s.commands, minute) <= self.commands_per_minute
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_connections_and_commands() {
+        let l = Limiter::new(2, 100, 3);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = l.connect(ip).unwrap();
+        let _b = l.connect(ip).unwrap();
+        assert!(l.connect(ip).is_err(), "third simultaneous connection");
+        drop(a);
+        assert!(l.connect(ip).is_ok(), "a slot was released");
+        assert!(
+            l.connect("192.0.2.2".parse().unwrap()).is_ok(),
+            "other addresses are separate"
+        );
+        assert!(l.command(ip) && l.command(ip) && l.command(ip));
+        assert!(!l.command(ip));
+        let r = Limiter::new(100, 2, 100);
+        let _x = r.connect(ip).unwrap();
+        let _y = r.connect(ip).unwrap();
+        assert!(r.connect(ip).is_err(), "connection rate");
+    }
+}

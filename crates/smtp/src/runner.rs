@@ -1,0 +1,174 @@
+//! The queue runner: claims due spool entries and delivers them — local recipients into their
+//! INBOX, remote ones through `outbound` — then finishes the entry, reschedules it with
+//! exponential back-off, or, past its lifetime, bounces what is left (O1).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postfach_core::mail::summarize;
+use postfach_store::{BlobId, QueueEntry, QueueRcpt};
+use tokio::sync::{Semaphore, watch};
+
+use crate::Smtp;
+use crate::dsn::{Failure, bounce};
+use crate::outbound::{Outcome, deliver, prepare};
+
+/// How long a worker owns an entry; if it dies, another one takes over after this.
+const LEASE_SECONDS: i64 = 30 * 60;
+
+pub(crate) async fn run(smtp: Arc<Smtp>, mut stop: watch::Receiver<bool>) {
+    let workers = Arc::new(Semaphore::new(smtp.cfg.queue.workers));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match smtp.dir.queue_due(64).await {
+            Ok(due) => {
+                for entry in due {
+                    let Ok(permit) = workers.clone().acquire_owned().await else {
+                        return;
+                    };
+                    match smtp.dir.queue_claim(entry.id, LEASE_SECONDS).await {
+                        Ok(Some((entry, rcpts))) => {
+                            let smtp = smtp.clone();
+                            tokio::spawn(async move {
+                                process(&smtp, entry, rcpts).await;
+                                drop(permit);
+                            });
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "claiming a queue entry failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the queue failed"),
+        }
+        tokio::select! {
+            _ = smtp.queue_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+fn backoff(smtp: &Smtp, attempts: i64) -> i64 {
+    let q = &smtp.cfg.queue;
+    let factor = 1i64 << attempts.clamp(0, 20);
+    q.retry_initial_seconds
+        .saturating_mul(factor)
+        .min(q.retry_max_seconds)
+}
+
+async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
+    let dir = &smtp.dir;
+    let Some(blob_id) = BlobId::parse(&entry.blob_id) else {
+        tracing::error!(queue_id = entry.id, "queue entry with a malformed blob id");
+        return;
+    };
+    let blob = match dir.blobs().get(&blob_id).await {
+        Ok(b) => b,
+        Err(e) => {
+            // The body is not readable now: keep everything and try again later.
+            tracing::error!(queue_id = entry.id, error = %e, "cannot read a queued message");
+            let _ = dir
+                .queue_after_attempt(
+                    entry.id,
+                    dir.now() + backoff(smtp, entry.attempts),
+                    entry.attempts + 1,
+                )
+                .await;
+            return;
+        }
+    };
+    let pending: Vec<&QueueRcpt> = rcpts.iter().filter(|r| r.status == "pending").collect();
+    let mut failures: Vec<Failure> = Vec::new();
+
+    // Local recipients: into the INBOX, exactly once.
+    if pending.iter().any(|r| r.is_local) {
+        let summary = summarize(&blob);
+        for r in pending.iter().filter(|r| r.is_local) {
+            match dir.deliver_to_inbox(&entry, r, &summary).await {
+                Ok(Some(uid)) => {
+                    tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, uid, "delivered")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(queue_id = entry.id, rcpt = %r.rcpt, error = %e, "local delivery failed; will retry");
+                    let _ = dir.queue_rcpt_result(r.id, "pending", &e.to_string()).await;
+                }
+            }
+        }
+    }
+
+    // Remote recipients, one conversation per domain.
+    let mut by_domain: BTreeMap<&str, Vec<&QueueRcpt>> = BTreeMap::new();
+    for r in pending.iter().filter(|r| !r.is_local) {
+        by_domain.entry(r.domain.as_str()).or_default().push(r);
+    }
+    if !by_domain.is_empty() {
+        let message = prepare(smtp, &entry, &blob).await;
+        for (domain, group) in by_domain {
+            let outcomes = deliver(smtp, &entry, &message, domain, &group).await;
+            for (r, outcome) in group.into_iter().zip(outcomes) {
+                let result = match &outcome {
+                    Outcome::Delivered => {
+                        tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, "relayed");
+                        dir.queue_rcpt_result(r.id, "delivered", "").await
+                    }
+                    Outcome::Temporary(why) => {
+                        tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, reason = %why, "deferred");
+                        dir.queue_rcpt_result(r.id, "pending", why).await
+                    }
+                    Outcome::Permanent { reply, remote } => {
+                        tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, %reply, "failed");
+                        failures.push(Failure {
+                            rcpt: (*r).clone(),
+                            reply: reply.clone(),
+                            remote: remote.clone(),
+                        });
+                        dir.queue_rcpt_result(r.id, "failed", reply).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::error!(queue_id = entry.id, error = %e, "recording a delivery result failed");
+                }
+            }
+        }
+    }
+
+    // Past its lifetime, whatever is still pending fails (RFC 3463 4.4.7 becomes 5.4.7).
+    let now = dir.now();
+    if now >= entry.expires_at {
+        let fresh = dir.queue_claim_rcpts(entry.id).await.unwrap_or_default();
+        for r in fresh.into_iter().filter(|r| r.status == "pending") {
+            let reply = format!("5.4.7 Delivery time expired; last error: {}", r.last_error);
+            let _ = dir.queue_rcpt_result(r.id, "failed", &reply).await;
+            failures.push(Failure {
+                rcpt: r,
+                reply: format!("554 {reply}"),
+                remote: None,
+            });
+        }
+    }
+    if !failures.is_empty() {
+        bounce(smtp, &entry, &blob, &failures).await;
+    }
+
+    let attempts = entry.attempts + 1;
+    match dir
+        .queue_after_attempt(entry.id, now + backoff(smtp, entry.attempts), attempts)
+        .await
+    {
+        Ok(true) => {
+            // Finished: drop the body unless a mailbox (or another entry) still holds it. Each
+            // spooled message is unique (it carries its own Received header), so no new
+            // message can come to share it meanwhile.
+            if !dir.blob_in_use(blob_id.as_str()).await.unwrap_or(true) {
+                let _ = dir.blobs().delete(&blob_id).await;
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(queue_id = entry.id, error = %e, "updating a queue entry failed"),
+    }
+}

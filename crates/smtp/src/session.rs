@@ -1,0 +1,949 @@
+//! One SMTP session (RFC 5321) on the MX port or a submission port, with the extensions of
+//! RFC 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8), 2034 (ENHANCED-
+//! STATUSCODES), 3207 (STARTTLS), 3030 (CHUNKING), 3461 (DSN) and 4954 (AUTH PLAIN/LOGIN).
+//!
+//! Commands and message data are parsed by `smtp-proto`. Its data receiver ends a message only
+//! at `<CRLF>.<CRLF>`; bare `\n.\n`, `\r.\r` or `\n.\r\n` are message content (the SMTP
+//! smuggling class, CVE-2023-51764). After STARTTLS, whatever the client pipelined in clear
+//! text is thrown away (CVE-2011-0411).
+//!
+//! Every refusal is answered here, in the session, with its enhanced status code — nothing is
+//! accepted that would have to be bounced later.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use postfach_core::Error as CoreError;
+use postfach_core::mail::{MailboxLogin, Rcpt, SpoolRequest};
+use postfach_store::{NewQueueEntry, NewQueueRcpt};
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, LineReceiver, RequestReceiver};
+use smtp_proto::{
+    AUTH_LOGIN, AUTH_PLAIN, MAIL_RET_FULL, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE,
+    RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, Request,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+use crate::Smtp;
+use crate::verdict;
+
+/// Which port the client connected to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// MX (25): mail for hosted domains from anyone; no AUTH, no relaying.
+    Inbound,
+    /// Submission with STARTTLS (587): AUTH required, only after TLS.
+    Submission,
+    /// Submission with implicit TLS (465, RFC 8314).
+    Submissions,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while upgrading.
+    Closed,
+}
+
+impl Stream {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+            Stream::Closed => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(data).await,
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+/// An accepted recipient of the current transaction.
+struct Recipient {
+    rcpt: String,
+    target: Rcpt,
+    notify: i64,
+    orcpt: Option<String>,
+}
+
+/// The mail transaction between MAIL FROM and the end of data.
+struct Txn {
+    mail_from: String,
+    ret_full: bool,
+    env_id: Option<String>,
+    declared_size: usize,
+    rcpts: Vec<Recipient>,
+}
+
+/// What the client's next bytes are.
+enum Input {
+    Command(RequestReceiver),
+    Data(DataReceiver),
+    /// A BDAT chunk; `refusal` is set when the chunk is read only to be discarded.
+    Bdat {
+        rx: BdatReceiver,
+        refusal: Option<String>,
+    },
+    /// A SASL response line.
+    Auth(Sasl, LineReceiver<()>),
+}
+
+/// Where an AUTH exchange stands (RFC 4954 §4).
+enum Sasl {
+    Plain,
+    LoginUser,
+    LoginPassword(String),
+}
+
+/// What a handled command asks of the reading loop.
+enum Next {
+    Commands,
+    Data,
+    Bdat {
+        size: usize,
+        last: bool,
+        refusal: Option<String>,
+    },
+    Auth(Sasl),
+    StartTls,
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn data_receiver() -> DataReceiver {
+    // The receiver finds "<CRLF>.<CRLF>"; the CRLF that ended the DATA command counts as the
+    // first one, so that an empty message (".") is recognised too. The seed bytes are dropped.
+    let mut rx = DataReceiver::new();
+    let mut scratch = Vec::new();
+    rx.ingest(&mut b"\r\n".iter(), &mut scratch);
+    rx
+}
+
+pub(crate) struct Session {
+    smtp: Arc<Smtp>,
+    kind: Kind,
+    peer: SocketAddr,
+    stream: Stream,
+    tls: bool,
+    out: Vec<u8>,
+    helo: Option<String>,
+    login: Option<MailboxLogin>,
+    txn: Option<Txn>,
+    data: Vec<u8>,
+    data_too_big: bool,
+    errors: usize,
+    auth_failures: u32,
+    quit: bool,
+}
+
+impl Session {
+    pub(crate) async fn run(smtp: Arc<Smtp>, kind: Kind, tcp: TcpStream, peer: SocketAddr) {
+        let _guard = match smtp.limiter.connect(peer.ip()) {
+            Ok(g) => g,
+            Err(why) => {
+                let mut tcp = tcp;
+                let _ = tcp
+                    .write_all(format!("421 4.7.0 {} {why}\r\n", smtp.cfg.hostname).as_bytes())
+                    .await;
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (stream, tls) = if kind == Kind::Submissions {
+            match tokio::time::timeout(Duration::from_secs(30), smtp.tls.accept(tcp)).await {
+                Ok(Ok(s)) => (Stream::Tls(Box::new(s)), true),
+                _ => return,
+            }
+        } else {
+            (Stream::Plain(tcp), false)
+        };
+        let session = Session {
+            smtp,
+            kind,
+            peer,
+            stream,
+            tls,
+            out: Vec::with_capacity(1024),
+            helo: None,
+            login: None,
+            txn: None,
+            data: Vec::new(),
+            data_too_big: false,
+            errors: 0,
+            auth_failures: 0,
+            quit: false,
+        };
+        session.serve().await;
+    }
+
+    fn reply(&mut self, line: impl AsRef<str>) {
+        self.out.extend_from_slice(line.as_ref().as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            self.stream.write_all(&out).await?;
+            self.out = out;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn host(&self) -> &str {
+        &self.smtp.cfg.hostname
+    }
+
+    /// Counts a protocol error; past the limit the session ends (a client that only sends
+    /// garbage gets no more of our time).
+    fn error(&mut self, line: impl AsRef<str>) {
+        self.reply(line);
+        self.errors += 1;
+        if self.errors >= self.smtp.cfg.smtp.max_errors {
+            let bye = format!(
+                "421 4.7.0 {} Too many errors, closing connection",
+                self.host()
+            );
+            self.reply(bye);
+            self.quit = true;
+        }
+    }
+
+    async fn serve(mut self) {
+        let greeting = format!("220 {} ESMTP Postfach", self.host());
+        self.reply(greeting);
+        let timeout = Duration::from_secs(self.smtp.cfg.smtp.command_timeout_seconds);
+        let mut input = Input::Command(RequestReceiver::default());
+        let mut buf = vec![0u8; 32 * 1024];
+        'read: loop {
+            if self.flush().await.is_err() || self.quit {
+                return;
+            }
+            let n = match tokio::time::timeout(timeout, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => n,
+                Err(_) => {
+                    let line = format!(
+                        "421 4.4.2 {} Timeout exceeded, closing connection",
+                        self.host()
+                    );
+                    self.reply(line);
+                    let _ = self.flush().await;
+                    return;
+                }
+            };
+            let mut bytes = buf[..n].iter();
+            while !self.quit {
+                let next = match &mut input {
+                    Input::Command(rx) => {
+                        let request = match rx.ingest(&mut bytes) {
+                            Ok(r) => r.into_owned(),
+                            Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
+                            Err(e) => {
+                                self.syntax_error(e);
+                                continue;
+                            }
+                        };
+                        if !self.smtp.limiter.command(self.peer.ip()) {
+                            let line =
+                                format!("421 4.7.0 {} Too many commands, slow down", self.host());
+                            self.reply(line);
+                            self.quit = true;
+                            break;
+                        }
+                        self.command(request).await
+                    }
+                    Input::Data(rx) => {
+                        let done = rx.ingest(&mut bytes, &mut self.data);
+                        self.check_data_size();
+                        if !done {
+                            break;
+                        }
+                        self.end_of_message().await;
+                        Next::Commands
+                    }
+                    Input::Bdat { rx, refusal } => {
+                        let done = rx.ingest(&mut bytes, &mut self.data);
+                        if refusal.is_some() {
+                            self.data.clear();
+                        } else {
+                            self.check_data_size();
+                        }
+                        if !done {
+                            break;
+                        }
+                        match refusal.take() {
+                            Some(line) => self.error(line),
+                            None if rx.is_last => self.end_of_message().await,
+                            None => {
+                                let line = format!("250 2.0.0 {} octets received", self.data.len());
+                                self.reply(line);
+                            }
+                        }
+                        Next::Commands
+                    }
+                    Input::Auth(_, rx) => {
+                        if !rx.ingest(&mut bytes) {
+                            if rx.buf.len() >= 4096 {
+                                self.error("500 5.5.6 Authentication exchange line is too long");
+                                input = Input::Command(RequestReceiver::default());
+                            }
+                            break;
+                        }
+                        let line = std::mem::take(&mut rx.buf);
+                        let Input::Auth(state, _) = std::mem::replace(
+                            &mut input,
+                            Input::Command(RequestReceiver::default()),
+                        ) else {
+                            unreachable!()
+                        };
+                        self.auth_step(state, &line).await
+                    }
+                };
+                input = match next {
+                    Next::Commands => match input {
+                        Input::Command(rx) => Input::Command(rx),
+                        _ => Input::Command(RequestReceiver::default()),
+                    },
+                    Next::Data => {
+                        self.data.clear();
+                        self.data_too_big = false;
+                        Input::Data(data_receiver())
+                    }
+                    Next::Bdat {
+                        size,
+                        last,
+                        refusal,
+                    } => Input::Bdat {
+                        rx: BdatReceiver::new(size, last),
+                        refusal,
+                    },
+                    Next::Auth(state) => Input::Auth(state, LineReceiver::new(())),
+                    Next::StartTls => {
+                        // RFC 3207 §4.2: forget everything from before, including anything
+                        // the client sent after STARTTLS in clear text (CVE-2011-0411).
+                        if self.flush().await.is_err() || !self.upgrade().await {
+                            return;
+                        }
+                        input = Input::Command(RequestReceiver::default());
+                        continue 'read;
+                    }
+                };
+            }
+        }
+    }
+
+    fn syntax_error(&mut self, e: smtp_proto::Error) {
+        use smtp_proto::Error as E;
+        let line = match e {
+            E::UnknownCommand => "500 5.5.1 Command unrecognized".to_string(),
+            E::ResponseTooLong => "500 5.5.2 Line too long".to_string(),
+            E::InvalidSenderAddress => "501 5.1.7 Invalid sender address".to_string(),
+            E::InvalidRecipientAddress => "501 5.1.3 Invalid recipient address".to_string(),
+            E::SyntaxError { syntax } => format!("501 5.5.4 Syntax: {syntax}"),
+            E::InvalidParameter { param } => format!("501 5.5.4 Invalid parameter {param:?}"),
+            E::UnsupportedParameter { param } => {
+                format!("504 5.5.4 Unsupported parameter {param:?}")
+            }
+            other => format!("500 5.5.2 {other}"),
+        };
+        self.error(line);
+    }
+
+    async fn upgrade(&mut self) -> bool {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return false;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), self.smtp.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                self.tls = true;
+                self.helo = None;
+                self.login = None;
+                self.txn = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_submission(&self) -> bool {
+        self.kind != Kind::Inbound
+    }
+
+    fn ehlo_lines(&self) -> Vec<String> {
+        let mut caps = vec![
+            format!("{} Hello {}", self.host(), self.peer.ip()),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.smtp.cfg.smtp.max_message_size),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            "CHUNKING".to_string(),
+            "DSN".to_string(),
+        ];
+        if !self.tls {
+            caps.push("STARTTLS".to_string());
+        }
+        // RFC 4954 §4 and P1: no AUTH over plain text, and none on the MX port.
+        if self.is_submission() && self.tls && self.login.is_none() {
+            caps.push("AUTH PLAIN LOGIN".to_string());
+        }
+        caps
+    }
+
+    async fn command(&mut self, req: Request<String>) -> Next {
+        match req {
+            Request::Ehlo { host } => {
+                self.helo = Some(host);
+                self.txn = None;
+                let caps = self.ehlo_lines();
+                let last = caps.len() - 1;
+                for (i, c) in caps.into_iter().enumerate() {
+                    let sep = if i == last { ' ' } else { '-' };
+                    self.reply(format!("250{sep}{c}"));
+                }
+            }
+            Request::Helo { host } => {
+                self.helo = Some(host);
+                self.txn = None;
+                let line = format!("250 {}", self.host());
+                self.reply(line);
+            }
+            Request::Lhlo { .. } => self.error("500 5.5.1 This is SMTP, not LMTP"),
+            Request::StartTls => {
+                if self.tls {
+                    self.error("503 5.5.1 TLS is already active");
+                } else {
+                    self.reply("220 2.0.0 Ready to start TLS");
+                    return Next::StartTls;
+                }
+            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth_start(mechanism, initial_response).await,
+            Request::Mail { from } => self.mail_from(from).await,
+            Request::Rcpt { to } => self.rcpt_to(to).await,
+            Request::Data => {
+                if let Some(refusal) = self.data_refusal() {
+                    self.error(refusal);
+                } else {
+                    self.reply("354 Start mail input; end with <CRLF>.<CRLF>");
+                    return Next::Data;
+                }
+            }
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => {
+                // RFC 3030 §2: the chunk follows the command whatever the answer; read it.
+                let mut refusal = self.data_refusal();
+                if refusal.is_none()
+                    && (self.data.len() + chunk_size) as u64 > self.smtp.cfg.smtp.max_message_size
+                {
+                    refusal = Some("552 5.3.4 Message too big for system".into());
+                    self.txn = None;
+                    self.data.clear();
+                }
+                return Next::Bdat {
+                    size: chunk_size,
+                    last: is_last,
+                    refusal,
+                };
+            }
+            Request::Rset => {
+                self.txn = None;
+                self.data.clear();
+                self.reply("250 2.0.0 Reset state");
+            }
+            Request::Noop { .. } => self.reply("250 2.0.0 OK"),
+            // RFC 5321 §3.5.3: never confirm which addresses exist.
+            Request::Vrfy { .. } => {
+                self.reply("252 2.5.2 Cannot VRFY user, but will accept message")
+            }
+            Request::Expn { .. } => self.error("502 5.5.1 EXPN not available"),
+            Request::Help { .. } => self.reply("214 2.0.0 See RFC 5321"),
+            Request::Quit => {
+                let line = format!(
+                    "221 2.0.0 {} Service closing transmission channel",
+                    self.host()
+                );
+                self.reply(line);
+                self.quit = true;
+            }
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.error("502 5.5.1 Command not implemented")
+            }
+        }
+        Next::Commands
+    }
+
+    /// Why DATA/BDAT cannot start now, if it cannot.
+    fn data_refusal(&self) -> Option<String> {
+        match &self.txn {
+            None => Some("503 5.5.1 Need MAIL command first".into()),
+            Some(t) if t.rcpts.is_empty() => Some("554 5.5.1 No valid recipients".into()),
+            _ => None,
+        }
+    }
+
+    async fn auth_start(&mut self, mechanism: u64, initial: String) -> Next {
+        if !self.is_submission() {
+            self.error("503 5.5.1 AUTH is not available on this port; use submission (port 587)");
+        } else if !self.tls {
+            self.error("538 5.7.11 Encryption required for requested authentication mechanism");
+        } else if self.login.is_some() {
+            self.error("503 5.5.1 Already authenticated");
+        } else if self.txn.is_some() {
+            self.error("503 5.5.1 AUTH not allowed during a mail transaction");
+        } else if mechanism == AUTH_PLAIN {
+            if initial.is_empty() {
+                self.reply("334 ");
+                return Next::Auth(Sasl::Plain);
+            }
+            return self.auth_step(Sasl::Plain, initial.as_bytes()).await;
+        } else if mechanism == AUTH_LOGIN {
+            if initial.is_empty() {
+                self.reply("334 VXNlcm5hbWU6");
+                return Next::Auth(Sasl::LoginUser);
+            }
+            return self.auth_step(Sasl::LoginUser, initial.as_bytes()).await;
+        } else {
+            self.error("504 5.5.4 Unrecognized authentication type (use PLAIN or LOGIN)");
+        }
+        Next::Commands
+    }
+
+    async fn auth_step(&mut self, state: Sasl, line: &[u8]) -> Next {
+        let line = String::from_utf8_lossy(line).trim().to_string();
+        if line == "*" {
+            self.error("501 5.0.0 Authentication cancelled");
+            return Next::Commands;
+        }
+        let decoded = if line == "=" {
+            Ok(Vec::new())
+        } else {
+            B64.decode(line.as_bytes())
+        };
+        let Ok(decoded) = decoded else {
+            self.error("501 5.5.2 Cannot decode the response (base64 expected)");
+            return Next::Commands;
+        };
+        match state {
+            Sasl::Plain => {
+                // RFC 4616: [authzid] NUL authcid NUL passwd
+                let mut parts = decoded.split(|&b| b == 0);
+                let (Some(authz), Some(user), Some(pass), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    self.error("501 5.5.2 Malformed PLAIN response");
+                    return Next::Commands;
+                };
+                let user = String::from_utf8_lossy(user).into_owned();
+                let authz = String::from_utf8_lossy(authz).into_owned();
+                if !authz.is_empty() && !authz.eq_ignore_ascii_case(&user) {
+                    self.error("535 5.7.8 Authorization identity must match the login");
+                    return Next::Commands;
+                }
+                let pass = String::from_utf8_lossy(pass).into_owned();
+                self.authenticate(&user, &pass).await;
+            }
+            Sasl::LoginUser => {
+                self.reply("334 UGFzc3dvcmQ6");
+                return Next::Auth(Sasl::LoginPassword(
+                    String::from_utf8_lossy(&decoded).into_owned(),
+                ));
+            }
+            Sasl::LoginPassword(user) => {
+                let pass = String::from_utf8_lossy(&decoded).into_owned();
+                self.authenticate(&user, &pass).await;
+            }
+        }
+        Next::Commands
+    }
+
+    async fn authenticate(&mut self, user: &str, pass: &str) {
+        let dir = &self.smtp.dir;
+        match dir
+            .authenticate_mailbox(user, pass, Some(self.peer.ip()))
+            .await
+        {
+            Ok(login) if login.maintenance => {
+                let line = format!(
+                    "454 4.7.0 The mail service of {} is in maintenance; try again later",
+                    login.domain
+                );
+                self.reply(line);
+            }
+            Ok(login) => {
+                tracing::info!(peer = %self.peer, login = %login.address, "SMTP AUTH");
+                self.login = Some(login);
+                self.reply("235 2.7.0 Authentication successful");
+            }
+            Err(CoreError::Throttled { retry_after }) => {
+                self.error(format!(
+                    "454 4.7.0 Too many failed logins; try again in {retry_after} seconds"
+                ));
+            }
+            Err(CoreError::Unauthenticated(_)) => {
+                // S4: each failure in a session makes the next answer slower.
+                self.auth_failures += 1;
+                let base = self.smtp.auth_failure_delay;
+                let delay = base * 2u32.saturating_pow(self.auth_failures.min(5) - 1);
+                tokio::time::sleep(delay).await;
+                self.error("535 5.7.8 Authentication credentials invalid");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SMTP AUTH failed internally");
+                self.reply("454 4.7.0 Temporary authentication failure");
+            }
+        }
+    }
+
+    async fn mail_from(&mut self, from: smtp_proto::MailFrom<String>) {
+        if self.helo.is_none() {
+            return self.error("503 5.5.1 Send HELO/EHLO first");
+        }
+        if self.txn.is_some() {
+            return self.error("503 5.5.1 Nested MAIL command");
+        }
+        let address = from.address.trim().to_string();
+        if self.is_submission() {
+            let Some(login) = &self.login else {
+                return self.error(if self.tls {
+                    "530 5.7.0 Authentication required"
+                } else {
+                    "530 5.7.0 Must issue a STARTTLS command first"
+                });
+            };
+            // P1: the envelope sender must be one of the login's own addresses.
+            if !login
+                .senders
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&address))
+            {
+                return self.error(format!(
+                    "553 5.7.1 <{address}>... Sender address rejected: not owned by user {}",
+                    login.address
+                ));
+            }
+        }
+        if !address.is_empty() && !address.contains('@') {
+            return self.error(format!("501 5.1.7 <{address}>... Invalid sender address"));
+        }
+        if from.size as u64 > self.smtp.cfg.smtp.max_message_size {
+            return self.error("552 5.3.4 Message size exceeds fixed maximum message size");
+        }
+        self.txn = Some(Txn {
+            mail_from: address.clone(),
+            ret_full: from.flags & MAIL_RET_FULL != 0,
+            env_id: from.env_id,
+            declared_size: from.size,
+            rcpts: Vec::new(),
+        });
+        let shown = if address.is_empty() {
+            "<>".to_string()
+        } else {
+            address
+        };
+        self.reply(format!("250 2.1.0 {shown}... Sender ok"));
+    }
+
+    async fn rcpt_to(&mut self, to: smtp_proto::RcptTo<String>) {
+        let Some(txn) = &self.txn else {
+            return self.error("503 5.5.1 Need MAIL command first");
+        };
+        let rcpt = to.address.trim().to_string();
+        if txn.rcpts.len() >= self.smtp.cfg.smtp.max_recipients {
+            // O3 / RFC 5321 §4.5.3.1.10: past the limit, a temporary refusal.
+            return self.reply("452 4.5.3 Too many recipients");
+        }
+        // F2: unauthenticated clients must introduce themselves properly.
+        if self.login.is_none() {
+            let helo = self.helo.as_deref().unwrap_or_default();
+            if verdict::bogus_helo(helo, &self.smtp.cfg.smtp.banned_helo) {
+                return self.error(format!("550 5.7.1 {rcpt}... Access denied - bogus HELO"));
+            }
+        }
+        // O3: every recipient counts against the sender's daily limit.
+        if let Some(login) = &self.login {
+            let sent = match self.smtp.dir.sent_last_24h(login.address_id).await {
+                Ok(n) => n,
+                Err(_) => return self.reply("451 4.3.0 Temporary failure, try again later"),
+            };
+            if sent + txn.rcpts.len() as i64 + 1 > login.daily_limit {
+                return self.error(format!(
+                    "550 5.7.1 Daily sending limit reached ({} recipients per 24 hours)",
+                    login.daily_limit
+                ));
+            }
+        }
+        let target = match self.smtp.dir.resolve_rcpt(&rcpt).await {
+            Ok(t) => t,
+            Err(CoreError::Invalid { .. }) => {
+                return self.error(format!("501 5.1.3 <{rcpt}>... Invalid recipient address"));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recipient lookup failed");
+                return self.reply("451 4.3.0 Temporary failure, try again later");
+            }
+        };
+        match &target {
+            Rcpt::NoSuchUser => {
+                return self.error(format!("550 5.1.1 {rcpt}... User unknown"));
+            }
+            Rcpt::Remote { .. } if self.login.is_none() => {
+                return self.error(format!("554 5.7.1 {rcpt}... Relay access denied"));
+            }
+            Rcpt::Local(local) => {
+                let size = txn.declared_size as i64;
+                if local.storage_used_bytes >= local.storage_quota_bytes
+                    || local.storage_used_bytes + size > local.storage_quota_bytes
+                {
+                    return self.reply(format!("452 4.2.2 {rcpt}... Mailbox full"));
+                }
+            }
+            Rcpt::Remote { .. } => {}
+        }
+        let mut notify = 0;
+        for (bit, value) in [
+            (RCPT_NOTIFY_SUCCESS, 1),
+            (RCPT_NOTIFY_FAILURE, 2),
+            (RCPT_NOTIFY_DELAY, 4),
+            (RCPT_NOTIFY_NEVER, 8),
+        ] {
+            if to.flags & bit != 0 {
+                notify |= value;
+            }
+        }
+        let txn = self.txn.as_mut().expect("checked above");
+        let duplicate = txn.rcpts.iter().any(|r| match (&r.target, &target) {
+            (Rcpt::Local(a), Rcpt::Local(b)) => a.address_id == b.address_id,
+            _ => r.rcpt.eq_ignore_ascii_case(&rcpt),
+        });
+        if !duplicate {
+            txn.rcpts.push(Recipient {
+                rcpt: rcpt.clone(),
+                target,
+                notify,
+                orcpt: to.orcpt,
+            });
+        }
+        self.reply(format!("250 2.1.5 {rcpt}... Recipient ok"));
+    }
+
+    fn check_data_size(&mut self) {
+        if self.data.len() as u64 > self.smtp.cfg.smtp.max_message_size {
+            // Keep reading to the end of data, but keep nothing.
+            self.data_too_big = true;
+            self.data.clear();
+        }
+    }
+
+    async fn end_of_message(&mut self) {
+        let Some(txn) = self.txn.take() else {
+            return self.error("503 5.5.1 Need MAIL command first");
+        };
+        let raw = std::mem::take(&mut self.data);
+        if std::mem::take(&mut self.data_too_big) {
+            return self.reply("552 5.3.4 Message too big for system");
+        }
+        match self.accept(txn, raw).await {
+            Ok(line) | Err(line) => self.reply(line),
+        }
+    }
+
+    /// The verdict on a complete message, then the spool. `Ok` and `Err` both carry the reply.
+    async fn accept(&mut self, txn: Txn, raw: Vec<u8>) -> Result<String, String> {
+        // P1: what the recipients see as sender must be the login's too.
+        if let Some(login) = &self.login {
+            let from = header_from_addresses(&raw);
+            if from.is_empty() {
+                return Err(
+                    "553 5.7.1 Sender address rejected: the message has no From: address".into(),
+                );
+            }
+            if let Some(bad) = from
+                .iter()
+                .find(|f| !login.senders.iter().any(|s| s.eq_ignore_ascii_case(f)))
+            {
+                return Err(format!(
+                    "553 5.7.1 <{bad}>... Sender address rejected: not owned by user {}",
+                    login.address
+                ));
+            }
+        }
+        // F3: forbidden attachments, also inside archives.
+        if let Some(name) = verdict::forbidden_attachment(&raw) {
+            tracing::info!(peer = %self.peer, attachment = %name, "refused forbidden attachment");
+            return Err("554 5.7.0 AV: Message is rejected by headers rule filter".into());
+        }
+        let helo = self.helo.clone().unwrap_or_default();
+        let mut prefix = String::new();
+        // F4: authenticate inbound mail.
+        if self.login.is_none() {
+            let auth = crate::mailauth::authenticate(
+                &self.smtp.auth,
+                self.host(),
+                &raw,
+                self.peer.ip(),
+                &helo,
+                &txn.mail_from,
+            )
+            .await;
+            if let Some(domain) = auth.dmarc_reject {
+                tracing::info!(peer = %self.peer, %domain, "refused by DMARC policy");
+                return Err(format!(
+                    "550 5.7.1 Message rejected: it fails DMARC authentication and {domain} publishes a reject policy"
+                ));
+            }
+            prefix.push_str(&auth.header);
+        }
+        let queue_ref = crate::random_id();
+        let received = self.received_header(&txn, &queue_ref, &helo);
+        // Return-Path (RFC 5321 §4.4) is for final delivery; relaying strips it again.
+        let message = [
+            format!("Return-Path: <{}>\r\n", txn.mail_from).as_bytes(),
+            received.as_bytes(),
+            prefix.as_bytes(),
+            &raw,
+        ]
+        .concat();
+        self.spool(txn, message, queue_ref).await
+    }
+
+    fn received_header(&self, txn: &Txn, id: &str, helo: &str) -> String {
+        let with = match (self.tls, self.login.is_some()) {
+            (false, false) => "ESMTP",
+            (true, false) => "ESMTPS",
+            (false, true) => "ESMTPA",
+            (true, true) => "ESMTPSA",
+        };
+        let helo: String = helo
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        // "for" only with a single recipient: it would disclose Bcc recipients otherwise.
+        let for_clause = match txn.rcpts.as_slice() {
+            [one] => format!("\r\n\tfor <{}>", one.rcpt),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo} ({})\r\n\tby {} (Postfach) with {with} id {id}{for_clause};\r\n\t{}\r\n",
+            self.peer.ip(),
+            self.host(),
+            crate::rfc5322_now()
+        )
+    }
+
+    async fn spool(
+        &mut self,
+        txn: Txn,
+        message: Vec<u8>,
+        queue_ref: String,
+    ) -> Result<String, String> {
+        let temp =
+            || "451 4.3.0 Temporary failure storing the message; try again later".to_string();
+        let blob = match self.smtp.dir.blobs().put(&message).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "storing a message failed");
+                return Err(temp());
+            }
+        };
+        let rcpts: Vec<NewQueueRcpt> = txn
+            .rcpts
+            .iter()
+            .map(|r| match &r.target {
+                Rcpt::Local(l) => NewQueueRcpt {
+                    rcpt: r.rcpt.clone(),
+                    address_id: Some(l.address_id),
+                    via: l.via.as_str().into(),
+                    domain: l.domain.clone(),
+                    is_local: true,
+                    notify: r.notify,
+                    orcpt: r.orcpt.clone(),
+                },
+                Rcpt::Remote { domain } => NewQueueRcpt {
+                    rcpt: r.rcpt.clone(),
+                    domain: domain.clone(),
+                    is_local: false,
+                    notify: r.notify,
+                    orcpt: r.orcpt.clone(),
+                    ..Default::default()
+                },
+                Rcpt::NoSuchUser => unreachable!("refused at RCPT"),
+            })
+            .collect();
+        let request = SpoolRequest {
+            entry: NewQueueEntry {
+                blob_id: blob.to_string(),
+                size: message.len() as i64,
+                mail_from: txn.mail_from.clone(),
+                source: if self.login.is_some() {
+                    "submission"
+                } else {
+                    "inbound"
+                }
+                .into(),
+                sender_address_id: self.login.as_ref().map(|l| l.address_id),
+                env_id: txn.env_id.clone(),
+                ret_full: txn.ret_full,
+                // Set by the spool from `lifetime`.
+                expires_at: 0,
+            },
+            lifetime: self.smtp.cfg.queue.lifetime_hours * 3600,
+            count_for: self
+                .login
+                .as_ref()
+                .map(|l| (l.address_id, rcpts.len() as i64)),
+            rcpts,
+        };
+        match self.smtp.dir.spool(&request).await {
+            Ok(id) => {
+                self.smtp.queue_wake.notify_one();
+                tracing::info!(
+                    peer = %self.peer, queue_id = id, id = %queue_ref, from = %txn.mail_from,
+                    recipients = txn.rcpts.len(), size = message.len(), "message accepted"
+                );
+                Ok(format!(
+                    "250 2.0.0 Message accepted for delivery (queued as {queue_ref})"
+                ))
+            }
+            Err(e) => {
+                // The blob stays behind unreferenced (no message points at it) until the
+                // store check collects it; nothing half-written is visible.
+                tracing::error!(error = %e, "spooling a message failed");
+                Err(temp())
+            }
+        }
+    }
+}
+
+/// The addresses of the `From:` header field(s).
+fn header_from_addresses(raw: &[u8]) -> Vec<String> {
+    let Some(m) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return Vec::new();
+    };
+    m.from()
+        .map(|a| {
+            a.iter()
+                .filter_map(|addr| addr.address().map(|s| s.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
