@@ -27,6 +27,27 @@ pub struct App {
     pub dir: Directory,
 }
 
+impl App {
+    /// This node's stable identity (queue claims survive restarts through it): a random id
+    /// written to DATA/node-id on first use.
+    pub fn node_id(&self) -> Result<String> {
+        let path = self.paths.data.join("node-id");
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            let id = id.trim();
+            if !id.is_empty() {
+                return Ok(id.to_string());
+            }
+        }
+        let id = format!(
+            "{}-{}",
+            self.config.server.hostname,
+            postfach_core::secret::random_hex(6)
+        );
+        std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+        Ok(id)
+    }
+}
+
 /// What the first-run setup created, to tell the operator once.
 #[derive(Default)]
 pub struct FirstRun {

@@ -190,9 +190,10 @@ impl Config {
         }
     }
 
-    pub fn smtp(&self) -> SmtpConfig {
+    pub fn smtp(&self, node_id: &str) -> SmtpConfig {
         SmtpConfig {
             hostname: self.server.hostname.clone(),
+            node_id: node_id.to_string(),
             smtp: self.smtp.clone(),
             queue: self.queue.clone(),
             dns: self.dns.clone(),
@@ -265,7 +266,7 @@ impl Config {
         if self.store.url.is_empty() {
             return Err("store.url: must not be empty".into());
         }
-        self.smtp().validate()?;
+        self.smtp("validation").validate()?;
         self.policy().validate()
     }
 }
@@ -343,6 +344,8 @@ session_hours = 12
 max_message_size = 52428800
 # Recipients per message.
 max_recipients = 100
+# Longest command line in bytes (512 to 4096).
+max_line_length = 4096
 # Per client IP: connections at once, new connections per minute, commands per minute.
 max_connections_per_ip = 20
 connections_per_minute_per_ip = 120
@@ -359,7 +362,7 @@ dmarc_reject = true
 auth_failure_delay_ms = 1000
 
 [queue]
-# Hours a message is retried before it bounces.
+# Hours a message is retried before it bounces (0: bounce after the first failed attempt).
 lifetime_hours = 120
 # First retry after this many seconds, doubling up to retry_max_seconds.
 retry_initial_seconds = 300

@@ -69,7 +69,7 @@ pub async fn run(paths: Paths) -> Result<()> {
         submission: bind("submission", cfg.listen.submission).await?,
         submissions: bind("submissions", cfg.listen.submissions).await?,
     };
-    let smtp = postfach_smtp::Smtp::new(app.dir.clone(), cfg.smtp(), tls.clone())
+    let smtp = postfach_smtp::Smtp::new(app.dir.clone(), cfg.smtp(&app.node_id()?), tls.clone())
         .map_err(|e| anyhow::anyhow!(e))?;
     let http = bind("http", cfg.listen.http).await?;
     let https = match cfg.https() {

@@ -12,6 +12,9 @@ pub struct SmtpSettings {
     pub max_message_size: u64,
     /// Recipients per message (O3: 100, "whatever the field").
     pub max_recipients: usize,
+    /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4 asks for at least 512; the
+    /// parser's ceiling is 4096).
+    pub max_line_length: usize,
     /// Simultaneous connections per client IP.
     pub max_connections_per_ip: usize,
     /// New connections per client IP per minute.
@@ -36,6 +39,7 @@ impl Default for SmtpSettings {
         SmtpSettings {
             max_message_size: 50 * 1024 * 1024,
             max_recipients: 100,
+            max_line_length: 4096,
             max_connections_per_ip: 20,
             connections_per_minute_per_ip: 120,
             commands_per_minute_per_ip: 1200,
@@ -109,6 +113,8 @@ impl Default for DnsSettings {
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
     pub hostname: String,
+    /// This node's identity for queue claims (stable across restarts of the node).
+    pub node_id: String,
     pub smtp: SmtpSettings,
     pub queue: QueueSettings,
     pub dns: DnsSettings,
@@ -121,6 +127,9 @@ impl SmtpConfig {
         let s = &self.smtp;
         if s.max_message_size < 1024 {
             return Err("smtp.max_message_size must be at least 1024".into());
+        }
+        if !(512..=4096).contains(&s.max_line_length) {
+            return Err("smtp.max_line_length must be between 512 and 4096".into());
         }
         if !(1..=1000).contains(&s.max_recipients) {
             return Err("smtp.max_recipients must be between 1 and 1000".into());
@@ -135,8 +144,8 @@ impl SmtpConfig {
             return Err("smtp.command_timeout_seconds must be at least 10".into());
         }
         let q = &self.queue;
-        if q.lifetime_hours < 1 {
-            return Err("queue.lifetime_hours must be at least 1".into());
+        if q.lifetime_hours < 0 {
+            return Err("queue.lifetime_hours must not be negative".into());
         }
         if q.retry_initial_seconds < 1 || q.retry_max_seconds < q.retry_initial_seconds {
             return Err("queue.retry_initial_seconds must be at least 1 and at most queue.retry_max_seconds".into());

@@ -50,6 +50,18 @@ pub struct InboundAuth {
     pub dmarc_reject: Option<String>,
 }
 
+impl InboundAuth {
+    /// The header when the checks could not finish in time (RFC 8601 §2.7: temperror).
+    pub fn timed_out(hostname: &str) -> Self {
+        InboundAuth {
+            header: format!(
+                "Authentication-Results: {hostname};\r\n\tspf=temperror (DNS timeout);\r\n\tdkim=temperror (DNS timeout);\r\n\tdmarc=temperror (DNS timeout)\r\n"
+            ),
+            dmarc_reject: None,
+        }
+    }
+}
+
 /// Runs SPF, DKIM, ARC and DMARC for an inbound message.
 pub async fn authenticate(
     auth: &MessageAuthenticator,
@@ -100,10 +112,16 @@ pub async fn authenticate(
         .with_arc_result(&arc, ip)
         .with_dmarc_result(&dmarc)
         .to_header();
-    let failed = |r: &DmarcResult| matches!(r, DmarcResult::Fail(_));
+    // RFC 7489 §6.6.2: DMARC fails when neither an aligned SPF nor an aligned DKIM result
+    // passes. A temporary DNS error is not a failure (§6.6.3): such mail is not refused.
+    let passed = |r: &DmarcResult| matches!(r, DmarcResult::Pass);
+    let temporary = |r: &DmarcResult| matches!(r, DmarcResult::TempError(_));
+    let (spf_r, dkim_r) = (dmarc.spf_result(), dmarc.dkim_result());
     let dmarc_reject = (dmarc.policy() == Policy::Reject
-        && failed(dmarc.spf_result())
-        && failed(dmarc.dkim_result()))
+        && !passed(spf_r)
+        && !passed(dkim_r)
+        && !temporary(spf_r)
+        && !temporary(dkim_r))
     .then(|| dmarc.domain().to_string());
     InboundAuth {
         header,

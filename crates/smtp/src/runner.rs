@@ -18,6 +18,16 @@ use crate::outbound::{Outcome, deliver, prepare};
 const LEASE_SECONDS: i64 = 30 * 60;
 
 pub(crate) async fn run(smtp: Arc<Smtp>, mut stop: watch::Receiver<bool>) {
+    // Claims from before a crash or restart of this node would otherwise hold their entries
+    // until the lease runs out.
+    match smtp.dir.queue_release_node(&smtp.cfg.node_id).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            entries = n,
+            "resuming queue entries interrupted by the last stop"
+        ),
+        Err(e) => tracing::error!(error = %e, "releasing old queue claims failed"),
+    }
     let workers = Arc::new(Semaphore::new(smtp.cfg.queue.workers));
     loop {
         if *stop.borrow() {
@@ -29,7 +39,11 @@ pub(crate) async fn run(smtp: Arc<Smtp>, mut stop: watch::Receiver<bool>) {
                     let Ok(permit) = workers.clone().acquire_owned().await else {
                         return;
                     };
-                    match smtp.dir.queue_claim(entry.id, LEASE_SECONDS).await {
+                    match smtp
+                        .dir
+                        .queue_claim(entry.id, LEASE_SECONDS, &smtp.cfg.node_id)
+                        .await
+                    {
                         Ok(Some((entry, rcpts))) => {
                             let smtp = smtp.clone();
                             tokio::spawn(async move {

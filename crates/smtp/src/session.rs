@@ -144,6 +144,10 @@ pub(crate) struct Session {
     data_too_big: bool,
     errors: usize,
     auth_failures: u32,
+    /// After a line that was too long: drop input up to the end of that line.
+    skip_line: bool,
+    /// Bytes of the command line received so far (without its end).
+    partial_line: usize,
     quit: bool,
 }
 
@@ -182,6 +186,8 @@ impl Session {
             data_too_big: false,
             errors: 0,
             auth_failures: 0,
+            skip_line: false,
+            partial_line: 0,
             quit: false,
         };
         session.serve().await;
@@ -246,12 +252,44 @@ impl Session {
             };
             let mut bytes = buf[..n].iter();
             while !self.quit {
+                if self.skip_line {
+                    let rest = bytes.as_slice();
+                    match rest.iter().position(|&b| b == b'\n') {
+                        Some(end) => {
+                            bytes = rest[end + 1..].iter();
+                            self.skip_line = false;
+                        }
+                        None => break,
+                    }
+                }
                 let next = match &mut input {
                     Input::Command(rx) => {
+                        let rest = bytes.as_slice();
+                        let newline = rest.iter().position(|&b| b == b'\n');
+                        let line = self.partial_line + newline.map_or(rest.len(), |p| p + 1);
+                        if line > self.smtp.cfg.smtp.max_line_length {
+                            bytes = match newline {
+                                Some(p) => rest[p + 1..].iter(),
+                                None => {
+                                    self.skip_line = true;
+                                    [].iter()
+                                }
+                            };
+                            self.partial_line = 0;
+                            *rx = RequestReceiver::default();
+                            self.error("500 5.5.2 Line too long");
+                            continue;
+                        }
+                        self.partial_line = if newline.is_some() { 0 } else { line };
                         let request = match rx.ingest(&mut bytes) {
                             Ok(r) => r.into_owned(),
                             Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
                             Err(e) => {
+                                // The rest of an overlong line is not a new command.
+                                if matches!(e, smtp_proto::Error::ResponseTooLong) {
+                                    self.skip_line = true;
+                                    *rx = RequestReceiver::default();
+                                }
                                 self.syntax_error(e);
                                 continue;
                             }
@@ -729,12 +767,10 @@ impl Session {
                 notify |= value;
             }
         }
+        // Every distinct envelope recipient counts (O3) and is kept; recipients that reach
+        // the same mailbox (aliases, catchall) are delivered to once, when spooling.
         let txn = self.txn.as_mut().expect("checked above");
-        let duplicate = txn.rcpts.iter().any(|r| match (&r.target, &target) {
-            (Rcpt::Local(a), Rcpt::Local(b)) => a.address_id == b.address_id,
-            _ => r.rcpt.eq_ignore_ascii_case(&rcpt),
-        });
-        if !duplicate {
+        if !txn.rcpts.iter().any(|r| r.rcpt.eq_ignore_ascii_case(&rcpt)) {
             txn.rcpts.push(Recipient {
                 rcpt: rcpt.clone(),
                 target,
@@ -795,15 +831,23 @@ impl Session {
         let mut prefix = String::new();
         // F4: authenticate inbound mail.
         if self.login.is_none() {
-            let auth = crate::mailauth::authenticate(
-                &self.smtp.auth,
-                self.host(),
-                &raw,
-                self.peer.ip(),
-                &helo,
-                &txn.mail_from,
+            // A dead resolver must not hold the session: past the bound, the results are
+            // recorded as temporary errors and the message is accepted (RFC 7489 §6.6.3 asks
+            // receivers not to reject on temporary DNS failures).
+            let bound = Duration::from_secs(self.smtp.cfg.dns.timeout_seconds.max(1) * 4);
+            let auth = tokio::time::timeout(
+                bound,
+                crate::mailauth::authenticate(
+                    &self.smtp.auth,
+                    self.host(),
+                    &raw,
+                    self.peer.ip(),
+                    &helo,
+                    &txn.mail_from,
+                ),
             )
-            .await;
+            .await
+            .unwrap_or_else(|_| crate::mailauth::InboundAuth::timed_out(self.host()));
             if let Some(domain) = auth.dmarc_reject {
                 tracing::info!(peer = %self.peer, %domain, "refused by DMARC policy");
                 return Err(format!(
@@ -865,9 +909,19 @@ impl Session {
                 return Err(temp());
             }
         };
+        let counted = txn.rcpts.len() as i64;
+        let mut seen_local = Vec::new();
         let rcpts: Vec<NewQueueRcpt> = txn
             .rcpts
             .iter()
+            .filter(|r| match &r.target {
+                Rcpt::Local(l) if seen_local.contains(&l.address_id) => false,
+                Rcpt::Local(l) => {
+                    seen_local.push(l.address_id);
+                    true
+                }
+                _ => true,
+            })
             .map(|r| match &r.target {
                 Rcpt::Local(l) => NewQueueRcpt {
                     rcpt: r.rcpt.clone(),
@@ -907,10 +961,7 @@ impl Session {
                 expires_at: 0,
             },
             lifetime: self.smtp.cfg.queue.lifetime_hours * 3600,
-            count_for: self
-                .login
-                .as_ref()
-                .map(|l| (l.address_id, rcpts.len() as i64)),
+            count_for: self.login.as_ref().map(|l| (l.address_id, counted)),
             rcpts,
         };
         match self.smtp.dir.spool(&request).await {

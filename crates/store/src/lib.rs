@@ -202,11 +202,19 @@ pub trait Tx: Send {
     ) -> Result<i64>;
     async fn queue_get(&mut self, id: i64) -> Result<Option<QueueEntry>>;
     async fn queue_list(&mut self) -> Result<Vec<QueueEntry>>;
-    /// Entries whose next attempt is due, oldest first.
+    /// Entries whose next attempt is due and that no worker holds, oldest first.
     async fn queue_due(&mut self, now: i64, limit: i64) -> Result<Vec<QueueEntry>>;
-    /// Claims a due entry for one worker until `lease_until` (compare-and-set on its next
-    /// attempt time); false if another worker got it first.
-    async fn queue_claim(&mut self, id: i64, now: i64, lease_until: i64) -> Result<bool>;
+    /// Claims a due entry for a worker of `node` until `lease_until`; false if another worker
+    /// got it first. Scheduling the next attempt releases the claim.
+    async fn queue_claim(
+        &mut self,
+        id: i64,
+        now: i64,
+        lease_until: i64,
+        node: &str,
+    ) -> Result<bool>;
+    /// Releases every claim of `node` (it restarted: its workers are gone).
+    async fn queue_release_node(&mut self, node: &str) -> Result<u64>;
     async fn queue_schedule(&mut self, id: i64, next_attempt_at: i64, attempts: i64) -> Result<()>;
     async fn queue_delete(&mut self, id: i64) -> Result<()>;
     async fn queue_rcpts(&mut self, queue_id: i64) -> Result<Vec<QueueRcpt>>;

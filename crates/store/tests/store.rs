@@ -206,9 +206,19 @@ mod scenarios {
         assert_eq!(tx.queue_due(9, 10).await.unwrap().len(), 0);
         assert_eq!(tx.queue_due(10, 10).await.unwrap().len(), 1);
         // Claiming is exclusive: the second claim at the same time fails.
-        assert!(tx.queue_claim(id, 10, 70).await.unwrap());
-        assert!(!tx.queue_claim(id, 10, 70).await.unwrap());
+        assert!(tx.queue_claim(id, 10, 70, "node-a").await.unwrap());
+        assert!(!tx.queue_claim(id, 10, 70, "node-b").await.unwrap());
         assert!(tx.queue_due(69, 10).await.unwrap().is_empty(), "leased");
+        assert_eq!(
+            tx.queue_due(70, 10).await.unwrap().len(),
+            1,
+            "the lease ran out"
+        );
+        // A restarted node releases its own claims, not others'.
+        assert_eq!(tx.queue_release_node("node-b").await.unwrap(), 0);
+        assert_eq!(tx.queue_release_node("node-a").await.unwrap(), 1);
+        assert_eq!(tx.queue_due(11, 10).await.unwrap().len(), 1, "released");
+        assert!(tx.queue_claim(id, 11, 70, "node-b").await.unwrap());
         let rcpts = tx.queue_rcpts(id).await.unwrap();
         assert_eq!(rcpts.len(), 2);
         assert!(rcpts[0].is_local && !rcpts[1].is_local);

@@ -78,16 +78,17 @@ impl Directory {
         Ok(tx.queue_due(self.now(), limit).await?)
     }
 
-    /// Claims an entry for `lease` seconds; the recipients come with it. None if another
-    /// worker holds it.
+    /// Claims an entry for a worker of `node` for `lease` seconds; the recipients come with
+    /// it. None if another worker holds it.
     pub async fn queue_claim(
         &self,
         id: i64,
         lease: i64,
+        node: &str,
     ) -> Result<Option<(QueueEntry, Vec<QueueRcpt>)>> {
         let now = self.now();
         let mut tx = self.store.begin_write().await?;
-        if !tx.queue_claim(id, now, now + lease).await? {
+        if !tx.queue_claim(id, now, now + lease, node).await? {
             return Ok(None);
         }
         let entry = tx
@@ -103,6 +104,14 @@ impl Directory {
     pub async fn queue_claim_rcpts(&self, id: i64) -> Result<Vec<QueueRcpt>> {
         let mut tx = self.store.begin().await?;
         Ok(tx.queue_rcpts(id).await?)
+    }
+
+    /// At start: the claims this node held before it stopped are void.
+    pub async fn queue_release_node(&self, node: &str) -> Result<u64> {
+        let mut tx = self.store.begin_write().await?;
+        let n = tx.queue_release_node(node).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     pub async fn queue_rcpt_result(&self, rcpt_id: i64, status: &str, error: &str) -> Result<()> {

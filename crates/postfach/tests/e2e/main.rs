@@ -5,4 +5,5 @@
 mod api;
 mod cli;
 mod server;
+mod smtp;
 mod support;

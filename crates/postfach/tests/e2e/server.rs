@@ -118,14 +118,12 @@ fn cli_changes_reach_the_running_server_without_restart() {
 #[test]
 fn https_listener_serves_the_api_with_the_generated_certificate() {
     let d = Data::sqlite();
-    let mut cmd = d.command(&["serve"]);
-    cmd.env("POSTFACH_LISTEN_HTTPS", "127.0.0.1:0");
-    let server = Server::start_with(cmd);
-    let https = server
-        .stdout
-        .iter()
-        .find_map(|l| l.strip_prefix("Listening: https://").map(str::to_string))
-        .expect("https listener announced");
+    let server = Server::start_opts(
+        &d,
+        &serde_json::json!({}),
+        &[("POSTFACH_LISTEN_HTTPS", "127.0.0.1:0")],
+    );
+    let https = server.listeners["https"].to_string();
     let out = Command::new("curl")
         .args(["-sS", "--cacert"])
         .arg(d.path().join("tls/cert.pem"))

@@ -1,10 +1,12 @@
 //! Harness: data directories, running CLI commands, starting and stopping the server.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postfach_store::testing::{PgTestDb, TempDir};
 
@@ -106,7 +108,53 @@ impl Data {
         for var in EPHEMERAL {
             c.env(var, "127.0.0.1:0");
         }
+        // Tests must not wait: fast retries and a short pause after failed AUTH.
+        c.env("POSTFACH_QUEUE_RETRY_INITIAL_SECONDS", "1");
+        c.env("POSTFACH_QUEUE_RETRY_MAX_SECONDS", "2");
+        c.env("POSTFACH_SMTP_AUTH_FAILURE_DELAY_MS", "10");
+        c.env("POSTFACH_DNS_TIMEOUT_SECONDS", "2");
         c
+    }
+
+    /// Adds `line` to the `[section]` of postfach.toml.
+    pub fn config_line(&self, section: &str, line: &str) {
+        let path = self.path().join("postfach.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = format!("[{section}]\n");
+        assert!(text.contains(&header), "postfach.toml has {header}");
+        std::fs::write(
+            &path,
+            text.replacen(&header, &format!("{header}{line}\n"), 1),
+        )
+        .unwrap();
+    }
+
+    /// The messages of a folder, as `postfach mailbox list --json` shows them.
+    pub fn messages(&self, address: &str, folder: &str) -> Vec<serde_json::Value> {
+        self.json(&["mailbox", "list", address, "--folder", folder])
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits (up to 20 s) until `address`'s `folder` holds `n` messages; returns them.
+    pub fn wait_messages(&self, address: &str, folder: &str, n: usize) -> Vec<serde_json::Value> {
+        let mut last = Vec::new();
+        let ok = wait_until(Duration::from_secs(20), || {
+            last = self.messages(address, folder);
+            last.len() >= n
+        });
+        assert!(
+            ok,
+            "{address}/{folder} should hold {n} messages, holds {}",
+            last.len()
+        );
+        last
+    }
+
+    /// One stored message, raw.
+    pub fn message(&self, address: &str, uid: i64) -> String {
+        self.ok(&["mailbox", "show", address, &uid.to_string()])
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -179,11 +227,100 @@ impl Data {
     }
 }
 
+/// Polls `f` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn tool(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e/tools")
+        .join(name)
+}
+
+/// Runs a Python script (an independent client) with arguments.
+pub fn python(script: &str, args: &[&str]) -> Run {
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3")
+        .into()
+}
+
+/// A helper process (test DNS server, SMTP sink) that prints its port first; killed on drop.
+pub struct Peer {
+    child: Child,
+    pub port: u16,
+}
+
+impl Peer {
+    fn start(script: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new("python3")
+            .arg(tool(script))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start a python helper");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{script} printed no port: {line:?}"));
+        Peer { child, port }
+    }
+
+    /// An authoritative DNS server for `records` ({"name.": [["TXT", "..."], …]}).
+    pub fn dns(dir: &Path, records: &serde_json::Value) -> Peer {
+        let file = dir.join(format!("zone-{}.json", std::process::id()));
+        std::fs::write(&file, records.to_string()).unwrap();
+        Peer::start("dns_server.py", &[file.to_str().unwrap()])
+    }
+
+    /// A remote MX stand-in saving accepted mail into `dir` (see smtp_sink.py for modes);
+    /// with a certificate and key it offers STARTTLS.
+    pub fn sink(dir: &Path, mode: &str, tls: Option<(&Path, &Path)>) -> Peer {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut args = vec![dir.to_str().unwrap().to_string(), mode.to_string()];
+        if let Some((cert, key)) = tls {
+            args.push(cert.to_str().unwrap().to_string());
+            args.push(key.to_str().unwrap().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Peer::start("smtp_sink.py", &args)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `postfach serve`; stopped with SIGTERM when dropped.
 pub struct Server {
     child: Child,
     pub http: String,
+    /// Listener name (smtp, submission, …) → address.
+    pub listeners: HashMap<String, SocketAddr>,
     pub stdout: Vec<String>,
+    /// The test DNS server the instance resolves with (kept running while the server is).
+    _dns: Peer,
     /// Keeps the reader thread draining the server's stdout (a closed pipe would make the
     /// server's next print fail).
     _lines: mpsc::Receiver<String>,
@@ -191,11 +328,25 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Data) -> Server {
-        Self::start_with(data.command(&["serve"]))
+        Self::start_opts(data, &serde_json::json!({}), &[])
+    }
+
+    /// Starts with a test DNS server holding `records`, and extra environment.
+    pub fn start_opts(data: &Data, records: &serde_json::Value, env: &[(&str, &str)]) -> Server {
+        let dns = Peer::dns(data.path(), records);
+        let mut cmd = data.command(&["serve"]);
+        cmd.env(
+            "POSTFACH_DNS_NAMESERVERS",
+            format!("127.0.0.1:{}", dns.port),
+        );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::start_with(cmd, dns)
     }
 
     /// Starts `cmd` (a `serve` command) and waits until it says it is ready.
-    pub fn start_with(mut cmd: Command) -> Server {
+    fn start_with(mut cmd: Command, dns: Peer) -> Server {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -211,16 +362,17 @@ impl Server {
             }
         });
         let mut stdout = Vec::new();
-        let mut http = None;
+        let mut listeners = HashMap::new();
         loop {
             match lines.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) if line == "Postfach is ready." => break,
                 Ok(line) => {
-                    if let Some(addr) = line
-                        .strip_prefix("Listening: http://")
-                        .and_then(|rest| rest.split_whitespace().next())
+                    if let Some((name, rest)) = line
+                        .strip_prefix("Listening: ")
+                        .and_then(|l| l.split_once("://"))
+                        && let Some(addr) = rest.split_whitespace().next()
                     {
-                        http = Some(format!("http://{addr}"));
+                        listeners.insert(name.to_string(), addr.parse().unwrap());
                     }
                     stdout.push(line);
                 }
@@ -230,13 +382,28 @@ impl Server {
                 }
             }
         }
-        let http = http.expect("an http listener is announced");
+        let http = format!(
+            "http://{}",
+            listeners.get("http").expect("an http listener")
+        );
         Server {
             child,
             http,
+            listeners,
             stdout,
+            _dns: dns,
             _lines: lines,
         }
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.listeners[listener].port()
+    }
+
+    /// Kills the server without warning (crash tests).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns whether it exited successfully.

@@ -56,7 +56,10 @@ CREATE TABLE queue (
     received_at     BIGINT NOT NULL,
     expires_at      BIGINT NOT NULL,
     next_attempt_at BIGINT NOT NULL,
-    attempts        BIGINT NOT NULL DEFAULT 0
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    -- A worker's claim: until when, and which node holds it (released when that node starts).
+    lease_until     BIGINT,
+    leased_by       TEXT
 );
 CREATE INDEX queue_next ON queue(next_attempt_at);
 

@@ -56,7 +56,10 @@ CREATE TABLE queue (
     received_at     INTEGER NOT NULL,
     expires_at      INTEGER NOT NULL,
     next_attempt_at INTEGER NOT NULL,
-    attempts        INTEGER NOT NULL DEFAULT 0
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    -- A worker's claim: until when, and which node holds it (released when that node starts).
+    lease_until     INTEGER,
+    leased_by       TEXT
 );
 CREATE INDEX queue_next ON queue(next_attempt_at);
 

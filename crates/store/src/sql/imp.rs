@@ -907,7 +907,8 @@ impl Tx for SqlTx {
     async fn queue_due(&mut self, now: i64, limit: i64) -> Result<Vec<QueueEntry>> {
         Ok(sqlx::query_as(concat!(
             queue_select!(),
-            " WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+            " WHERE next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+             ORDER BY next_attempt_at, id LIMIT $2"
         ))
         .bind(now)
         .bind(limit)
@@ -915,11 +916,19 @@ impl Tx for SqlTx {
         .await?)
     }
 
-    async fn queue_claim(&mut self, id: i64, now: i64, lease_until: i64) -> Result<bool> {
+    async fn queue_claim(
+        &mut self,
+        id: i64,
+        now: i64,
+        lease_until: i64,
+        node: &str,
+    ) -> Result<bool> {
         let r = sqlx::query(
-            "UPDATE queue SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at <= $3",
+            "UPDATE queue SET lease_until = $1, leased_by = $2 WHERE id = $3 \
+             AND next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until <= $4)",
         )
         .bind(lease_until)
+        .bind(node)
         .bind(id)
         .bind(now)
         .execute(&mut *self.tx)
@@ -927,14 +936,27 @@ impl Tx for SqlTx {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn queue_release_node(&mut self, node: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE queue SET lease_until = NULL, leased_by = NULL WHERE leased_by = $1",
+        )
+        .bind(node)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     async fn queue_schedule(&mut self, id: i64, next_attempt_at: i64, attempts: i64) -> Result<()> {
         one_row(
-            sqlx::query("UPDATE queue SET next_attempt_at = $1, attempts = $2 WHERE id = $3")
-                .bind(next_attempt_at)
-                .bind(attempts)
-                .bind(id)
-                .execute(&mut *self.tx)
-                .await?,
+            sqlx::query(
+                "UPDATE queue SET next_attempt_at = $1, attempts = $2, lease_until = NULL, \
+                 leased_by = NULL WHERE id = $3",
+            )
+            .bind(next_attempt_at)
+            .bind(attempts)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?,
         )
     }
 
