@@ -49,7 +49,10 @@ fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
 /// Acme's domains: acme.example (standard, 10 addresses: info, jean, alias hello → info),
 /// catch.example (standard, with catchall), starter.example (starter: solo).
 fn setup() -> Data {
-    let d = Data::sqlite();
+    setup_on(Data::sqlite())
+}
+
+fn setup_on(d: Data) -> Data {
     d.service("acme.example", "standard", Some(10));
     d.service("catch.example", "standard", None);
     d.service("starter.example", "starter", None);
@@ -863,6 +866,80 @@ fn expired_messages_bounce_with_the_last_error() {
         .as_array()
         .unwrap()
         .is_empty()));
+}
+
+#[test]
+fn remote_delivery_follows_the_mx_records() {
+    let d = setup();
+    let dir = d.path().join("sink");
+    let sink = Peer::sink(&dir, "accept", None);
+    // mx-test.example's MX is a host whose address is 127.0.0.1; MX hosts listen on the sink's
+    // port here (queue.mx_port). The lower-preference MX does not exist and must not be used.
+    let records = json!({
+        "mx-test.example.": [["MX", "10 mx1.mx-test.example."], ["MX", "20 nowhere.mx-test.example."]],
+        "mx1.mx-test.example.": [["A", "127.0.0.1"]],
+    });
+    let port = sink.port.to_string();
+    let s = Server::start_opts(&d, &records, &[("POSTFACH_QUEUE_MX_PORT", port.as_str())]);
+    assert_eq!(
+        submit(
+            &s,
+            "info@acme.example",
+            &["carol@mx-test.example"],
+            "via MX"
+        )[4]
+        .0,
+        250
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || dir.join("1.eml").exists()),
+        "delivered to the MX host"
+    );
+    // A domain that does not exist bounces at once.
+    assert_eq!(
+        submit(
+            &s,
+            "info@acme.example",
+            &["dave@no-such-domain.example"],
+            "nowhere"
+        )[4]
+        .0,
+        250
+    );
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 1);
+    assert_eq!(inbox[0]["subject"], "Undelivered Mail Returned to Sender");
+    assert!(
+        d.message("info@acme.example", 1).contains("5.1.2"),
+        "domain not found"
+    );
+}
+
+#[test]
+fn the_smtp_path_works_on_postgresql() {
+    let d = setup_on(Data::postgres());
+    let s = Server::start(&d);
+    let r = smtp(
+        s.port("smtp"),
+        "plain",
+        json!([
+            ["ehlo", "mx.sender.example"],
+            [
+                "send",
+                "a@sender.example",
+                ["info@acme.example", "x@catch.example"],
+                message("a@sender.example", "info@acme.example", "on postgres", "x")
+            ]
+        ]),
+    );
+    assert_eq!(r[1].0, 250);
+    assert_eq!(
+        submit(&s, "jean@acme.example", &["info@acme.example"], "submitted")[4].0,
+        250
+    );
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 2);
+    let uids: Vec<i64> = inbox.iter().map(|m| m["uid"].as_i64().unwrap()).collect();
+    assert_eq!(uids, [1, 2]);
+    d.wait_messages("catchall@catch.example", "INBOX", 1);
 }
 
 #[test]
