@@ -74,6 +74,19 @@ fn setup_on(d: Data) -> Data {
     d
 }
 
+/// The start of a submission session: EHLO, STARTTLS, EHLO, and AUTH as `user` (if given).
+fn submission_prologue(user: Option<&str>) -> Vec<Value> {
+    let mut steps = vec![
+        json!(["ehlo", "laptop.example"]),
+        json!(["starttls"]),
+        json!(["ehlo", "laptop.example"]),
+    ];
+    if let Some(u) = user {
+        steps.push(json!(["login", u, PW]));
+    }
+    steps
+}
+
 fn codes(replies: &[(u16, String)]) -> Vec<u16> {
     replies.iter().map(|r| r.0).collect()
 }
@@ -353,13 +366,8 @@ fn sender_must_be_one_of_the_logins_addresses() {
 fn at_most_100_recipients_per_message() {
     let d = setup();
     let s = Server::start(&d);
-    let mut steps = vec![
-        json!(["ehlo", "laptop.example"]),
-        json!(["starttls"]),
-        json!(["ehlo", "laptop.example"]),
-        json!(["login", "info@acme.example", PW]),
-        json!(["cmd", "MAIL FROM:<info@acme.example>"]),
-    ];
+    let mut steps = submission_prologue(Some("info@acme.example"));
+    steps.push(json!(["cmd", "MAIL FROM:<info@acme.example>"]));
     for i in 0..101 {
         steps.push(json!(["cmd", format!("RCPT TO:<user{i}@catch.example>")]));
     }
@@ -388,13 +396,8 @@ fn daily_limit_counts_every_recipient_up_to_the_offer() {
     let d = setup();
     let s = Server::start(&d);
     let send = |n: usize, first: usize| {
-        let mut steps = vec![
-            json!(["ehlo", "laptop.example"]),
-            json!(["starttls"]),
-            json!(["ehlo", "laptop.example"]),
-            json!(["login", "solo@starter.example", PW]),
-            json!(["cmd", "MAIL FROM:<solo@starter.example>"]),
-        ];
+        let mut steps = submission_prologue(Some("solo@starter.example"));
+        steps.push(json!(["cmd", "MAIL FROM:<solo@starter.example>"]));
         for i in first..first + n {
             steps.push(json!(["cmd", format!("RCPT TO:<r{i}@catch.example>")]));
         }
