@@ -45,6 +45,12 @@ pub enum Error {
         "an address cannot be renamed; add {new} as an alias of {address} instead (postfach alias add {new} --to {address}), or create {new} and move the mail"
     )]
     RenameNotSupported { address: String, new: String },
+    /// A mailbox would exceed its storage quota (IMAP `NO [OVERQUOTA]`, RFC 9208).
+    #[error("{0}")]
+    OverQuota(String),
+    /// The service is temporarily unavailable (M9 maintenance mode).
+    #[error("{0}")]
+    Unavailable(String),
     /// Any other rule that refuses a change in the current state (e.g. a downgrade that would
     /// leave more addresses than the new offer allows).
     #[error("{0}")]
@@ -68,6 +74,8 @@ impl Error {
             Error::CreationLimit { .. } => "creation_limit",
             Error::CatchallNotAvailable { .. } => "catchall_not_available",
             Error::RenameNotSupported { .. } => "rename_not_supported",
+            Error::OverQuota(_) => "over_quota",
+            Error::Unavailable(_) => "unavailable",
             Error::Conflict(_) => "conflict",
             Error::Internal(_) => "internal",
         }

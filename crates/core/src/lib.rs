@@ -110,6 +110,8 @@ pub struct Directory {
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
     login_throttle: Arc<throttle::LoginThrottle>,
+    /// Ids of mailboxes that changed (IMAP sessions and IDLE listen here).
+    changes: tokio::sync::broadcast::Sender<i64>,
 }
 
 impl Directory {
@@ -120,6 +122,7 @@ impl Directory {
             policy: Arc::new(policy),
             clock: Arc::new(SystemClock),
             login_throttle: Arc::new(throttle::LoginThrottle::new(Default::default())),
+            changes: tokio::sync::broadcast::channel(4096).0,
         }
     }
 

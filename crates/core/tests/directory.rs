@@ -21,6 +21,7 @@ postfach_store::on_both!(
     concurrent_creations_respect_quota,
     mailbox_user_rights,
     validation_errors,
+    mailbox_access,
 );
 
 const PW: &str = "G7#kq2LmWz-x";
@@ -932,6 +933,201 @@ mod scenarios {
             (v.forward_to.len(), v.storage_quota_bytes),
             (1, 512 * 1024 * 1024)
         );
+    }
+
+    pub async fn mailbox_access(t: &TestStore) {
+        use postfach_core::mail::AppendRequest;
+        let Env { dir: d, .. } = env(t);
+        service(&d, "Acme", "acme.test", "standard", None).await;
+        d.add_address(&cli(), "jean@acme.test", PW, Some(1))
+            .await
+            .unwrap();
+        let login = d.mailbox_login("jean@acme.test", PW, None).await.unwrap();
+        let a = login.address_id;
+        let names = |d: &Directory| {
+            let d = d.clone();
+            async move {
+                d.folders(a)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| m.name)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            names(&d).await,
+            ["Archive", "Drafts", "INBOX", "Sent", "Spam", "Trash"]
+        );
+
+        // CREATE makes the missing superiors (RFC 9051 §6.3.4).
+        d.folder_create(a, "Projects/2026/Q1", "").await.unwrap();
+        assert!(names(&d).await.contains(&"Projects/2026".to_string()));
+        assert_eq!(
+            code(d.folder_create(a, "Projects/2026/Q1", "").await),
+            "already_exists"
+        );
+        // Deleting a folder with inferiors leaves a ghost; the ghost cannot be deleted
+        // while it has inferiors, and vanishes with them.
+        d.folder_delete(a, "Projects/2026").await.unwrap();
+        assert_eq!(code(d.folder_delete(a, "Projects/2026").await), "conflict");
+        d.folder_delete(a, "Projects/2026/Q1").await.unwrap();
+        assert_eq!(code(d.folder_delete(a, "Projects/2026").await), "not_found");
+        assert_eq!(code(d.folder_delete(a, "inbox").await), "conflict");
+
+        // APPEND under the quota (1 MiB); flags, expunge, copy and move.
+        let inbox = d.folder(a, "INBOX").await.unwrap().unwrap();
+        let mut feed = d.mailbox_changes();
+        let msg = |s: &str| AppendRequest {
+            raw: format!("Subject: {s}\r\n\r\nbody\r\n").into_bytes(),
+            ..Default::default()
+        };
+        let (uv, uid1) = d.append(a, "inbox", msg("one")).await.unwrap();
+        assert_eq!((uv, uid1), (inbox.uidvalidity, 1));
+        assert_eq!(
+            feed.recv().await.unwrap(),
+            inbox.id,
+            "the change feed names the mailbox"
+        );
+        let (_, uid2) = d
+            .append(
+                a,
+                "INBOX",
+                AppendRequest {
+                    flags: 1,
+                    ..msg("two")
+                },
+            )
+            .await
+            .unwrap();
+        let big = AppendRequest {
+            raw: vec![b'x'; 1024 * 1024],
+            ..Default::default()
+        };
+        assert_eq!(code(d.append(a, "INBOX", big).await), "over_quota");
+        let before = d.folder_snapshot(inbox.id).await.unwrap();
+        assert_eq!(before.messages.len(), 2);
+        let m = d
+            .set_flags(inbox.id, &[(uid1, 1 | 8, "$Label1".into())])
+            .await
+            .unwrap();
+        let ch = d
+            .folder_changes(inbox.id, before.mailbox.highestmodseq)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ch.changed.len(), 1);
+        assert_eq!(
+            (ch.changed[0].uid, ch.changed[0].flags, ch.changed[0].modseq),
+            (uid1, 9, m)
+        );
+        let (used, _) = d.storage(a).await.unwrap();
+        let (dst_uv, pairs) = d
+            .copy_messages(a, inbox.id, &[uid1, uid2, 999], "Archive", false)
+            .await
+            .unwrap();
+        assert_eq!(pairs, [(uid1, 1), (uid2, 2)]);
+        assert_eq!(
+            dst_uv,
+            d.folder(a, "Archive").await.unwrap().unwrap().uidvalidity
+        );
+        assert!(d.storage(a).await.unwrap().0 > used, "a copy takes space");
+        d.copy_messages(a, inbox.id, &[uid2], "Trash", true)
+            .await
+            .unwrap();
+        let after = d.folder_changes(inbox.id, m).await.unwrap().unwrap();
+        assert_eq!(after.expunged, [uid2], "a move expunges from the source");
+        let used = d.storage(a).await.unwrap().0;
+        d.expunge(a, inbox.id, &[uid1]).await.unwrap();
+        assert!(
+            d.storage(a).await.unwrap().0 < used,
+            "expunge gives space back"
+        );
+        assert!(
+            d.folder_snapshot(inbox.id)
+                .await
+                .unwrap()
+                .messages
+                .is_empty()
+        );
+
+        // RENAME with inferiors, and of INBOX (moves its messages).
+        d.folder_create(a, "Old/Sub", "").await.unwrap();
+        d.folder_rename(a, "Old", "New").await.unwrap();
+        let now = names(&d).await;
+        assert!(
+            now.contains(&"New/Sub".to_string()) && !now.contains(&"Old".to_string()),
+            "{now:?}"
+        );
+        d.append(a, "INBOX", msg("three")).await.unwrap();
+        d.folder_rename(a, "INBOX", "Saved").await.unwrap();
+        let saved = d.folder(a, "Saved").await.unwrap().unwrap();
+        assert_eq!(d.folder_snapshot(saved.id).await.unwrap().messages.len(), 1);
+        assert!(
+            d.folder_snapshot(inbox.id)
+                .await
+                .unwrap()
+                .messages
+                .is_empty()
+        );
+
+        // P5 roles: one folder per role; M11 lets the administrator forbid the user.
+        let all = d
+            .set_folder_role(&cli(), "jean@acme.test", "Saved", "sent")
+            .await
+            .unwrap();
+        let sent: Vec<&str> = all
+            .iter()
+            .filter(|m| m.special_use == "\\Sent")
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(sent, ["Saved"], "the role moved away from Sent");
+        let me = Actor::Mailbox("jean@acme.test".into());
+        d.set_folder_role(&me, "jean@acme.test", "New", "archive")
+            .await
+            .unwrap();
+        d.update_address(
+            &cli(),
+            "jean@acme.test",
+            &AddressChanges {
+                may_change_folders: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            code(
+                d.set_folder_role(&me, "jean@acme.test", "New", "trash")
+                    .await
+            ),
+            "forbidden"
+        );
+        assert_eq!(
+            code(
+                d.set_folder_role(&cli(), "jean@acme.test", "New", "inbox")
+                    .await
+            ),
+            "invalid_input"
+        );
+
+        // M9: maintenance mode refuses mailbox logins.
+        d.update_service(
+            &cli(),
+            "acme.test",
+            &ServiceChanges {
+                maintenance: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let e = d
+            .mailbox_login("jean@acme.test", PW, None)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "unavailable");
+        assert!(e.to_string().contains("maintenance"), "{e}");
     }
 
     pub async fn validation_errors(t: &TestStore) {

@@ -192,6 +192,32 @@ pub trait Tx: Send {
     async fn message_list(&mut self, mailbox_id: i64) -> Result<Vec<Message>>;
     /// Adds `delta` bytes to an address's storage usage.
     async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<()>;
+    /// Renames one mailbox (the caller renames its inferiors too).
+    async fn mailbox_rename(&mut self, id: i64, name: &str) -> Result<()>;
+    /// Deletes a mailbox with its messages.
+    async fn mailbox_delete(&mut self, id: i64) -> Result<()>;
+    async fn mailbox_set_subscribed(&mut self, id: i64, subscribed: bool) -> Result<()>;
+    async fn mailbox_set_special_use(&mut self, id: i64, special_use: &str) -> Result<()>;
+    /// Claims the messages below `upto` as \Recent for one session: returns the first UID
+    /// that was still unclaimed (the session's messages from it on are \Recent).
+    async fn mailbox_claim_recent(&mut self, id: i64, upto: i64) -> Result<i64>;
+    async fn mailbox_stats(&mut self, id: i64) -> Result<MailboxStats>;
+    /// Messages added or changed after `modseq` (RFC 7162), by UID.
+    async fn messages_changed_since(
+        &mut self,
+        mailbox_id: i64,
+        modseq: i64,
+    ) -> Result<Vec<Message>>;
+    /// UIDs expunged after `modseq`.
+    async fn expunged_since(&mut self, mailbox_id: i64, modseq: i64) -> Result<Vec<i64>>;
+    /// Sets flags and keywords of messages, all under one new MODSEQ, which is returned.
+    async fn messages_set_flags(
+        &mut self,
+        mailbox_id: i64,
+        changes: &[(i64, i64, String)],
+    ) -> Result<i64>;
+    /// Removes messages (recording them as expunged) under one new MODSEQ, which is returned.
+    async fn messages_delete(&mut self, mailbox_id: i64, uids: &[i64]) -> Result<i64>;
 
     // -- the spool / queue
     async fn queue_insert(

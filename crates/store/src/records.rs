@@ -193,6 +193,16 @@ pub struct Mailbox {
     pub uidnext: i64,
     pub highestmodseq: i64,
     pub created_at: i64,
+    /// First UID not yet claimed as \Recent by a session (IMAP4rev1).
+    pub recent_uid: i64,
+}
+
+/// Counters of one mailbox (IMAP STATUS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromRow)]
+pub struct MailboxStats {
+    pub messages: i64,
+    pub unseen: i64,
+    pub size: i64,
 }
 
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ postfach_store::on_both!(
     concurrent_appends_get_distinct_uids,
     queue_lifecycle,
     dkim_and_send_log,
+    imap_operations,
 );
 
 mod scenarios {
@@ -239,6 +240,116 @@ mod scenarios {
             "recipients go with the entry"
         );
         assert!(!tx.blob_referenced("blob").await.unwrap());
+    }
+
+    pub async fn imap_operations(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let mb = tx
+            .mailbox_insert(
+                &NewMailbox {
+                    address_id: a.id,
+                    name: "Work".into(),
+                    special_use: "".into(),
+                    uidvalidity: 9,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        for (i, size) in [10, 20, 30].iter().enumerate() {
+            tx.message_append(mb.id, &msg(&format!("blob{i}"), *size))
+                .await
+                .unwrap();
+        }
+        let after_appends = tx
+            .mailbox_by_id(mb.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .highestmodseq;
+        assert_eq!(
+            tx.mailbox_stats(mb.id).await.unwrap(),
+            MailboxStats {
+                messages: 3,
+                unseen: 3,
+                size: 60
+            }
+        );
+        // Flags: one new MODSEQ for the whole change.
+        let m1 = tx
+            .messages_set_flags(mb.id, &[(1, 1, "".into()), (2, 1 | 4, "$Important".into())])
+            .await
+            .unwrap();
+        assert_eq!(m1, after_appends + 1);
+        assert_eq!(
+            tx.mailbox_stats(mb.id).await.unwrap().unseen,
+            1,
+            "\\Seen is bit 1"
+        );
+        let changed = tx
+            .messages_changed_since(mb.id, after_appends)
+            .await
+            .unwrap();
+        assert_eq!(
+            changed
+                .iter()
+                .map(|m| (m.uid, m.flags, m.modseq))
+                .collect::<Vec<_>>(),
+            [(1, 1, m1), (2, 5, m1)]
+        );
+        assert_eq!(changed[1].keywords, "$Important");
+        // Expunge: recorded for QRESYNC, counted out of the stats.
+        let m2 = tx.messages_delete(mb.id, &[2, 99]).await.unwrap();
+        assert!(m2 > m1);
+        assert_eq!(tx.expunged_since(mb.id, m1).await.unwrap(), [2]);
+        assert!(tx.expunged_since(mb.id, m2).await.unwrap().is_empty());
+        assert_eq!(
+            tx.mailbox_stats(mb.id).await.unwrap(),
+            MailboxStats {
+                messages: 2,
+                unseen: 1,
+                size: 40
+            }
+        );
+        assert_eq!(
+            tx.message_list(mb.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.uid)
+                .collect::<Vec<_>>(),
+            [1, 3]
+        );
+        // \Recent: the first claim gets everything, the next one nothing old.
+        assert_eq!(tx.mailbox_claim_recent(mb.id, 4).await.unwrap(), 1);
+        assert_eq!(tx.mailbox_claim_recent(mb.id, 4).await.unwrap(), 4);
+        assert_eq!(
+            tx.mailbox_claim_recent(mb.id, 2).await.unwrap(),
+            4,
+            "never moves back"
+        );
+        tx.mailbox_rename(mb.id, "Work/2026").await.unwrap();
+        tx.mailbox_set_subscribed(mb.id, false).await.unwrap();
+        tx.mailbox_set_special_use(mb.id, "\\Archive")
+            .await
+            .unwrap();
+        let renamed = tx.mailbox_get(a.id, "Work/2026").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                renamed.subscribed,
+                renamed.special_use.as_str(),
+                renamed.uidvalidity
+            ),
+            (false, "\\Archive", 9)
+        );
+        tx.mailbox_delete(mb.id).await.unwrap();
+        assert!(tx.mailbox_get(a.id, "Work/2026").await.unwrap().is_none());
+        assert!(
+            tx.message_list(mb.id).await.unwrap().is_empty(),
+            "messages go with it"
+        );
+        tx.commit().await.unwrap();
     }
 
     pub async fn dkim_and_send_log(t: &TestStore) {

@@ -52,7 +52,9 @@ pub fn status_of(e: &Error) -> StatusCode {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::Duplicate { .. }
+        | Error::OverQuota(_)
         | Error::QuotaExceeded { .. }
         | Error::CatchallNotAvailable { .. }
         | Error::Conflict(_) => StatusCode::CONFLICT,

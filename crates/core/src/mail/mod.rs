@@ -4,6 +4,7 @@
 //! the DNS records a customer publishes (O2, D1). Protocol code (SMTP now, IMAP/POP3 later)
 //! calls these; the rules live here.
 
+pub mod access;
 mod deliver;
 mod dns;
 mod folders;
@@ -12,6 +13,7 @@ mod queue;
 mod routing;
 mod submit;
 
+pub use access::{AppendRequest, Changes, Snapshot, folder_name, special_use};
 pub use deliver::{MessageSummary, summarize};
 pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;

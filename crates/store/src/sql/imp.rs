@@ -9,9 +9,9 @@ use sqlx::{Pool, Transaction};
 use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
 use crate::{
     Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, DkimKey, Domain, Grant,
-    MailService, Mailbox, Membership, Message, NewAddress, NewAudit, NewMailbox, NewMessage,
-    NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser, Org, QueueEntry, QueueRcpt, Result,
-    Store, StoreError, Tx, User,
+    MailService, Mailbox, MailboxStats, Membership, Message, NewAddress, NewAudit, NewMailbox,
+    NewMessage, NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser, Org, QueueEntry,
+    QueueRcpt, Result, Store, StoreError, Tx, User,
 };
 
 pub struct SqlStore {
@@ -106,7 +106,7 @@ macro_rules! token_select {
 macro_rules! mailbox_select {
     () => {
         "SELECT id, address_id, name, special_use, subscribed, uidvalidity, uidnext, \
-         highestmodseq, created_at FROM mailboxes"
+         highestmodseq, created_at, recent_uid FROM mailboxes"
     };
 }
 
@@ -122,6 +122,20 @@ macro_rules! queue_select {
         "SELECT id, blob_id, size, mail_from, source, sender_address_id, env_id, ret_full, \
          received_at, expires_at, next_attempt_at, attempts FROM queue"
     };
+}
+
+impl SqlTx {
+    /// A new MODSEQ for a mailbox (and the row lock that serialises its writers).
+    async fn next_modseq(&mut self, mailbox_id: i64) -> Result<i64> {
+        sqlx::query_scalar(
+            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1 \
+             RETURNING highestmodseq",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or(StoreError::NotFound)
+    }
 }
 
 /// `UPDATE`/`DELETE` of one row by id: anything but exactly one row means it vanished.
@@ -741,7 +755,7 @@ impl Tx for SqlTx {
         Ok(sqlx::query_as(
             "INSERT INTO mailboxes (address_id, name, special_use, uidvalidity, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id, address_id, name, special_use, \
-             subscribed, uidvalidity, uidnext, highestmodseq, created_at",
+             subscribed, uidvalidity, uidnext, highestmodseq, created_at, recent_uid",
         )
         .bind(m.address_id)
         .bind(&m.name)
@@ -845,6 +859,142 @@ impl Tx for SqlTx {
             .execute(&mut *self.tx)
             .await?,
         )
+    }
+
+    async fn mailbox_rename(&mut self, id: i64, name: &str) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
+                .bind(name)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn mailbox_delete(&mut self, id: i64) -> Result<()> {
+        one_row(
+            sqlx::query("DELETE FROM mailboxes WHERE id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn mailbox_set_subscribed(&mut self, id: i64, subscribed: bool) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE mailboxes SET subscribed = $1 WHERE id = $2")
+                .bind(subscribed)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn mailbox_set_special_use(&mut self, id: i64, special_use: &str) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE mailboxes SET special_use = $1 WHERE id = $2")
+                .bind(special_use)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn mailbox_claim_recent(&mut self, id: i64, upto: i64) -> Result<i64> {
+        // Read and advance under the row lock the UPDATE takes.
+        let before: i64 = sqlx::query_scalar(
+            "UPDATE mailboxes SET recent_uid = recent_uid WHERE id = $1 RETURNING recent_uid",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        if upto > before {
+            sqlx::query("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2")
+                .bind(upto)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(before)
+    }
+
+    async fn mailbox_stats(&mut self, id: i64) -> Result<MailboxStats> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*) AS messages, \
+             CAST(COALESCE(SUM(CASE WHEN flags % 2 = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS unseen, \
+             CAST(COALESCE(SUM(size), 0) AS BIGINT) AS size FROM messages WHERE mailbox_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn messages_changed_since(
+        &mut self,
+        mailbox_id: i64,
+        modseq: i64,
+    ) -> Result<Vec<Message>> {
+        Ok(sqlx::query_as(concat!(
+            message_select!(),
+            " WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid"
+        ))
+        .bind(mailbox_id)
+        .bind(modseq)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn expunged_since(&mut self, mailbox_id: i64, modseq: i64) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+        )
+        .bind(mailbox_id)
+        .bind(modseq)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn messages_set_flags(
+        &mut self,
+        mailbox_id: i64,
+        changes: &[(i64, i64, String)],
+    ) -> Result<i64> {
+        let modseq = self.next_modseq(mailbox_id).await?;
+        for (uid, flags, keywords) in changes {
+            sqlx::query(
+                "UPDATE messages SET flags = $1, keywords = $2, modseq = $3 \
+                 WHERE mailbox_id = $4 AND uid = $5",
+            )
+            .bind(flags)
+            .bind(keywords)
+            .bind(modseq)
+            .bind(mailbox_id)
+            .bind(uid)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(modseq)
+    }
+
+    async fn messages_delete(&mut self, mailbox_id: i64, uids: &[i64]) -> Result<i64> {
+        let modseq = self.next_modseq(mailbox_id).await?;
+        for uid in uids {
+            let gone = sqlx::query("DELETE FROM messages WHERE mailbox_id = $1 AND uid = $2")
+                .bind(mailbox_id)
+                .bind(uid)
+                .execute(&mut *self.tx)
+                .await?;
+            if gone.rows_affected() == 1 {
+                sqlx::query("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3)")
+                    .bind(mailbox_id)
+                    .bind(uid)
+                    .bind(modseq)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        Ok(modseq)
     }
 
     // ---------------------------------------------------------------- queue

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mail",
         include_str!("../../migrations/postgres/0002_mail.sql"),
     ),
+    (
+        3,
+        "imap",
+        include_str!("../../migrations/postgres/0003_imap.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "mail",
         include_str!("../../migrations/sqlite/0002_mail.sql"),
     ),
+    (
+        3,
+        "imap",
+        include_str!("../../migrations/sqlite/0003_imap.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {

@@ -1,0 +1,626 @@
+//! Mailbox access for IMAP, POP3 (and later the webmail): the folder tree with its ghost
+//! parents (P3), special-use roles (P5, M11), messages with their flags and MODSEQs, appends,
+//! copies and moves under the storage quota, expunges — and a feed of changes so that every
+//! session on a mailbox hears about the others' changes (IDLE).
+//!
+//! Folder names use `/` as hierarchy separator and are stored in UTF-8; the IMAP layer encodes
+//! them for the wire. `INBOX` is case-insensitive and always spelled `INBOX`.
+
+use std::net::IpAddr;
+
+use postfach_store::{BlobId, Mailbox, MailboxStats, Message, NewMessage, Tx};
+
+use crate::error::{Error, Result};
+use crate::mail::MailboxLogin;
+use crate::{Actor, Directory, validate};
+
+/// The hierarchy separator of folder names.
+pub const SEPARATOR: char = '/';
+
+/// RFC 6154 roles a folder can play, and the names users know them by.
+pub const ROLES: &[(&str, &str)] = &[
+    ("drafts", "\\Drafts"),
+    ("sent", "\\Sent"),
+    ("trash", "\\Trash"),
+    ("archive", "\\Archive"),
+    ("junk", "\\Junk"),
+    ("spam", "\\Junk"),
+    ("all", "\\All"),
+    ("flagged", "\\Flagged"),
+];
+
+/// `\Drafts`, `drafts`, `Drafts` → `\Drafts`; `none`/empty → "".
+pub fn special_use(input: &str) -> Result<String> {
+    let s = input.trim().trim_start_matches('\\').to_ascii_lowercase();
+    if s.is_empty() || s == "none" {
+        return Ok(String::new());
+    }
+    ROLES
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, attr)| attr.to_string())
+        .ok_or_else(|| {
+            Error::invalid(
+                "folder role",
+                format!("{input:?}: use drafts, sent, trash, archive, junk, all, flagged or none"),
+            )
+        })
+}
+
+/// Canonical folder name: `/`-separated non-empty parts without IMAP wildcards or control
+/// characters; the inbox is `INBOX` whatever its case.
+pub fn folder_name(input: &str) -> Result<String> {
+    let field = "folder name";
+    if input.is_empty() || input.chars().count() > 255 {
+        return Err(Error::invalid(field, "use 1 to 255 characters"));
+    }
+    if input
+        .chars()
+        .any(|c| c.is_control() || c == '*' || c == '%')
+    {
+        return Err(Error::invalid(
+            field,
+            format!("{input:?} contains a character folders cannot have"),
+        ));
+    }
+    let parts: Vec<&str> = input.split(SEPARATOR).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::invalid(
+            field,
+            format!("{input:?} has an empty level"),
+        ));
+    }
+    let mut out = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(SEPARATOR);
+        }
+        out.push_str(if i == 0 && p.eq_ignore_ascii_case("INBOX") {
+            "INBOX"
+        } else {
+            p
+        });
+    }
+    Ok(out)
+}
+
+/// A selected mailbox as one transaction saw it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub mailbox: Mailbox,
+    pub messages: Vec<Message>,
+}
+
+/// What changed in a mailbox after some MODSEQ.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    pub mailbox: Mailbox,
+    /// New and changed messages, by UID.
+    pub changed: Vec<Message>,
+    /// UIDs removed.
+    pub expunged: Vec<i64>,
+}
+
+/// A message to store (IMAP APPEND).
+#[derive(Debug, Clone, Default)]
+pub struct AppendRequest {
+    pub raw: Vec<u8>,
+    pub flags: i64,
+    pub keywords: String,
+    /// INTERNALDATE; None = now.
+    pub date: Option<i64>,
+}
+
+impl Directory {
+    /// IMAP/POP3 login: the mailbox password, S4 throttling, and M9 maintenance mode.
+    pub async fn mailbox_login(
+        &self,
+        login: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<MailboxLogin> {
+        let l = self.authenticate_mailbox(login, password, client).await?;
+        if l.maintenance {
+            return Err(Error::Unavailable(format!(
+                "the mail service of {} is in maintenance; access is suspended until it ends",
+                l.domain
+            )));
+        }
+        let mut tx = self.store.begin_write().await?;
+        if let Some(mut a) = tx.address_by_id(l.address_id).await? {
+            a.last_login_at = Some(self.now());
+            tx.address_update(&a).await?;
+            tx.commit().await?;
+        }
+        Ok(l)
+    }
+
+    /// Mailbox change feed: the id of every mailbox that changed, after the change committed.
+    pub fn mailbox_changes(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn changed(&self, mailbox_id: i64) {
+        // No receiver is fine: nobody has the mailbox open.
+        let _ = self.changes.send(mailbox_id);
+    }
+
+    pub async fn folders(&self, address_id: i64) -> Result<Vec<Mailbox>> {
+        let mut tx = self.store.begin().await?;
+        Ok(tx.mailbox_list(address_id).await?)
+    }
+
+    pub async fn folder(&self, address_id: i64, name: &str) -> Result<Option<Mailbox>> {
+        let name = folder_name(name)?;
+        let mut tx = self.store.begin().await?;
+        Ok(tx.mailbox_get(address_id, &name).await?)
+    }
+
+    fn no_folder(name: &str) -> Error {
+        Error::not_found("folder", name)
+    }
+
+    /// Creates a folder and, as RFC 9051 §6.3.4 recommends, any missing superiors.
+    pub async fn folder_create(&self, address_id: i64, name: &str, role: &str) -> Result<Mailbox> {
+        let name = folder_name(name)?;
+        let mut tx = self.store.begin_write().await?;
+        if tx.mailbox_get(address_id, &name).await?.is_some() {
+            return Err(Error::duplicate("folder", name));
+        }
+        if !role.is_empty() {
+            self.take_role(&mut *tx, address_id, role).await?;
+        }
+        let mut prefix = String::new();
+        let parts: Vec<&str> = name.split(SEPARATOR).collect();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                prefix.push(SEPARATOR);
+            }
+            prefix.push_str(part);
+            let last = i + 1 == parts.len();
+            if tx.mailbox_get(address_id, &prefix).await?.is_none() {
+                self.create_mailbox(&mut *tx, address_id, &prefix, if last { role } else { "" })
+                    .await?;
+            }
+        }
+        let created = tx
+            .mailbox_get(address_id, &name)
+            .await?
+            .ok_or_else(|| Self::no_folder(&name))?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// A role belongs to one folder at most: whoever had it loses it.
+    async fn take_role(&self, tx: &mut dyn Tx, address_id: i64, role: &str) -> Result<()> {
+        for m in tx.mailbox_list(address_id).await? {
+            if m.special_use == role {
+                tx.mailbox_set_special_use(m.id, "").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a folder and its messages. INBOX cannot be deleted; a folder with inferiors
+    /// leaves a `\Noselect` ghost behind (RFC 9051 §6.3.4), which disappears once its
+    /// inferiors are gone.
+    pub async fn folder_delete(&self, address_id: i64, name: &str) -> Result<()> {
+        let name = folder_name(name)?;
+        if name == "INBOX" {
+            return Err(Error::Conflict("INBOX cannot be deleted".into()));
+        }
+        let mut tx = self.store.begin_write().await?;
+        let Some(m) = tx.mailbox_get(address_id, &name).await? else {
+            let prefix = format!("{name}{SEPARATOR}");
+            let has_children = tx
+                .mailbox_list(address_id)
+                .await?
+                .iter()
+                .any(|x| x.name.starts_with(&prefix));
+            return Err(if has_children {
+                Error::Conflict(format!(
+                    "{name} is only a level above other folders; delete those first"
+                ))
+            } else {
+                Self::no_folder(&name)
+            });
+        };
+        let size = tx.mailbox_stats(m.id).await?.size;
+        tx.mailbox_delete(m.id).await?;
+        tx.address_add_usage(address_id, -size).await?;
+        tx.commit().await?;
+        self.changed(m.id);
+        Ok(())
+    }
+
+    /// Renames a folder with its inferiors. Renaming INBOX moves its messages into a new
+    /// folder and leaves INBOX empty (RFC 9051 §6.3.6).
+    pub async fn folder_rename(&self, address_id: i64, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (folder_name(from)?, folder_name(to)?);
+        let mut tx = self.store.begin_write().await?;
+        let all = tx.mailbox_list(address_id).await?;
+        let src = all
+            .iter()
+            .find(|m| m.name == from)
+            .ok_or_else(|| Self::no_folder(&from))?;
+        if all.iter().any(|m| m.name == to) {
+            return Err(Error::duplicate("folder", to));
+        }
+        if to.starts_with(&format!("{from}{SEPARATOR}")) {
+            return Err(Error::Conflict(format!(
+                "{from} cannot become a folder inside itself"
+            )));
+        }
+        if from == "INBOX" {
+            let dst = self.create_mailbox(&mut *tx, address_id, &to, "").await?;
+            let uids: Vec<i64> = tx
+                .message_list(src.id)
+                .await?
+                .iter()
+                .map(|m| m.uid)
+                .collect();
+            self.transfer(&mut *tx, src.id, &uids, dst.id, true).await?;
+            tx.commit().await?;
+            self.changed(src.id);
+            return Ok(());
+        }
+        let prefix = format!("{from}{SEPARATOR}");
+        for m in &all {
+            if m.name == from {
+                tx.mailbox_rename(m.id, &to).await?;
+            } else if let Some(rest) = m.name.strip_prefix(&prefix) {
+                tx.mailbox_rename(m.id, &format!("{to}{SEPARATOR}{rest}"))
+                    .await?;
+            }
+        }
+        // Superiors of the new name are created like CREATE would.
+        let parts: Vec<&str> = to.split(SEPARATOR).collect();
+        let mut prefix = String::new();
+        for part in &parts[..parts.len() - 1] {
+            if !prefix.is_empty() {
+                prefix.push(SEPARATOR);
+            }
+            prefix.push_str(part);
+            if tx.mailbox_get(address_id, &prefix).await?.is_none() {
+                self.create_mailbox(&mut *tx, address_id, &prefix, "")
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn folder_subscribe(
+        &self,
+        address_id: i64,
+        name: &str,
+        subscribed: bool,
+    ) -> Result<()> {
+        let name = folder_name(name)?;
+        let mut tx = self.store.begin_write().await?;
+        let m = tx
+            .mailbox_get(address_id, &name)
+            .await?
+            .ok_or_else(|| Self::no_folder(&name))?;
+        tx.mailbox_set_subscribed(m.id, subscribed).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Everything a session needs when it selects a folder.
+    pub async fn folder_snapshot(&self, mailbox_id: i64) -> Result<Snapshot> {
+        let mut tx = self.store.begin().await?;
+        let mailbox = tx
+            .mailbox_by_id(mailbox_id)
+            .await?
+            .ok_or_else(|| Self::no_folder(&mailbox_id.to_string()))?;
+        let messages = tx.message_list(mailbox_id).await?;
+        Ok(Snapshot { mailbox, messages })
+    }
+
+    /// What changed after `modseq` (None: the folder is gone).
+    pub async fn folder_changes(&self, mailbox_id: i64, modseq: i64) -> Result<Option<Changes>> {
+        let mut tx = self.store.begin().await?;
+        let Some(mailbox) = tx.mailbox_by_id(mailbox_id).await? else {
+            return Ok(None);
+        };
+        if mailbox.highestmodseq <= modseq {
+            return Ok(Some(Changes {
+                mailbox,
+                changed: Vec::new(),
+                expunged: Vec::new(),
+            }));
+        }
+        let changed = tx.messages_changed_since(mailbox_id, modseq).await?;
+        let expunged = tx.expunged_since(mailbox_id, modseq).await?;
+        Ok(Some(Changes {
+            mailbox,
+            changed,
+            expunged,
+        }))
+    }
+
+    /// IMAP4rev1 \Recent: claims the folder's new messages for one session.
+    pub async fn folder_claim_recent(&self, mailbox_id: i64, upto: i64) -> Result<i64> {
+        let mut tx = self.store.begin_write().await?;
+        let first = tx.mailbox_claim_recent(mailbox_id, upto).await?;
+        tx.commit().await?;
+        Ok(first)
+    }
+
+    pub async fn folder_stats(&self, mailbox_id: i64) -> Result<MailboxStats> {
+        let mut tx = self.store.begin().await?;
+        Ok(tx.mailbox_stats(mailbox_id).await?)
+    }
+
+    /// A stored message's body.
+    pub async fn message_body(&self, blob_id: &str) -> Result<Vec<u8>> {
+        let id = BlobId::parse(blob_id)
+            .ok_or_else(|| Error::Internal(format!("malformed blob id {blob_id}")))?;
+        Ok(self.blobs.get(&id).await?)
+    }
+
+    /// (used, limit) bytes of an address's storage (RFC 9208 STORAGE, P3 QUOTA).
+    pub async fn storage(&self, address_id: i64) -> Result<(i64, i64)> {
+        let mut tx = self.store.begin().await?;
+        let a = tx
+            .address_by_id(address_id)
+            .await?
+            .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
+        Ok((a.storage_used_bytes, a.storage_quota_bytes))
+    }
+
+    fn over_quota(used: i64, add: i64, limit: i64) -> Result<()> {
+        if used + add > limit {
+            return Err(Error::OverQuota(format!(
+                "the mailbox is full ({} of {} MiB in use)",
+                used / (1024 * 1024),
+                limit / (1024 * 1024)
+            )));
+        }
+        Ok(())
+    }
+
+    /// IMAP APPEND: stores a message in a folder, under the quota. Returns (UIDVALIDITY, UID).
+    pub async fn append(
+        &self,
+        address_id: i64,
+        folder: &str,
+        req: AppendRequest,
+    ) -> Result<(i64, i64)> {
+        let name = folder_name(folder)?;
+        let size = req.raw.len() as i64;
+        {
+            let (used, limit) = self.storage(address_id).await?;
+            Self::over_quota(used, size, limit)?;
+        }
+        let blob = self.blobs.put(&req.raw).await?;
+        let summary = crate::mail::summarize(&req.raw);
+        let mut tx = self.store.begin_write().await?;
+        let m = tx
+            .mailbox_get(address_id, &name)
+            .await?
+            .ok_or_else(|| Self::no_folder(&name))?;
+        let a = tx
+            .address_by_id(address_id)
+            .await?
+            .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
+        Self::over_quota(a.storage_used_bytes, size, a.storage_quota_bytes)?;
+        let stored = tx
+            .message_append(
+                m.id,
+                &NewMessage {
+                    blob_id: blob.to_string(),
+                    size,
+                    internal_date: req.date.unwrap_or_else(|| self.now()),
+                    flags: req.flags,
+                    keywords: req.keywords,
+                    header_from: summary.from,
+                    subject: summary.subject,
+                    sent_at: summary.sent_at,
+                    message_id: summary.message_id,
+                },
+            )
+            .await?;
+        tx.address_add_usage(address_id, size).await?;
+        tx.commit().await?;
+        self.changed(m.id);
+        Ok((m.uidvalidity, stored.uid))
+    }
+
+    /// STORE: new flags for messages (UID, flag bits, keywords); returns the MODSEQ.
+    pub async fn set_flags(&self, mailbox_id: i64, changes: &[(i64, i64, String)]) -> Result<i64> {
+        if changes.is_empty() {
+            let mut tx = self.store.begin().await?;
+            return Ok(tx
+                .mailbox_by_id(mailbox_id)
+                .await?
+                .map_or(0, |m| m.highestmodseq));
+        }
+        let mut tx = self.store.begin_write().await?;
+        let modseq = tx.messages_set_flags(mailbox_id, changes).await?;
+        tx.commit().await?;
+        self.changed(mailbox_id);
+        Ok(modseq)
+    }
+
+    /// EXPUNGE: removes messages and gives their space back.
+    pub async fn expunge(&self, address_id: i64, mailbox_id: i64, uids: &[i64]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.begin_write().await?;
+        let size: i64 = tx
+            .message_list(mailbox_id)
+            .await?
+            .iter()
+            .filter(|m| uids.contains(&m.uid))
+            .map(|m| m.size)
+            .sum();
+        tx.messages_delete(mailbox_id, uids).await?;
+        tx.address_add_usage(address_id, -size).await?;
+        tx.commit().await?;
+        self.changed(mailbox_id);
+        Ok(())
+    }
+
+    /// Copies (and with `remove`, moves) messages between two mailboxes in one transaction.
+    /// Returns (source UID, new UID) pairs.
+    async fn transfer(
+        &self,
+        tx: &mut dyn Tx,
+        from: i64,
+        uids: &[i64],
+        to: i64,
+        remove: bool,
+    ) -> Result<Vec<(i64, i64)>> {
+        let messages = tx.message_list(from).await?;
+        let mut pairs = Vec::new();
+        for uid in uids {
+            let Some(m) = messages.iter().find(|m| m.uid == *uid) else {
+                continue;
+            };
+            let copy = tx
+                .message_append(
+                    to,
+                    &NewMessage {
+                        blob_id: m.blob_id.clone(),
+                        size: m.size,
+                        internal_date: m.internal_date,
+                        flags: m.flags,
+                        keywords: m.keywords.clone(),
+                        header_from: m.header_from.clone(),
+                        subject: m.subject.clone(),
+                        sent_at: m.sent_at,
+                        message_id: m.message_id.clone(),
+                    },
+                )
+                .await?;
+            pairs.push((m.uid, copy.uid));
+        }
+        if remove && !pairs.is_empty() {
+            let moved: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+            tx.messages_delete(from, &moved).await?;
+        }
+        Ok(pairs)
+    }
+
+    /// COPY/MOVE to the folder `to` of the same address: all or nothing, under the quota (a
+    /// move does not need space). Returns (destination UIDVALIDITY, (source, new) UID pairs).
+    pub async fn copy_messages(
+        &self,
+        address_id: i64,
+        from: i64,
+        uids: &[i64],
+        to: &str,
+        remove: bool,
+    ) -> Result<(i64, Vec<(i64, i64)>)> {
+        let to = folder_name(to)?;
+        let mut tx = self.store.begin_write().await?;
+        let dst = tx
+            .mailbox_get(address_id, &to)
+            .await?
+            .ok_or_else(|| Self::no_folder(&to))?;
+        if !remove {
+            let added: i64 = tx
+                .message_list(from)
+                .await?
+                .iter()
+                .filter(|m| uids.contains(&m.uid))
+                .map(|m| m.size)
+                .sum();
+            let a = tx
+                .address_by_id(address_id)
+                .await?
+                .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
+            Self::over_quota(a.storage_used_bytes, added, a.storage_quota_bytes)?;
+            tx.address_add_usage(address_id, added).await?;
+        }
+        let pairs = self.transfer(&mut *tx, from, uids, dst.id, remove).await?;
+        tx.commit().await?;
+        self.changed(dst.id);
+        if remove {
+            self.changed(from);
+        }
+        Ok((dst.uidvalidity, pairs))
+    }
+
+    /// P5: which folder plays which role, set by a mailbox's user (if M11 allows) or by a
+    /// manager of its mail service (CLI, API). `role` "" clears it.
+    pub async fn set_folder_role(
+        &self,
+        actor: &Actor,
+        address: &str,
+        folder: &str,
+        role: &str,
+    ) -> Result<Vec<Mailbox>> {
+        let role = special_use(role)?;
+        let name = folder_name(folder)?;
+        let mut tx = self.store.begin_write().await?;
+        let (svc, a) = self.load_address(&mut *tx, address).await?;
+        match actor {
+            Actor::Mailbox(own)
+                if validate::address(own).ok() == validate::address(address).ok() =>
+            {
+                if !a.may_change_folders {
+                    return Err(Error::Forbidden(format!(
+                        "the administrator of {} does not allow changing the special folders of {address}",
+                        a.domain
+                    )));
+                }
+            }
+            _ => {
+                self.require_service(
+                    &mut *tx,
+                    actor,
+                    &svc,
+                    crate::access::Need::Manage,
+                    "change special folders",
+                )
+                .await?
+            }
+        }
+        let m = tx
+            .mailbox_get(a.id, &name)
+            .await?
+            .ok_or_else(|| Self::no_folder(&name))?;
+        if !role.is_empty() {
+            self.take_role(&mut *tx, a.id, &role).await?;
+        }
+        tx.mailbox_set_special_use(m.id, &role).await?;
+        let target = format!("{}@{}", a.local_part, a.domain);
+        self.audit(
+            &mut *tx,
+            actor,
+            Some(svc.org_id),
+            "folder.role",
+            &target,
+            serde_json::json!({"folder": name, "role": role}),
+        )
+        .await?;
+        let all = tx.mailbox_list(a.id).await?;
+        tx.commit().await?;
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names() {
+        assert_eq!(folder_name("inbox").unwrap(), "INBOX");
+        assert_eq!(folder_name("Inbox/Projects").unwrap(), "INBOX/Projects");
+        assert_eq!(folder_name("Archiv/2026 Q1").unwrap(), "Archiv/2026 Q1");
+        assert_eq!(folder_name("Entwürfe").unwrap(), "Entwürfe");
+        for bad in ["", "/a", "a/", "a//b", "a*", "b%", "x\u{1}"] {
+            assert!(folder_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(special_use("Drafts").unwrap(), "\\Drafts");
+        assert_eq!(special_use("\\Junk").unwrap(), "\\Junk");
+        assert_eq!(special_use("spam").unwrap(), "\\Junk");
+        assert_eq!(special_use("none").unwrap(), "");
+        assert!(special_use("inbox").is_err());
+    }
+}
