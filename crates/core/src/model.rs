@@ -161,6 +161,14 @@ pub struct ServiceView {
     pub created_at: String,
 }
 
+/// One folder of an address and the special role it plays (P5): `\\Drafts`, `\\Sent`,
+/// `\\Trash`, `\\Archive`, `\\Junk`, or "" for none.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FolderRoleView {
+    pub folder: String,
+    pub role: String,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AddressView {
     pub address: String,

@@ -967,11 +967,27 @@ mod scenarios {
             code(d.folder_create(a, "Projects/2026/Q1", "").await),
             "already_exists"
         );
-        // Deleting a folder with inferiors leaves a ghost; the ghost cannot be deleted
-        // while it has inferiors, and vanishes with them.
+        // Deleting a folder with inferiors leaves a \Noselect name (RFC 9051 §6.3.4): it
+        // takes no messages, cannot be deleted while it has inferiors, stays when they go,
+        // and can then be deleted, or created again with a new UIDVALIDITY.
+        let before = d.folder(a, "Projects/2026").await.unwrap().unwrap();
         d.folder_delete(a, "Projects/2026").await.unwrap();
+        assert!(d.folder(a, "Projects/2026").await.unwrap().is_none());
+        assert_eq!(
+            code(d.append(a, "Projects/2026", AppendRequest::default()).await),
+            "not_found"
+        );
         assert_eq!(code(d.folder_delete(a, "Projects/2026").await), "conflict");
         d.folder_delete(a, "Projects/2026/Q1").await.unwrap();
+        assert!(names(&d).await.contains(&"Projects/2026".to_string()));
+        let again = d.folder_create(a, "Projects/2026", "").await.unwrap();
+        assert!(!again.noselect);
+        assert_ne!(again.uidvalidity, before.uidvalidity);
+        d.folder_create(a, "Projects/2026/Q2", "").await.unwrap();
+        d.folder_delete(a, "Projects/2026").await.unwrap();
+        d.folder_delete(a, "Projects/2026/Q2").await.unwrap();
+        d.folder_delete(a, "Projects/2026").await.unwrap();
+        assert!(!names(&d).await.contains(&"Projects/2026".to_string()));
         assert_eq!(code(d.folder_delete(a, "Projects/2026").await), "not_found");
         assert_eq!(code(d.folder_delete(a, "inbox").await), "conflict");
 
@@ -1078,10 +1094,12 @@ mod scenarios {
             .unwrap();
         let sent: Vec<&str> = all
             .iter()
-            .filter(|m| m.special_use == "\\Sent")
-            .map(|m| m.name.as_str())
+            .filter(|m| m.role == "\\Sent")
+            .map(|m| m.folder.as_str())
             .collect();
         assert_eq!(sent, ["Saved"], "the role moved away from Sent");
+        let listed = d.folder_roles(&cli(), "jean@acme.test").await.unwrap();
+        assert_eq!(listed.len(), all.len());
         let me = Actor::Mailbox("jean@acme.test".into());
         d.set_folder_role(&me, "jean@acme.test", "New", "archive")
             .await
@@ -1102,6 +1120,12 @@ mod scenarios {
                     .await
             ),
             "forbidden"
+        );
+        // Another mailbox user never reaches these folders (nor learns that they exist).
+        let other = Actor::Mailbox("someone@else.test".into());
+        assert_eq!(
+            code(d.folder_roles(&other, "jean@acme.test").await),
+            "not_found"
         );
         assert_eq!(
             code(

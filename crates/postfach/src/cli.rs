@@ -188,6 +188,15 @@ pub enum MailboxCmd {
     },
     /// The folders of an address.
     Folders { address: String },
+    /// Make FOLDER play ROLE for the address's mail clients (P5): drafts, sent, trash,
+    /// archive, junk, or none to clear it. A role belongs to one folder at a time.
+    Role {
+        address: String,
+        folder: String,
+        role: String,
+    },
+    /// Which folder plays which role (P5).
+    Roles { address: String },
     /// Print one message as stored (RFC 5322).
     Show {
         address: String,
@@ -702,6 +711,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 )
             });
         }
+        Command::Mailbox(MailboxCmd::Role {
+            address,
+            folder,
+            role,
+        }) => {
+            let role = if role.eq_ignore_ascii_case("none") {
+                String::new()
+            } else {
+                role
+            };
+            let list = dir.set_folder_role(a, &address, &folder, &role).await?;
+            out.show(&list, |l| folder_roles_table(l));
+        }
+        Command::Mailbox(MailboxCmd::Roles { address }) => {
+            let list = dir.folder_roles(a, &address).await?;
+            out.show(&list, |l| folder_roles_table(l));
+        }
         Command::Mailbox(MailboxCmd::Show {
             address,
             uid,
@@ -1095,4 +1121,12 @@ async fn import(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn folder_roles_table(list: &[postfach_core::model::FolderRoleView]) {
+    let rows = list
+        .iter()
+        .map(|f| vec![f.folder.clone(), f.role.clone()])
+        .collect::<Vec<_>>();
+    table(&["FOLDER", "ROLE"], &rows)
 }

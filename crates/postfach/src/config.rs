@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use postfach_core::Policy;
 use postfach_core::policy::{ApiPolicy, Limits, Offer, PasswordRules, Platform, default_offers};
+use postfach_imap::ImapSettings;
 use postfach_smtp::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
 use serde::{Deserialize, Serialize};
 use toml::Value;
@@ -77,6 +78,18 @@ impl Default for Listeners {
     }
 }
 
+/// The ports mail clients are told to use (P6 auto-configuration, RFC 6186 SRV records), when
+/// they differ from the listeners' (e.g. port forwarding from 993 to an unprivileged 1993).
+/// 0 = the listener's port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientPorts {
+    pub imaps_port: u16,
+    pub pop3s_port: u16,
+    pub submission_port: u16,
+    pub submissions_port: u16,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -137,6 +150,7 @@ impl Default for LogConfig {
 pub struct Config {
     pub server: ServerConfig,
     pub listen: Listeners,
+    pub clients: ClientPorts,
     pub tls: TlsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
@@ -146,6 +160,7 @@ pub struct Config {
     pub smtp: SmtpSettings,
     pub queue: QueueSettings,
     pub dns: DnsSettings,
+    pub imap: ImapSettings,
     /// O1: static routes, recipient domain → `host:port`.
     pub routes: BTreeMap<String, String>,
     pub offers: BTreeMap<String, Offer>,
@@ -156,6 +171,7 @@ impl Default for Config {
         Config {
             server: ServerConfig::default(),
             listen: Listeners::default(),
+            clients: ClientPorts::default(),
             tls: TlsConfig::default(),
             store: StoreConfig::default(),
             log: LogConfig::default(),
@@ -165,6 +181,7 @@ impl Default for Config {
             smtp: SmtpSettings::default(),
             queue: QueueSettings::default(),
             dns: DnsSettings::default(),
+            imap: ImapSettings::default(),
             routes: BTreeMap::new(),
             offers: default_offers(),
         }
@@ -173,6 +190,10 @@ impl Default for Config {
 
 impl Config {
     pub fn policy(&self) -> Policy {
+        let (c, l) = (&self.clients, &self.listen);
+        let or_listener = |port: u16, listener: SocketAddr| {
+            if port == 0 { listener.port() } else { port }
+        };
         Policy {
             offers: self.offers.clone(),
             limits: self.limits.clone(),
@@ -182,10 +203,10 @@ impl Config {
                 hostname: self.server.hostname.clone(),
                 spf_include: Some(self.dns.spf_include.clone()).filter(|s| !s.is_empty()),
                 dmarc_policy: self.dns.dmarc_policy.clone(),
-                submission_port: self.listen.submission.port(),
-                submissions_port: self.listen.submissions.port(),
-                imaps_port: self.listen.imaps.port(),
-                pop3s_port: self.listen.pop3s.port(),
+                submission_port: or_listener(c.submission_port, l.submission),
+                submissions_port: or_listener(c.submissions_port, l.submissions),
+                imaps_port: or_listener(c.imaps_port, l.imaps),
+                pop3s_port: or_listener(c.pop3s_port, l.pop3s),
             },
         }
     }
@@ -267,6 +288,7 @@ impl Config {
             return Err("store.url: must not be empty".into());
         }
         self.smtp("validation").validate()?;
+        self.imap.validate()?;
         self.policy().validate()
     }
 }
@@ -309,6 +331,14 @@ pop3s = "127.0.0.1:1995"         # implicit TLS
 managesieve = "127.0.0.1:4190"
 http = "127.0.0.1:8080"          # JSON admin API, Manager, webmail, autoconfig
 https = ""                       # e.g. "0.0.0.0:443"; empty = off
+
+[clients]
+# Ports mail clients are told to use (auto-configuration, DNS SRV records) when they differ
+# from the listeners above, e.g. behind port forwarding; 0 = the listener's port.
+imaps_port = 0
+pop3s_port = 0
+submission_port = 0
+submissions_port = 0
 
 [tls]
 # PEM files. If neither exists, a self-signed certificate for server.hostname is created.
@@ -384,6 +414,16 @@ timeout_seconds = 5
 spf_include = ""
 # DMARC policy recommended to customer domains: none, quarantine or reject.
 dmarc_policy = "quarantine"
+
+[imap]
+# Largest literal (an APPENDed message) in bytes.
+max_literal_size = 67108864
+# Longest command line outside literals, in bytes.
+max_line_length = 65536
+# Minutes an idle client may stay connected (RFC 9051 asks for at least 30).
+autologout_minutes = 30
+# Protocol errors tolerated in one session before it is closed.
+max_errors = 20
 
 [routes]
 # Static routes for remote mail: "example.net" = "relay.example.net:25"

@@ -1,6 +1,6 @@
-//! `postfach serve`: first-run setup, then the listeners, until SIGINT/SIGTERM.
-//! Mail protocol listeners (SMTP, IMAP, POP3, ManageSieve) join here as they are built; their
-//! addresses are already part of the configuration.
+//! `postfach serve`: first-run setup, then the listeners (SMTP, IMAP, POP3, HTTP), until
+//! SIGINT/SIGTERM. ManageSieve joins here when it is built; its address is already part of
+//! the configuration.
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -71,6 +71,22 @@ pub async fn run(paths: Paths) -> Result<()> {
     };
     let smtp = postfach_smtp::Smtp::new(app.dir.clone(), cfg.smtp(&app.node_id()?), tls.clone())
         .map_err(|e| anyhow::anyhow!(e))?;
+    let imap_listeners = postfach_imap::Listeners {
+        imap: bind("imap", cfg.listen.imap).await?,
+        imaps: bind("imaps", cfg.listen.imaps).await?,
+    };
+    let imap = postfach_imap::Imap::new(
+        app.dir.clone(),
+        cfg.server.hostname.clone(),
+        cfg.imap.clone(),
+        tls.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let pop3_listeners = postfach_pop3::Listeners {
+        pop3: bind("pop3", cfg.listen.pop3).await?,
+        pop3s: bind("pop3s", cfg.listen.pop3s).await?,
+    };
+    let pop3 = postfach_pop3::Pop3::new(app.dir.clone(), cfg.server.hostname.clone(), tls.clone());
     let http = bind("http", cfg.listen.http).await?;
     let https = match cfg.https() {
         Some(addr) => Some(bind("https", addr).await?),
@@ -87,12 +103,18 @@ pub async fn run(paths: Paths) -> Result<()> {
             &smtp_listeners.submissions,
             "implicit TLS, AUTH",
         ),
+        ("imap", &imap_listeners.imap, "STARTTLS"),
+        ("imaps", &imap_listeners.imaps, "implicit TLS"),
+        ("pop3", &pop3_listeners.pop3, "STLS"),
+        ("pop3s", &pop3_listeners.pop3s, "implicit TLS"),
     ] {
         let addr = listener.local_addr()?;
         println!("Listening: {name}://{addr} ({what})");
         tracing::info!(%addr, "{name} listening");
     }
     smtp.spawn(smtp_listeners, &stop_rx, &mut tasks);
+    imap.spawn(imap_listeners, &stop_rx, &mut tasks);
+    pop3.spawn(pop3_listeners, &stop_rx, &mut tasks);
     let http_addr = http.local_addr()?;
     println!("Listening: http://{http_addr} (admin API at /api/v1)");
     tracing::info!(addr = %http_addr, "http listening");

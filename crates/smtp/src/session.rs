@@ -131,6 +131,10 @@ fn data_receiver() -> DataReceiver {
 }
 
 pub(crate) struct Session {
+    /// This connection's place in the per-IP count. Declared first so that it is released
+    /// before the connection closes (fields drop in order): a client that sees the close can
+    /// connect again at once.
+    _slot: crate::limits::ConnectionGuard,
     smtp: Arc<Smtp>,
     kind: Kind,
     peer: SocketAddr,
@@ -153,7 +157,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) async fn run(smtp: Arc<Smtp>, kind: Kind, tcp: TcpStream, peer: SocketAddr) {
-        let _guard = match smtp.limiter.connect(peer.ip()) {
+        let slot = match smtp.limiter.connect(peer.ip()) {
             Ok(g) => g,
             Err(why) => {
                 let mut tcp = tcp;
@@ -173,6 +177,7 @@ impl Session {
             (Stream::Plain(tcp), false)
         };
         let session = Session {
+            _slot: slot,
             smtp,
             kind,
             peer,

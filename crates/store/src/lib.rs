@@ -197,6 +197,14 @@ pub trait Tx: Send {
     /// Deletes a mailbox with its messages.
     async fn mailbox_delete(&mut self, id: i64) -> Result<()>;
     async fn mailbox_set_subscribed(&mut self, id: i64, subscribed: bool) -> Result<()>;
+    /// Turns a folder into a `\Noselect` name (RFC 9051 §6.3.4) or back into a folder, with
+    /// a new UIDVALIDITY; either way it loses its special use.
+    async fn mailbox_set_noselect(
+        &mut self,
+        id: i64,
+        noselect: bool,
+        uidvalidity: i64,
+    ) -> Result<()>;
     async fn mailbox_set_special_use(&mut self, id: i64, special_use: &str) -> Result<()>;
     /// Claims the messages below `upto` as \Recent for one session: returns the first UID
     /// that was still unclaimed (the session's messages from it on are \Recent).

@@ -195,6 +195,8 @@ pub struct Mailbox {
     pub created_at: i64,
     /// First UID not yet claimed as \Recent by a session (IMAP4rev1).
     pub recent_uid: i64,
+    /// A name kept only as the superior of other folders (RFC 9051 §6.3.4 `\Noselect`).
+    pub noselect: bool,
 }
 
 /// Counters of one mailbox (IMAP STATUS).

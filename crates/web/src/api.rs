@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use postfach_core::model::{
-    AddressView, AliasView, ApiKeyView, AuditView, DomainView, GrantLevel, ImportReport,
-    NewUserView, OrgView, Role, ServiceView, TokenView, UserView,
+    AddressView, AliasView, ApiKeyView, AuditView, DomainView, FolderRoleView, GrantLevel,
+    ImportReport, NewUserView, OrgView, Role, ServiceView, TokenView, UserView,
 };
 use postfach_core::{AddressChanges, NewServiceRequest, ServiceChanges};
 use serde::{Deserialize, Serialize};
@@ -544,6 +544,46 @@ pub async fn set_address_password(
         .set_address_password(&a, &address, &b.password)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FolderRoleBody {
+    /// The folder, `/` between levels (e.g. `Archive/2026`).
+    pub folder: String,
+    /// `drafts`, `sent`, `trash`, `archive`, `junk` (or the RFC 6154 attribute such as
+    /// `\\Sent`), or "" to clear.
+    pub role: String,
+}
+
+/// The folders of an address with the special role each plays (P5).
+#[utoipa::path(get, path = "/api/v1/addresses/{address}/folders", tag = "addresses", security(("bearer" = [])),
+    params(("address" = String, Path)),
+    responses((status = 200, body = [FolderRoleView]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn folder_roles(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(address): ApiPath<String>,
+) -> ApiResult<Json<Vec<FolderRoleView>>> {
+    Ok(Json(s.dir.folder_roles(&a, &address).await?))
+}
+
+/// Make a folder play a special role (P5; the role moves from the folder that had it).
+/// Managers of the mail service may; the mailbox's user only if M11 allows it.
+#[utoipa::path(put, path = "/api/v1/addresses/{address}/folders/role", tag = "addresses", security(("bearer" = [])),
+    params(("address" = String, Path)), request_body = FolderRoleBody,
+    responses((status = 200, body = [FolderRoleView]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_folder_role(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(address): ApiPath<String>,
+    ApiJson(b): ApiJson<FolderRoleBody>,
+) -> ApiResult<Json<Vec<FolderRoleView>>> {
+    Ok(Json(
+        s.dir
+            .set_folder_role(&a, &address, &b.folder, &b.role)
+            .await?,
+    ))
 }
 
 /// Renaming is not possible (M3): always answers 422 `rename_not_supported` with the

@@ -1,8 +1,9 @@
 //! Postfach's HTTP side (DESIGN.md "web"): the JSON admin API under `/api/v1` with its OpenAPI
-//! document, and the health endpoint. The Manager UI, webmail and client auto-configuration
-//! will join this router.
+//! document, client auto-configuration (P6), and the health endpoint. The Manager UI and
+//! webmail will join this router.
 
 mod api;
+mod autoconfig;
 pub mod error;
 mod extract;
 mod tls;
@@ -84,7 +85,7 @@ impl Modify for Complete {
         api::list_services, api::create_service, api::get_service, api::update_service,
         api::list_addresses, api::add_address, api::import_addresses, api::export_addresses,
         api::get_address, api::update_address, api::delete_address, api::set_address_password,
-        api::rename_address, api::list_aliases, api::add_alias, api::delete_alias,
+        api::rename_address, api::folder_roles, api::set_folder_role, api::list_aliases, api::add_alias, api::delete_alias,
         api::audit, api::health,
     ),
     modifiers(&Complete),
@@ -192,6 +193,11 @@ pub fn router(dir: Directory) -> Router {
             put(api::set_address_password),
         )
         .route("/addresses/{address}/rename", post(api::rename_address))
+        .route("/addresses/{address}/folders", get(api::folder_roles))
+        .route(
+            "/addresses/{address}/folders/role",
+            put(api::set_folder_role),
+        )
         .route(
             "/services/{domain}/aliases",
             get(api::list_aliases).post(api::add_alias),
@@ -202,6 +208,21 @@ pub fn router(dir: Directory) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(api::health))
+        .route(
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            get(autoconfig::thunderbird_config),
+        )
+        .route("/mail/config-v1.1.xml", get(autoconfig::thunderbird_config))
+        // Outlook tries both spellings.
+        .route(
+            "/autodiscover/autodiscover.xml",
+            post(autoconfig::outlook_autodiscover),
+        )
+        .route(
+            "/Autodiscover/Autodiscover.xml",
+            post(autoconfig::outlook_autodiscover),
+        )
+        .route("/apple/{file}", get(autoconfig::apple_profile))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -1,5 +1,5 @@
-//! Mailbox access for IMAP, POP3 (and later the webmail): the folder tree with its ghost
-//! parents (P3), special-use roles (P5, M11), messages with their flags and MODSEQs, appends,
+//! Mailbox access for IMAP, POP3 (and later the webmail): the folder tree with its
+//! `\Noselect` names (P3), special-use roles (P5, M11), messages with their flags and MODSEQs, appends,
 //! copies and moves under the storage quota, expunges — and a feed of changes so that every
 //! session on a mailbox hears about the others' changes (IDLE).
 //!
@@ -150,10 +150,11 @@ impl Directory {
         Ok(tx.mailbox_list(address_id).await?)
     }
 
+    /// A folder that can hold messages (not a `\Noselect` name).
     pub async fn folder(&self, address_id: i64, name: &str) -> Result<Option<Mailbox>> {
         let name = folder_name(name)?;
         let mut tx = self.store.begin().await?;
-        Ok(tx.mailbox_get(address_id, &name).await?)
+        selectable(&mut *tx, address_id, &name).await
     }
 
     fn no_folder(name: &str) -> Error {
@@ -164,11 +165,28 @@ impl Directory {
     pub async fn folder_create(&self, address_id: i64, name: &str, role: &str) -> Result<Mailbox> {
         let name = folder_name(name)?;
         let mut tx = self.store.begin_write().await?;
-        if tx.mailbox_get(address_id, &name).await?.is_some() {
+        let existing = tx.mailbox_get(address_id, &name).await?;
+        if existing.as_ref().is_some_and(|m| !m.noselect) {
             return Err(Error::duplicate("folder", name));
         }
         if !role.is_empty() {
             self.take_role(&mut *tx, address_id, role).await?;
+        }
+        if let Some(ghost) = existing {
+            // A \Noselect name becomes a folder again, with a new UIDVALIDITY (RFC 9051
+            // §2.3.1.1: a name reused must not pair old UIDs with new messages).
+            let uidvalidity = self.next_uidvalidity(&mut *tx, address_id).await?;
+            tx.mailbox_set_noselect(ghost.id, false, uidvalidity)
+                .await?;
+            if !role.is_empty() {
+                tx.mailbox_set_special_use(ghost.id, role).await?;
+            }
+            let created = tx
+                .mailbox_by_id(ghost.id)
+                .await?
+                .ok_or_else(|| Self::no_folder(&name))?;
+            tx.commit().await?;
+            return Ok(created);
         }
         let mut prefix = String::new();
         let parts: Vec<&str> = name.split(SEPARATOR).collect();
@@ -201,36 +219,48 @@ impl Directory {
         Ok(())
     }
 
-    /// Deletes a folder and its messages. INBOX cannot be deleted; a folder with inferiors
-    /// leaves a `\Noselect` ghost behind (RFC 9051 §6.3.4), which disappears once its
-    /// inferiors are gone.
+    /// Deletes a folder and its messages (RFC 9051 §6.3.4). INBOX cannot be deleted. A folder
+    /// with inferiors loses its messages and stays as a `\Noselect` name; such a name can be
+    /// deleted once its inferiors are gone.
     pub async fn folder_delete(&self, address_id: i64, name: &str) -> Result<()> {
         let name = folder_name(name)?;
         if name == "INBOX" {
             return Err(Error::Conflict("INBOX cannot be deleted".into()));
         }
         let mut tx = self.store.begin_write().await?;
+        let prefix = format!("{name}{SEPARATOR}");
+        let has_children = tx
+            .mailbox_list(address_id)
+            .await?
+            .iter()
+            .any(|x| x.name.starts_with(&prefix));
         let Some(m) = tx.mailbox_get(address_id, &name).await? else {
-            let prefix = format!("{name}{SEPARATOR}");
-            let has_children = tx
-                .mailbox_list(address_id)
-                .await?
-                .iter()
-                .any(|x| x.name.starts_with(&prefix));
             return Err(if has_children {
-                Error::Conflict(format!(
-                    "{name} is only a level above other folders; delete those first"
-                ))
+                Self::has_inferiors(&name)
             } else {
                 Self::no_folder(&name)
             });
         };
+        if m.noselect && has_children {
+            return Err(Self::has_inferiors(&name));
+        }
         let size = tx.mailbox_stats(m.id).await?.size;
-        tx.mailbox_delete(m.id).await?;
+        if has_children {
+            let uids: Vec<i64> = tx.message_list(m.id).await?.iter().map(|x| x.uid).collect();
+            tx.messages_delete(m.id, &uids).await?;
+            let uidvalidity = self.next_uidvalidity(&mut *tx, address_id).await?;
+            tx.mailbox_set_noselect(m.id, true, uidvalidity).await?;
+        } else {
+            tx.mailbox_delete(m.id).await?;
+        }
         tx.address_add_usage(address_id, -size).await?;
         tx.commit().await?;
         self.changed(m.id);
         Ok(())
+    }
+
+    fn has_inferiors(name: &str) -> Error {
+        Error::Conflict(format!("{name} has folders inside it; delete those first"))
     }
 
     /// Renames a folder with its inferiors. Renaming INBOX moves its messages into a new
@@ -397,8 +427,7 @@ impl Directory {
         let blob = self.blobs.put(&req.raw).await?;
         let summary = crate::mail::summarize(&req.raw);
         let mut tx = self.store.begin_write().await?;
-        let m = tx
-            .mailbox_get(address_id, &name)
+        let m = selectable(&mut *tx, address_id, &name)
             .await?
             .ok_or_else(|| Self::no_folder(&name))?;
         let a = tx
@@ -517,8 +546,7 @@ impl Directory {
     ) -> Result<(i64, Vec<(i64, i64)>)> {
         let to = folder_name(to)?;
         let mut tx = self.store.begin_write().await?;
-        let dst = tx
-            .mailbox_get(address_id, &to)
+        let dst = selectable(&mut *tx, address_id, &to)
             .await?
             .ok_or_else(|| Self::no_folder(&to))?;
         if !remove {
@@ -545,18 +573,14 @@ impl Directory {
         Ok((dst.uidvalidity, pairs))
     }
 
-    /// P5: which folder plays which role, set by a mailbox's user (if M11 allows) or by a
-    /// manager of its mail service (CLI, API). `role` "" clears it.
-    pub async fn set_folder_role(
+    /// M11: a mailbox's own user may change its special folders only if the administrator
+    /// allows it; anyone else needs to manage the mail service.
+    async fn authorize_folder_roles(
         &self,
+        tx: &mut dyn Tx,
         actor: &Actor,
         address: &str,
-        folder: &str,
-        role: &str,
-    ) -> Result<Vec<Mailbox>> {
-        let role = special_use(role)?;
-        let name = folder_name(folder)?;
-        let mut tx = self.store.begin_write().await?;
+    ) -> Result<(postfach_store::MailService, postfach_store::Address)> {
         let (svc, a) = self.load_address(&mut *tx, address).await?;
         match actor {
             Actor::Mailbox(own)
@@ -580,8 +604,50 @@ impl Directory {
                 .await?
             }
         }
-        let m = tx
-            .mailbox_get(a.id, &name)
+        Ok((svc, a))
+    }
+
+    fn role_views(mailboxes: Vec<Mailbox>) -> Vec<crate::model::FolderRoleView> {
+        mailboxes
+            .into_iter()
+            .filter(|m| !m.noselect)
+            .map(|m| crate::model::FolderRoleView {
+                folder: m.name,
+                role: m.special_use,
+            })
+            .collect()
+    }
+
+    /// P5: the folders of an address with their roles (CLI, API).
+    pub async fn folder_roles(
+        &self,
+        actor: &Actor,
+        address: &str,
+    ) -> Result<Vec<crate::model::FolderRoleView>> {
+        let mut tx = self.store.begin().await?;
+        let (_, a) = self
+            .authorize_folder_roles(&mut *tx, actor, address)
+            .await?;
+        Ok(Self::role_views(tx.mailbox_list(a.id).await?))
+    }
+
+    /// P5: which folder plays which role, set by a mailbox's user (if M11 allows) or by a
+    /// manager of its mail service (CLI, API). `role` "" clears it; a role moves from the
+    /// folder that had it.
+    pub async fn set_folder_role(
+        &self,
+        actor: &Actor,
+        address: &str,
+        folder: &str,
+        role: &str,
+    ) -> Result<Vec<crate::model::FolderRoleView>> {
+        let role = special_use(role)?;
+        let name = folder_name(folder)?;
+        let mut tx = self.store.begin_write().await?;
+        let (svc, a) = self
+            .authorize_folder_roles(&mut *tx, actor, address)
+            .await?;
+        let m = selectable(&mut *tx, a.id, &name)
             .await?
             .ok_or_else(|| Self::no_folder(&name))?;
         if !role.is_empty() {
@@ -600,8 +666,16 @@ impl Directory {
         .await?;
         let all = tx.mailbox_list(a.id).await?;
         tx.commit().await?;
-        Ok(all)
+        Ok(Self::role_views(all))
     }
+}
+
+/// The folder `name` of an address if it can hold messages (is not a `\Noselect` name).
+async fn selectable(tx: &mut dyn Tx, address_id: i64, name: &str) -> Result<Option<Mailbox>> {
+    Ok(tx
+        .mailbox_get(address_id, name)
+        .await?
+        .filter(|m| !m.noselect))
 }
 
 #[cfg(test)]

@@ -48,6 +48,16 @@ pub enum Rcpt {
 }
 
 impl Directory {
+    /// The canonical form of `domain` if a mail service here serves it (client
+    /// auto-configuration answers for hosted domains only).
+    pub async fn hosted_domain(&self, domain: &str) -> Result<Option<String>> {
+        let Ok(domain) = validate::domain(domain) else {
+            return Ok(None);
+        };
+        let mut tx = self.store.begin().await?;
+        Ok(tx.service_by_domain(&domain).await?.map(|_| domain))
+    }
+
     /// Resolves an envelope recipient. `user+tag@domain` reaches `user` when no address or
     /// alias is named `user+tag` (RFC 5233 sub-addressing). Errors only for malformed input.
     pub async fn resolve_rcpt(&self, rcpt: &str) -> Result<Rcpt> {

@@ -106,7 +106,7 @@ macro_rules! token_select {
 macro_rules! mailbox_select {
     () => {
         "SELECT id, address_id, name, special_use, subscribed, uidvalidity, uidnext, \
-         highestmodseq, created_at, recent_uid FROM mailboxes"
+         highestmodseq, created_at, recent_uid, noselect FROM mailboxes"
     };
 }
 
@@ -755,7 +755,7 @@ impl Tx for SqlTx {
         Ok(sqlx::query_as(
             "INSERT INTO mailboxes (address_id, name, special_use, uidvalidity, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id, address_id, name, special_use, \
-             subscribed, uidvalidity, uidnext, highestmodseq, created_at, recent_uid",
+             subscribed, uidvalidity, uidnext, highestmodseq, created_at, recent_uid, noselect",
         )
         .bind(m.address_id)
         .bind(&m.name)
@@ -887,6 +887,24 @@ impl Tx for SqlTx {
                 .bind(id)
                 .execute(&mut *self.tx)
                 .await?,
+        )
+    }
+
+    async fn mailbox_set_noselect(
+        &mut self,
+        id: i64,
+        noselect: bool,
+        uidvalidity: i64,
+    ) -> Result<()> {
+        one_row(
+            sqlx::query(
+                "UPDATE mailboxes SET noselect = $1, uidvalidity = $2, special_use = '' WHERE id = $3",
+            )
+            .bind(noselect)
+            .bind(uidvalidity)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?,
         )
     }
 

@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "imap",
         include_str!("../../migrations/postgres/0003_imap.sql"),
     ),
+    (
+        4,
+        "noselect",
+        include_str!("../../migrations/postgres/0004_noselect.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {

@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "imap",
         include_str!("../../migrations/sqlite/0003_imap.sql"),
     ),
+    (
+        4,
+        "noselect",
+        include_str!("../../migrations/sqlite/0004_noselect.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {

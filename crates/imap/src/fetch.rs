@@ -1,0 +1,551 @@
+//! FETCH data (RFC 9051 §6.4.5, §7.5.2) from a stored message: ENVELOPE, BODYSTRUCTURE, the
+//! body sections (`BODY[1.2.MIME]`, `BODY[HEADER.FIELDS (…)]`, partial fetches), and BINARY
+//! (RFC 3516) with the content transfer encoding undone. The MIME tree and the byte offsets of
+//! every part come from mail-parser; sections are cut from the raw bytes, so what the client
+//! gets is exactly what was stored.
+
+use std::num::NonZeroU32;
+
+use base64::Engine;
+use imap_codec::imap_types::body::{
+    BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,
+    SinglePartExtensionData, SpecificFields,
+};
+use imap_codec::imap_types::core::{IString, Literal, NString, Vec1};
+use imap_codec::imap_types::envelope::{Address, Envelope};
+use imap_codec::imap_types::fetch::{Part, Section};
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+fn istring(s: impl Into<String>) -> IString<'static> {
+    let s: String = s.into();
+    IString::try_from(s.clone()).unwrap_or_else(|_| {
+        // Not representable as a quoted string (CR, LF, 8-bit…): a literal always works once
+        // NUL bytes are out.
+        IString::Literal(Literal::try_from(s.replace('\0', "").into_bytes()).expect("no NUL"))
+    })
+}
+
+fn nstring(s: Option<impl Into<String>>) -> NString<'static> {
+    NString(s.map(istring))
+}
+
+/// Bytes as an IMAP string: always a literal (bodies are large and may hold anything but NUL,
+/// which RFC 9051 §4.3 forbids outside BINARY; such bytes are dropped).
+pub fn literal(data: Vec<u8>) -> NString<'static> {
+    let data = if data.contains(&0) {
+        data.into_iter().filter(|&b| b != 0).collect()
+    } else {
+        data
+    };
+    NString(Some(IString::Literal(
+        Literal::try_from(data).expect("no NUL left"),
+    )))
+}
+
+pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
+    MessageParser::default().parse(raw)
+}
+
+/// A header field's raw value, unfolded, without the trailing CRLF.
+fn raw_header(m: &Message<'_>, name: &str) -> Option<String> {
+    m.header_raw(name)
+        .map(|v| v.replace("\r\n", "").replace('\n', "").trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// RFC 2047 encoded-word for display names that are not ASCII (IMAP4rev1 clients expect the
+/// header's own encoding; UTF-8 clients get UTF-8).
+fn display_name(name: &str, utf8: bool) -> String {
+    if utf8 || name.is_ascii() {
+        name.to_string()
+    } else {
+        format!(
+            "=?utf-8?b?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(name.as_bytes())
+        )
+    }
+}
+
+fn addresses(value: &HeaderValue<'_>, utf8: bool) -> Vec<Address<'static>> {
+    let addr = |name: Option<&str>, email: Option<&str>| {
+        let (mailbox, host) = match email.and_then(|e| e.rsplit_once('@')) {
+            Some((l, d)) => (Some(l.to_string()), Some(d.to_string())),
+            None => (email.map(String::from), None),
+        };
+        Address {
+            name: nstring(name.map(|n| display_name(n, utf8))),
+            adl: NString(None),
+            mailbox: nstring(mailbox),
+            host: nstring(host.or(Some(String::new())).filter(|_| email.is_some())),
+        }
+    };
+    match value {
+        HeaderValue::Address(mail_parser::Address::List(list)) => list
+            .iter()
+            .map(|a| addr(a.name.as_deref(), a.address.as_deref()))
+            .collect(),
+        HeaderValue::Address(mail_parser::Address::Group(groups)) => {
+            let mut out = Vec::new();
+            for g in groups {
+                // RFC 9051 §7.5.2: a group is [NIL NIL name NIL] members… [NIL NIL NIL NIL].
+                if let Some(name) = &g.name {
+                    out.push(Address {
+                        name: NString(None),
+                        adl: NString(None),
+                        mailbox: nstring(Some(name.to_string())),
+                        host: NString(None),
+                    });
+                }
+                for a in &g.addresses {
+                    out.push(addr(a.name.as_deref(), a.address.as_deref()));
+                }
+                if g.name.is_some() {
+                    out.push(Address {
+                        name: NString(None),
+                        adl: NString(None),
+                        mailbox: NString(None),
+                        host: NString(None),
+                    });
+                }
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn header_addresses(m: &Message<'_>, name: &str, utf8: bool) -> Vec<Address<'static>> {
+    m.header(name)
+        .map(|v| addresses(v, utf8))
+        .unwrap_or_default()
+}
+
+/// RFC 9051 §7.5.2 ENVELOPE. Sender and Reply-To default to From.
+pub fn envelope(m: &Message<'_>, utf8: bool) -> Envelope<'static> {
+    let from = header_addresses(m, "From", utf8);
+    let sender = match header_addresses(m, "Sender", utf8) {
+        v if v.is_empty() => from.clone(),
+        v => v,
+    };
+    let reply_to = match header_addresses(m, "Reply-To", utf8) {
+        v if v.is_empty() => from.clone(),
+        v => v,
+    };
+    Envelope {
+        date: nstring(raw_header(m, "Date")),
+        subject: nstring(raw_header(m, "Subject")),
+        from,
+        sender,
+        reply_to,
+        to: header_addresses(m, "To", utf8),
+        cc: header_addresses(m, "Cc", utf8),
+        bcc: header_addresses(m, "Bcc", utf8),
+        in_reply_to: nstring(raw_header(m, "In-Reply-To")),
+        message_id: nstring(raw_header(m, "Message-ID")),
+    }
+}
+
+fn lines(data: &[u8]) -> u32 {
+    data.iter().filter(|&&b| b == b'\n').count() as u32
+}
+
+fn params(ct: Option<&mail_parser::ContentType<'_>>) -> Vec<(IString<'static>, IString<'static>)> {
+    ct.and_then(|c| c.attributes())
+        .map(|attrs| {
+            attrs
+                .iter()
+                .map(|a| {
+                    (
+                        istring(a.name.to_ascii_uppercase()),
+                        istring(a.value.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The bytes between two part offsets of `m`. mail-parser gives the parts of an encapsulated
+/// message (message/rfc822) offsets into the outermost message, while its `raw_message()`
+/// starts at its own first header: rebase on that.
+pub(crate) fn span<'a>(m: &'a Message<'_>, from: u32, to: Option<u32>) -> &'a [u8] {
+    let raw = m.raw_message();
+    let base = m.parts.first().map_or(0, |p| p.offset_header as usize);
+    let start = (from as usize).saturating_sub(base).min(raw.len());
+    let end = to.map_or(raw.len(), |t| {
+        (t as usize).saturating_sub(base).min(raw.len())
+    });
+    raw.get(start..end.max(start)).unwrap_or_default()
+}
+
+fn part_bytes<'a>(m: &'a Message<'_>, idx: usize) -> &'a [u8] {
+    let p = &m.parts[idx];
+    span(m, p.offset_body, Some(p.offset_end))
+}
+
+fn extension_tail(p: &mail_parser::MessagePart<'_>) -> Option<Disposition<'static>> {
+    let disposition = p
+        .content_disposition()
+        .map(|d| (istring(d.ctype().to_ascii_uppercase()), params(Some(d))));
+    let language: Vec<IString<'static>> = p
+        .content_language()
+        .as_text_list()
+        .map(|l| l.iter().map(|s| istring(s.to_string())).collect())
+        .unwrap_or_default();
+    Some(Disposition {
+        disposition,
+        tail: Some(Language {
+            language,
+            tail: Some(Location {
+                location: nstring(p.content_location()),
+                extensions: Vec::new(),
+            }),
+        }),
+    })
+}
+
+/// BODYSTRUCTURE (`extensible`) or BODY of part `idx` of `m`.
+pub fn structure(
+    m: &Message<'_>,
+    idx: usize,
+    extensible: bool,
+    utf8: bool,
+) -> BodyStructure<'static> {
+    let p = &m.parts[idx];
+    let ct = p.content_type();
+    let (ctype, subtype) = match ct {
+        Some(c) => (
+            c.ctype().to_ascii_uppercase(),
+            c.subtype().map(|s| s.to_ascii_uppercase()),
+        ),
+        None => ("TEXT".into(), Some("PLAIN".into())),
+    };
+    if let PartType::Multipart(children) = &p.body {
+        let bodies: Vec<BodyStructure<'static>> = children
+            .iter()
+            .map(|c| structure(m, *c as usize, extensible, utf8))
+            .collect();
+        let bodies = Vec1::try_from(bodies).unwrap_or_else(|_| {
+            // An empty multipart: present one empty text part, as most servers do.
+            Vec1::from(empty_text())
+        });
+        return BodyStructure::Multi {
+            bodies,
+            subtype: istring(subtype.unwrap_or_else(|| "MIXED".into())),
+            extension_data: extensible.then(|| MultiPartExtensionData {
+                parameter_list: params(ct),
+                tail: extension_tail(p),
+            }),
+        };
+    }
+    let data = part_bytes(m, idx);
+    let mut parameter_list = params(ct);
+    if ct.is_none() {
+        parameter_list.push((istring("CHARSET"), istring("US-ASCII")));
+    }
+    let basic = BasicFields {
+        parameter_list,
+        id: nstring(p.content_id().map(|i| format!("<{i}>"))),
+        description: nstring(p.content_description()),
+        content_transfer_encoding: istring(
+            p.content_transfer_encoding()
+                .map(|e| e.to_ascii_uppercase())
+                .unwrap_or_else(|| "7BIT".into()),
+        ),
+        size: data.len() as u32,
+    };
+    let specific = match &p.body {
+        PartType::Message(inner) => SpecificFields::Message {
+            envelope: Box::new(envelope(inner, utf8)),
+            body_structure: Box::new(structure(inner, 0, extensible, utf8)),
+            number_of_lines: lines(data),
+        },
+        _ if ctype == "TEXT" => SpecificFields::Text {
+            subtype: istring(subtype.unwrap_or_else(|| "PLAIN".into())),
+            number_of_lines: lines(data),
+        },
+        _ => SpecificFields::Basic {
+            r#type: istring(ctype),
+            subtype: istring(subtype.unwrap_or_else(|| "OCTET-STREAM".into())),
+        },
+    };
+    BodyStructure::Single {
+        body: Body { basic, specific },
+        extension_data: extensible.then(|| SinglePartExtensionData {
+            md5: NString(None),
+            tail: extension_tail(p),
+        }),
+    }
+}
+
+fn empty_text() -> BodyStructure<'static> {
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: vec![(istring("CHARSET"), istring("US-ASCII"))],
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: istring("7BIT"),
+                size: 0,
+            },
+            specific: SpecificFields::Text {
+                subtype: istring("PLAIN"),
+                number_of_lines: 0,
+            },
+        },
+        extension_data: None,
+    }
+}
+
+/// The message and part a section number path designates (RFC 9051 §6.4.5): in a multipart
+/// part, number n is its n-th child; in a message/rfc822 part, the numbers continue in the
+/// encapsulated message; a single-part message has only part 1, its body.
+fn locate<'m>(m: &'m Message<'m>, path: &[NonZeroU32]) -> Option<(&'m Message<'m>, usize)> {
+    let mut msg = m;
+    let mut idx = 0usize;
+    let mut at_root = true;
+    for n in path {
+        let n = n.get() as usize;
+        let part = &msg.parts[idx];
+        match &part.body {
+            PartType::Multipart(children) => {
+                idx = *children.get(n - 1)? as usize;
+            }
+            PartType::Message(inner) if !at_root => {
+                msg = inner;
+                match &inner.parts[0].body {
+                    PartType::Multipart(children) => idx = *children.get(n - 1)? as usize,
+                    _ if n == 1 => idx = 0,
+                    _ => return None,
+                }
+            }
+            _ if at_root && n == 1 => idx = 0,
+            _ => return None,
+        }
+        at_root = false;
+    }
+    Some((msg, idx))
+}
+
+fn header_block<'a>(m: &'a Message<'_>) -> &'a [u8] {
+    span(m, m.parts[0].offset_header, Some(m.parts[0].offset_body))
+}
+
+/// Header field lines (with continuations) whose names are, or with `not` are not, in `names`.
+fn filter_headers(block: &[u8], names: &[String], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
+            keep = names.iter().any(|n| n.eq_ignore_ascii_case(&name)) != not;
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The bytes of `BODY[section]` (None when the section does not exist: RFC 9051 answers "").
+pub fn section(raw: &[u8], m: &Message<'_>, section: Option<&Section<'_>>) -> Vec<u8> {
+    let text_of = |msg: &Message<'_>| span(msg, msg.parts[0].offset_body, None).to_vec();
+    let names = |list: &Vec1<imap_codec::imap_types::core::AString<'_>>| -> Vec<String> {
+        list.as_ref()
+            .iter()
+            .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+            .collect()
+    };
+    // The message a HEADER/TEXT section of `part` refers to: the top level, or the one
+    // encapsulated in a message/rfc822 part.
+    let inner = |part: &Option<Part>| -> Option<&Message<'_>> {
+        match part {
+            None => Some(m),
+            Some(p) => {
+                let (msg, idx) = locate(m, p.0.as_ref())?;
+                match &msg.parts[idx].body {
+                    PartType::Message(inner) => Some(inner),
+                    _ => None,
+                }
+            }
+        }
+    };
+    match section {
+        None => raw.to_vec(),
+        Some(Section::Part(p)) => match locate(m, p.0.as_ref()) {
+            Some((msg, idx)) => part_bytes(msg, idx).to_vec(),
+            None => Vec::new(),
+        },
+        Some(Section::Header(p)) => inner(p)
+            .map(|msg| header_block(msg).to_vec())
+            .unwrap_or_default(),
+        Some(Section::HeaderFields(p, list)) => inner(p)
+            .map(|msg| filter_headers(header_block(msg), &names(list), false))
+            .unwrap_or_default(),
+        Some(Section::HeaderFieldsNot(p, list)) => inner(p)
+            .map(|msg| filter_headers(header_block(msg), &names(list), true))
+            .unwrap_or_default(),
+        Some(Section::Text(p)) => inner(p).map(text_of).unwrap_or_default(),
+        Some(Section::Mime(p)) => match locate(m, p.0.as_ref()) {
+            Some((msg, idx)) => {
+                let part = &msg.parts[idx];
+                span(msg, part.offset_header, Some(part.offset_body)).to_vec()
+            }
+            None => Vec::new(),
+        },
+    }
+}
+
+/// `BINARY[path]`: the part's content with its transfer encoding undone (RFC 3516). None when
+/// the part is unknown or its encoding cannot be undone (→ `NO [UNKNOWN-CTE]`).
+pub fn binary(raw: &[u8], m: &Message<'_>, path: &[NonZeroU32]) -> Option<Vec<u8>> {
+    if path.is_empty() {
+        return Some(raw.to_vec());
+    }
+    let (msg, idx) = locate(m, path)?;
+    let part = &msg.parts[idx];
+    match &part.body {
+        PartType::Text(t) | PartType::Html(t) => Some(t.as_bytes().to_vec()),
+        PartType::Binary(b) | PartType::InlineBinary(b) => Some(b.to_vec()),
+        PartType::Message(inner) => Some(inner.raw_message().to_vec()),
+        PartType::Multipart(_) => Some(part_bytes(msg, idx).to_vec()),
+    }
+}
+
+/// A partial fetch `<origin.count>` of `data`.
+pub fn partial(data: Vec<u8>, partial: Option<(u32, NonZeroU32)>) -> Vec<u8> {
+    match partial {
+        None => data,
+        Some((origin, count)) => {
+            let start = (origin as usize).min(data.len());
+            let end = start.saturating_add(count.get() as usize).min(data.len());
+            data[start..end].to_vec()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_codec::imap_types::fetch::Part;
+
+    const NESTED: &[u8] = b"From: Ann <ann@example.org>\r\nTo: bob@example.net, \"C. Dee\" <cd@example.net>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\npreamble\r\n--outer\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nHallo =C3=BC\r\n--outer\r\nContent-Type: message/rfc822\r\n\r\nFrom: x@example.com\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n--inner\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--inner\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n--inner--\r\n\r\n--outer\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\nContent-Disposition: attachment; filename=\"a.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--outer--\r\n";
+
+    fn p(n: &[u32]) -> Part {
+        Part(
+            Vec1::try_from(
+                n.iter()
+                    .map(|x| NonZeroU32::new(*x).unwrap())
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn s(m: &Message<'_>, sec: Section<'_>) -> String {
+        String::from_utf8(section(NESTED, m, Some(&sec))).unwrap()
+    }
+
+    #[test]
+    fn sections_follow_rfc_9051_numbering() {
+        let m = parse(NESTED).unwrap();
+        assert_eq!(s(&m, Section::Part(p(&[1]))), "Hallo =C3=BC");
+        assert_eq!(
+            s(&m, Section::Mime(p(&[1]))),
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        );
+        assert!(
+            s(&m, Section::Part(p(&[2]))).starts_with("From: x@example.com\r\n"),
+            "the encapsulated message"
+        );
+        assert_eq!(
+            s(&m, Section::Header(Some(p(&[2])))),
+            "From: x@example.com\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n"
+        );
+        assert_eq!(s(&m, Section::Part(p(&[2, 1]))), "inner text");
+        assert_eq!(s(&m, Section::Part(p(&[2, 2]))), "<p>inner</p>");
+        assert_eq!(s(&m, Section::Part(p(&[3]))), "AAEC");
+        assert_eq!(s(&m, Section::Part(p(&[4]))), "", "no such part");
+        let fields = Vec1::try_from(vec![
+            imap_codec::imap_types::core::AString::try_from("subject").unwrap(),
+            "FROM".try_into().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(
+            s(&m, Section::HeaderFields(None, fields)),
+            "From: Ann <ann@example.org>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\n"
+        );
+        assert!(s(&m, Section::Text(None)).starts_with("preamble\r\n--outer"));
+        assert_eq!(binary(NESTED, &m, p(&[3]).0.as_ref()), Some(vec![0, 1, 2]));
+        assert_eq!(
+            binary(NESTED, &m, p(&[1]).0.as_ref()),
+            Some("Hallo ü".as_bytes().to_vec())
+        );
+        assert_eq!(
+            partial(
+                b"0123456789".to_vec(),
+                Some((2, NonZeroU32::new(3).unwrap()))
+            ),
+            b"234"
+        );
+        assert_eq!(
+            partial(b"01".to_vec(), Some((5, NonZeroU32::new(3).unwrap()))),
+            b""
+        );
+
+        // A message that is not multipart has exactly part 1, its body.
+        let plain = b"Subject: x\r\n\r\nbody\r\n";
+        let pm = parse(plain).unwrap();
+        assert_eq!(
+            section(plain, &pm, Some(&Section::Part(p(&[1])))),
+            b"body\r\n"
+        );
+    }
+
+    #[test]
+    fn doubly_encapsulated_messages() {
+        let raw = b"Subject: outer\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--a\r\nContent-Type: message/rfc822\r\n\r\nSubject: middle\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nmiddle text\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: deep\r\n\r\ndeep body\r\n--b--\r\n--a--\r\n";
+        let m = parse(raw).unwrap();
+        assert_eq!(s_raw(raw, &m, Section::Part(p(&[2, 1]))), "middle text");
+        assert_eq!(
+            s_raw(raw, &m, Section::Header(Some(p(&[2, 2])))),
+            "Subject: deep\r\n\r\n"
+        );
+        assert_eq!(s_raw(raw, &m, Section::Text(Some(p(&[2, 2])))), "deep body");
+        assert_eq!(s_raw(raw, &m, Section::Part(p(&[2, 2, 1]))), "deep body");
+    }
+
+    fn s_raw(raw: &[u8], m: &Message<'_>, sec: Section<'_>) -> String {
+        String::from_utf8(section(raw, m, Some(&sec))).unwrap()
+    }
+
+    #[test]
+    fn envelope_and_structure() {
+        let m = parse(NESTED).unwrap();
+        let e = envelope(&m, false);
+        assert_eq!(e.to.len(), 2);
+        assert_eq!(e.sender, e.from, "Sender defaults to From");
+        let encoded = imap_codec::ResponseCodec::default();
+        let _ = encoded;
+        match structure(&m, 0, true, false) {
+            BodyStructure::Multi {
+                bodies, subtype, ..
+            } => {
+                assert_eq!(bodies.as_ref().len(), 3);
+                assert_eq!(String::from_utf8_lossy(subtype.as_ref()), "MIXED");
+                match &bodies.as_ref()[1] {
+                    BodyStructure::Single { body, .. } => {
+                        assert!(matches!(body.specific, SpecificFields::Message { .. }))
+                    }
+                    _ => panic!("message/rfc822 is a single part"),
+                }
+            }
+            _ => panic!("multipart"),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Postfach's IMAP server (P3, issue 4): IMAP4rev2 and IMAP4rev1 (RFC 9051, RFC 3501) on
+//! imap-codec. It works on the service layer's mailbox API (`postfach_core::mail::access`),
+//! as POP3 (`postfach-pop3`) does; sessions hear about each other's changes, and about new
+//! mail, through that layer's change feed.
+
+mod fetch;
+mod mutf7;
+mod search;
+mod selected;
+mod session;
+mod shim;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postfach_core::Directory;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// `[imap]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapSettings {
+    /// Largest literal accepted (APPEND of a message), in bytes.
+    pub max_literal_size: u32,
+    /// Longest command line outside literals, in bytes.
+    pub max_line_length: usize,
+    /// Minutes an idle authenticated client may stay (RFC 9051 §5.4: at least 30).
+    pub autologout_minutes: u64,
+    /// Protocol errors tolerated in one session before it is closed.
+    pub max_errors: usize,
+}
+
+impl Default for ImapSettings {
+    fn default() -> Self {
+        ImapSettings {
+            max_literal_size: 64 * 1024 * 1024,
+            max_line_length: 64 * 1024,
+            autologout_minutes: 30,
+            max_errors: 20,
+        }
+    }
+}
+
+impl ImapSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_literal_size < 1024 {
+            return Err("imap.max_literal_size must be at least 1024".into());
+        }
+        if self.max_line_length < 1024 {
+            return Err("imap.max_line_length must be at least 1024".into());
+        }
+        if self.autologout_minutes < 1 {
+            return Err("imap.autologout_minutes must be at least 1".into());
+        }
+        if self.max_errors < 1 {
+            return Err("imap.max_errors must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct Imap {
+    pub(crate) dir: Directory,
+    pub(crate) hostname: String,
+    pub(crate) settings: ImapSettings,
+    pub(crate) tls: TlsAcceptor,
+}
+
+/// The bound listeners: STARTTLS (143) and implicit TLS (993).
+pub struct Listeners {
+    pub imap: TcpListener,
+    pub imaps: TcpListener,
+}
+
+impl Imap {
+    pub fn new(
+        dir: Directory,
+        hostname: String,
+        settings: ImapSettings,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<Arc<Self>, String> {
+        settings.validate()?;
+        Ok(Arc::new(Imap {
+            dir,
+            hostname,
+            settings,
+            tls: TlsAcceptor::from(tls),
+        }))
+    }
+
+    pub fn spawn(
+        self: &Arc<Self>,
+        listeners: Listeners,
+        stop: &watch::Receiver<bool>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        for (listener, implicit_tls) in [(listeners.imap, false), (listeners.imaps, true)] {
+            let imap = self.clone();
+            let mut stop = stop.clone();
+            tasks.spawn(async move {
+                loop {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = stop.changed() => continue,
+                        accepted = listener.accept() => match accepted {
+                            Ok((tcp, peer)) => {
+                                tokio::spawn(session::Session::run(imap.clone(), tcp, peer, implicit_tls));
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "IMAP accept failed");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+}

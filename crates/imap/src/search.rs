@@ -1,0 +1,188 @@
+//! SEARCH (RFC 9051 §6.4.4) over a session's view of its mailbox: flags, sizes, dates and
+//! UID/sequence sets from the message index; FROM/TO/CC/BCC/SUBJECT/HEADER/BODY/TEXT and the
+//! SENT* dates from the message itself, parsed by mail-parser only when a criterion needs it.
+//! Text matches are case-insensitive substrings on decoded (UTF-8) text, as RFC 9051 asks.
+
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use imap_codec::imap_types::search::SearchKey;
+use mail_parser::{Message, PartType};
+
+use crate::selected::{ANSWERED, DELETED, DRAFT, FLAGGED, Meta, SEEN};
+
+/// Whether any criterion needs the message content.
+pub fn needs_content(keys: &[SearchKey<'_>]) -> bool {
+    keys.iter().any(|k| match k {
+        SearchKey::Bcc(_)
+        | SearchKey::Body(_)
+        | SearchKey::Cc(_)
+        | SearchKey::From(_)
+        | SearchKey::Header(..)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_)
+        | SearchKey::Subject(_)
+        | SearchKey::Text(_)
+        | SearchKey::To(_) => true,
+        SearchKey::And(v) => needs_content(v.as_ref()),
+        SearchKey::Not(k) => needs_content(std::slice::from_ref(k.as_ref())),
+        SearchKey::Or(a, b) => needs_content(&[(**a).clone(), (**b).clone()]),
+        _ => false,
+    })
+}
+
+/// What a criterion is evaluated against.
+pub struct Candidate<'a> {
+    pub seq: u32,
+    pub meta: &'a Meta,
+    pub recent: bool,
+    /// Largest sequence number and UID of the view ("*").
+    pub max_seq: u32,
+    pub max_uid: u32,
+    pub message: Option<&'a Message<'a>>,
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn day(t: i64) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp(t, 0)
+        .map(|d| d.date_naive())
+        .unwrap_or_default()
+}
+
+fn header_text(m: &Message<'_>, name: &str) -> String {
+    // Raw (as written) and decoded forms both count: a search for a display name or for the
+    // address must hit either way.
+    let raw = m.header_raw(name).unwrap_or_default().to_string();
+    let decoded = match m.header(name) {
+        Some(mail_parser::HeaderValue::Address(a)) => a
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} <{}>",
+                    x.name.as_deref().unwrap_or(""),
+                    x.address.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(mail_parser::HeaderValue::Text(t)) => t.to_string(),
+        Some(mail_parser::HeaderValue::TextList(l)) => l.join(" "),
+        _ => String::new(),
+    };
+    format!("{raw}\n{decoded}")
+}
+
+fn body_text(m: &Message<'_>) -> String {
+    let mut out = String::new();
+    for part in &m.parts {
+        match &part.body {
+            PartType::Text(t) | PartType::Html(t) => {
+                out.push_str(t);
+                out.push('\n');
+            }
+            PartType::Message(inner) => {
+                out.push_str(&body_text(inner));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn headers_text(m: &Message<'_>) -> String {
+    String::from_utf8_lossy(crate::fetch::span(
+        m,
+        m.parts[0].offset_header,
+        Some(m.parts[0].offset_body),
+    ))
+    .into_owned()
+}
+
+/// Whether `value` is in a sequence set where `*` stands for `largest` (RFC 9051 §9
+/// `seq-range`: `a:b` and `b:a` are the same range). Checked range by range, never expanded:
+/// a client may send `1:4294967295`.
+pub(crate) fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
+    let expand = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().any(|seq| match seq {
+        Sequence::Single(s) => expand(s) == value,
+        Sequence::Range(a, b) => {
+            let (a, b) = (expand(a), expand(b));
+            (a.min(b)..=a.max(b)).contains(&value)
+        }
+    })
+}
+
+fn sent_day(m: &Message<'_>) -> Option<NaiveDate> {
+    m.date().map(|d| day(d.to_timestamp()))
+}
+
+pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
+    let flag = |bit: i64| c.meta.flags & bit != 0;
+    let text = |s: &imap_codec::imap_types::core::AString<'_>| {
+        String::from_utf8_lossy(s.as_ref()).into_owned()
+    };
+    let msg = c.message;
+    match key {
+        SearchKey::And(keys) => keys.as_ref().iter().all(|k| matches(k, c)),
+        SearchKey::SequenceSet(set) => in_set(set, c.seq, c.max_seq),
+        SearchKey::Uid(set) => in_set(set, c.meta.uid, c.max_uid),
+        SearchKey::All => true,
+        SearchKey::Answered => flag(ANSWERED),
+        SearchKey::Unanswered => !flag(ANSWERED),
+        SearchKey::Deleted => flag(DELETED),
+        SearchKey::Undeleted => !flag(DELETED),
+        SearchKey::Draft => flag(DRAFT),
+        SearchKey::Undraft => !flag(DRAFT),
+        SearchKey::Flagged => flag(FLAGGED),
+        SearchKey::Unflagged => !flag(FLAGGED),
+        SearchKey::Seen => flag(SEEN),
+        SearchKey::Unseen => !flag(SEEN),
+        SearchKey::Recent => c.recent,
+        SearchKey::New => c.recent && !flag(SEEN),
+        SearchKey::Old => !c.recent,
+        SearchKey::Keyword(k) => c
+            .meta
+            .keywords
+            .split_whitespace()
+            .any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        SearchKey::Unkeyword(k) => !c
+            .meta
+            .keywords
+            .split_whitespace()
+            .any(|x| x.eq_ignore_ascii_case(k.as_ref())),
+        SearchKey::Larger(n) => c.meta.size > i64::from(*n),
+        SearchKey::Smaller(n) => c.meta.size < i64::from(*n),
+        SearchKey::Before(d) => day(c.meta.internal_date) < *d.as_ref(),
+        SearchKey::On(d) => day(c.meta.internal_date) == *d.as_ref(),
+        SearchKey::Since(d) => day(c.meta.internal_date) >= *d.as_ref(),
+        SearchKey::Not(k) => !matches(k, c),
+        SearchKey::Or(a, b) => matches(a, c) || matches(b, c),
+        SearchKey::From(s) => msg.is_some_and(|m| contains(&header_text(m, "From"), &text(s))),
+        SearchKey::To(s) => msg.is_some_and(|m| contains(&header_text(m, "To"), &text(s))),
+        SearchKey::Cc(s) => msg.is_some_and(|m| contains(&header_text(m, "Cc"), &text(s))),
+        SearchKey::Bcc(s) => msg.is_some_and(|m| contains(&header_text(m, "Bcc"), &text(s))),
+        SearchKey::Subject(s) => {
+            msg.is_some_and(|m| contains(&header_text(m, "Subject"), &text(s)))
+        }
+        SearchKey::Header(name, value) => msg.is_some_and(|m| {
+            let name = text(name);
+            m.header_raw(name.as_str()).is_some() && contains(&header_text(m, &name), &text(value))
+        }),
+        SearchKey::Body(s) => msg.is_some_and(|m| contains(&body_text(m), &text(s))),
+        SearchKey::Text(s) => msg.is_some_and(|m| {
+            let needle = text(s);
+            contains(&headers_text(m), &needle) || contains(&body_text(m), &needle)
+        }),
+        SearchKey::SentBefore(d) => msg.and_then(sent_day).is_some_and(|x| x < *d.as_ref()),
+        SearchKey::SentOn(d) => msg.and_then(sent_day).is_some_and(|x| x == *d.as_ref()),
+        SearchKey::SentSince(d) => msg.and_then(sent_day).is_some_and(|x| x >= *d.as_ref()),
+        SearchKey::ModSequence { modseq, .. } => c.meta.modseq >= *modseq as i64,
+    }
+}

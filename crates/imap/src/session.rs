@@ -1,0 +1,2226 @@
+//! One IMAP connection (RFC 9051 / RFC 3501): framing with imap-codec (literals with
+//! continuation requests, LITERAL+, AUTHENTICATE, IDLE), the session states, and every
+//! command.
+//!
+//! Framing: the buffer is offered to the decoder; `Incomplete` reads more, `LiteralFound`
+//! (the buffer ends right at a literal) answers `+` for a synchronising literal and reads the
+//! literal, `Failed` answers BAD for that line and drops it. After STARTTLS nothing of the
+//! buffer survives (CVE-2011-0411 class).
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use imap_codec::decode::{CommandDecodeError, Decoder};
+use imap_codec::encode::Encoder;
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::command::{
+    Command, CommandBody, FetchModifier, SelectParameter, StoreModifier,
+};
+use imap_codec::imap_types::core::{Atom, LiteralMode, QuotedChar, Tag, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+use imap_codec::imap_types::fetch::{
+    Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
+};
+use imap_codec::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::response::{Code, CodeOther, Data, Response, Status};
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
+use imap_codec::{CommandCodec, ResponseCodec};
+use postfach_core::Error as CoreError;
+use postfach_core::mail::{AppendRequest, MailboxLogin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio_rustls::server::TlsStream;
+
+use crate::selected::{ANSWERED, DELETED, DRAFT, FLAGGED, Meta, SEEN, Selected, Update};
+use crate::shim::{ListExt, Shimmed};
+use crate::{Imap, fetch, mutf7, search};
+
+const SEPARATOR: char = '/';
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Closed,
+}
+
+impl Stream {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+            Stream::Closed => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(data).await,
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+enum Framed {
+    Command(Box<Command<'static>>),
+    Shim(Shimmed),
+    NeedMore,
+    Handled,
+}
+
+pub(crate) struct Session {
+    imap: Arc<Imap>,
+    peer: SocketAddr,
+    stream: Stream,
+    tls: bool,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    /// The buffer holds literal data up to here: no line-length rule inside.
+    literal_until: usize,
+    login: Option<MailboxLogin>,
+    selected: Option<Selected>,
+    /// IMAP4rev2 enabled (RFC 9051): no \Recent, UTF-8 names, ESEARCH.
+    rev2: bool,
+    /// UTF8=ACCEPT (RFC 6855) or IMAP4rev2: mailbox names in UTF-8.
+    utf8: bool,
+    condstore: bool,
+    qresync: bool,
+    errors: usize,
+    quit: bool,
+    feed: broadcast::Receiver<i64>,
+}
+
+fn capabilities(tls: bool, authenticated: bool) -> String {
+    let mut caps = vec![
+        "IMAP4rev1",
+        "IMAP4rev2",
+        "LITERAL+",
+        "SASL-IR",
+        "ENABLE",
+        "ID",
+    ];
+    if !authenticated {
+        if tls {
+            caps.push("AUTH=PLAIN");
+        } else {
+            caps.push("STARTTLS");
+            caps.push("LOGINDISABLED");
+        }
+        return caps.join(" ");
+    }
+    caps.extend([
+        "IDLE",
+        "NAMESPACE",
+        "UIDPLUS",
+        "MOVE",
+        "UNSELECT",
+        "CHILDREN",
+        "SPECIAL-USE",
+        "CREATE-SPECIAL-USE",
+        "LIST-EXTENDED",
+        "LIST-STATUS",
+        "CONDSTORE",
+        "QRESYNC",
+        "QUOTA",
+        "QUOTA=RES-STORAGE",
+        "BINARY",
+        "ESEARCH",
+        "STATUS=SIZE",
+        "UTF8=ACCEPT",
+    ]);
+    caps.join(" ")
+}
+
+/// A response code imap-types has no variant for (RFC 5530 and friends).
+fn code(name: &'static str) -> Code<'static> {
+    Code::Other(CodeOther::unvalidated(name.as_bytes()))
+}
+
+fn find_newline(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+fn flags_of(meta: &Meta, recent: bool) -> Vec<FlagFetch<'static>> {
+    let mut out = Vec::new();
+    for (bit, flag) in [
+        (SEEN, Flag::Seen),
+        (ANSWERED, Flag::Answered),
+        (FLAGGED, Flag::Flagged),
+        (DELETED, Flag::Deleted),
+        (DRAFT, Flag::Draft),
+    ] {
+        if meta.flags & bit != 0 {
+            out.push(FlagFetch::Flag(flag));
+        }
+    }
+    for k in meta.keywords.split_whitespace() {
+        if let Ok(atom) = Atom::try_from(k.to_string()) {
+            out.push(FlagFetch::Flag(Flag::Keyword(atom)));
+        }
+    }
+    if recent {
+        out.push(FlagFetch::Recent);
+    }
+    out
+}
+
+/// (bits, keywords) of a flag list; `\Recent` and extension flags cannot be set.
+fn bits_of(flags: &[Flag<'_>]) -> (i64, Vec<String>) {
+    let mut bits = 0;
+    let mut keywords = Vec::new();
+    for f in flags {
+        match f {
+            Flag::Seen => bits |= SEEN,
+            Flag::Answered => bits |= ANSWERED,
+            Flag::Flagged => bits |= FLAGGED,
+            Flag::Deleted => bits |= DELETED,
+            Flag::Draft => bits |= DRAFT,
+            Flag::Keyword(k) => keywords.push(k.as_ref().to_string()),
+            Flag::Extension(_) => {}
+        }
+    }
+    (bits, keywords)
+}
+
+fn imap_date(t: i64) -> Option<DateTime> {
+    let dt = chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0)?.fixed_offset();
+    DateTime::try_from(dt).ok()
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).expect("at least 1")
+}
+
+/// An IMAP sequence set written out (`1:3,7`), for responses imap-types lacks.
+fn compress(mut v: Vec<u32>) -> String {
+    v.sort_unstable();
+    v.dedup();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let start = v[i];
+        let mut end = start;
+        while i + 1 < v.len() && v[i + 1] == end + 1 {
+            i += 1;
+            end = v[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// `*` and `%` matching of LIST (RFC 9051 §6.3.9): `*` matches anything, `%` anything but the
+/// hierarchy separator. INBOX matches case-insensitively.
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let norm = |s: &str| -> Vec<char> {
+        let mut parts: Vec<String> = s.split(SEPARATOR).map(String::from).collect();
+        if parts
+            .first()
+            .is_some_and(|p| p.eq_ignore_ascii_case("INBOX"))
+        {
+            parts[0] = "INBOX".into();
+        }
+        parts.join("/").chars().collect()
+    };
+    let (p, n) = (norm(pattern), norm(name));
+    // Dynamic programming over (pattern, name) prefixes: linear in each, whatever the client
+    // sends (a backtracking matcher is exponential in the number of wildcards).
+    // row[j]: pattern[..i] matches name[..j].
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for pc in &p {
+        let mut next = vec![false; n.len() + 1];
+        match pc {
+            '*' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    any |= row[j];
+                    next[j] = any;
+                }
+            }
+            '%' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    if j > 0 && n[j - 1] == SEPARATOR {
+                        any = false;
+                    }
+                    any |= row[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = row[j - 1] && n[j - 1] == *c;
+                }
+            }
+        }
+        row = next;
+    }
+    row[n.len()]
+}
+
+impl Session {
+    pub(crate) async fn run(imap: Arc<Imap>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+        let _ = tcp.set_nodelay(true);
+        let (stream, tls) = if implicit_tls {
+            match tokio::time::timeout(Duration::from_secs(30), imap.tls.accept(tcp)).await {
+                Ok(Ok(s)) => (Stream::Tls(Box::new(s)), true),
+                _ => return,
+            }
+        } else {
+            (Stream::Plain(tcp), false)
+        };
+        let feed = imap.dir.mailbox_changes();
+        let session = Session {
+            imap,
+            peer,
+            stream,
+            tls,
+            buf: Vec::with_capacity(4096),
+            out: Vec::with_capacity(4096),
+            literal_until: 0,
+            login: None,
+            selected: None,
+            rev2: false,
+            utf8: false,
+            condstore: false,
+            qresync: false,
+            errors: 0,
+            quit: false,
+            feed,
+        };
+        session.serve().await;
+    }
+
+    // ------------------------------------------------------------------ output
+
+    fn raw(&mut self, line: impl AsRef<str>) {
+        self.out.extend_from_slice(line.as_ref().as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn response(&mut self, r: Response<'_>) {
+        let bytes = ResponseCodec::default().encode(&r).dump();
+        self.out.extend_from_slice(&bytes);
+    }
+
+    fn data(&mut self, d: Data<'_>) {
+        self.response(Response::Data(d));
+    }
+
+    fn tagged(&mut self, kind: &str, tag: &Tag<'_>, code: Option<Code<'_>>, text: &str) {
+        let plain_tag = tag.as_ref().to_string();
+        let tag = Some(tag.clone());
+        let status = match kind {
+            "OK" => Status::ok(tag, code, text.to_string()),
+            "NO" => Status::no(tag, code, text.to_string()),
+            _ => Status::bad(tag, code, text.to_string()),
+        };
+        match status {
+            Ok(s) => self.response(Response::Status(s)),
+            Err(_) => self.raw(format!("{plain_tag} {kind} error")),
+        }
+    }
+
+    fn ok(&mut self, tag: &Tag<'_>, text: &str) {
+        self.tagged("OK", tag, None, text);
+    }
+
+    fn no(&mut self, tag: &Tag<'_>, code: Option<Code<'_>>, text: &str) {
+        self.tagged("NO", tag, code, text);
+    }
+
+    fn bad(&mut self, tag: &Tag<'_>, text: &str) {
+        self.tagged("BAD", tag, None, text);
+        self.count_error();
+    }
+
+    fn count_error(&mut self) {
+        self.errors += 1;
+        if self.errors >= self.imap.settings.max_errors {
+            self.raw("* BYE Too many errors, closing connection");
+            self.quit = true;
+        }
+    }
+
+    /// A service-layer error as an IMAP NO with the fitting response code (RFC 5530).
+    fn no_for(&mut self, tag: &Tag<'_>, e: &CoreError) {
+        let code = match e {
+            CoreError::OverQuota(_) => Some(Code::OverQuota),
+            CoreError::NotFound { .. } => Some(code("NONEXISTENT")),
+            CoreError::Duplicate { .. } => Some(code("ALREADYEXISTS")),
+            CoreError::Unavailable(_) => Some(code("UNAVAILABLE")),
+            CoreError::Internal(_) => Some(code("SERVERBUG")),
+            CoreError::Forbidden(_) => Some(code("NOPERM")),
+            _ => Some(code("CANNOT")),
+        };
+        let text = match e {
+            CoreError::Internal(_) => "Internal error; try again later".to_string(),
+            other => other.to_string(),
+        };
+        self.no(tag, code, &text);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            self.stream.write_all(&out).await?;
+            self.out = out;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads more input; false when the connection is over (closed, error or timeout).
+    async fn read(&mut self) -> bool {
+        let timeout = Duration::from_secs(self.imap.settings.autologout_minutes * 60);
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(_) => {
+                self.raw("* BYE Autologout; idle for too long");
+                let _ = self.flush().await;
+                false
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ framing
+
+    fn frame(&mut self) -> Framed {
+        // While a literal is arriving there is nothing to decode yet (and re-decoding a
+        // large APPEND after every read would be quadratic).
+        if self.buf.is_empty() || self.buf.len() < self.literal_until {
+            return Framed::NeedMore;
+        }
+        // The extended LIST/CREATE forms imap-codec does not parse yet.
+        if self.literal_until == 0
+            && let Some(end) = find_newline(&self.buf)
+        {
+            let line = &self.buf[..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if !line.ends_with(b"}")
+                && let Some(s) = crate::shim::parse(line)
+            {
+                self.buf.drain(..=end);
+                return Framed::Shim(s);
+            }
+        }
+        match CommandCodec::default().decode(&self.buf) {
+            Ok((rest, cmd)) => {
+                let used = self.buf.len() - rest.len();
+                let cmd = cmd.into_static();
+                self.buf.drain(..used);
+                self.literal_until = 0;
+                Framed::Command(Box::new(cmd))
+            }
+            Err(CommandDecodeError::Incomplete) => {
+                // Only the part of the line after the last literal counts against the
+                // line limit; literal data has its own limit.
+                let line_start = self.literal_until.max(
+                    self.buf
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |p| p + 1),
+                );
+                if self.buf.len().saturating_sub(line_start) > self.imap.settings.max_line_length {
+                    self.raw("* BAD Command line too long");
+                    self.raw("* BYE Closing connection");
+                    self.quit = true;
+                    return Framed::Handled;
+                }
+                Framed::NeedMore
+            }
+            Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
+                // One command's literals together may not exceed the literal limit either.
+                let total = self.buf.len() as u64 + u64::from(length);
+                let cap = u64::from(self.imap.settings.max_literal_size)
+                    + self.imap.settings.max_line_length as u64;
+                if length > self.imap.settings.max_literal_size || total > cap {
+                    let tag = tag.into_static();
+                    self.no(&tag, Some(Code::TooBig), "Literal too big");
+                    if mode == LiteralMode::NonSync {
+                        // The data is on its way and we will not read it (RFC 7888 §4).
+                        self.raw("* BYE Literal too big");
+                        self.quit = true;
+                    }
+                    self.buf.clear();
+                    self.literal_until = 0;
+                    return Framed::Handled;
+                }
+                self.literal_until = self.buf.len() + length as usize;
+                if mode == LiteralMode::Sync {
+                    self.raw("+ Ready for literal data");
+                }
+                Framed::NeedMore
+            }
+            Err(CommandDecodeError::Failed) => {
+                // The bad command ends at the first line end after its last literal.
+                let from = self.literal_until.min(self.buf.len());
+                let end = find_newline(&self.buf[from..]).map_or(self.buf.len() - 1, |p| from + p);
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                self.literal_until = 0;
+                let tag = line
+                    .split(|&b| b == b' ')
+                    .next()
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .and_then(|t| Tag::try_from(t.trim().to_string()).ok());
+                match tag {
+                    Some(tag) => self.bad(&tag, "Syntax error or unknown command"),
+                    None => {
+                        self.raw("* BAD Syntax error");
+                        self.count_error();
+                    }
+                }
+                Framed::Handled
+            }
+        }
+    }
+
+    async fn serve(mut self) {
+        let greeting = format!(
+            "* OK [CAPABILITY {}] {} Postfach IMAP ready",
+            capabilities(self.tls, false),
+            self.imap.hostname
+        );
+        self.raw(greeting);
+        loop {
+            if self.flush().await.is_err() || self.quit {
+                return;
+            }
+            match self.frame() {
+                Framed::Command(cmd) => self.dispatch(*cmd).await,
+                Framed::Shim(s) => self.shimmed(s).await,
+                Framed::Handled => {}
+                Framed::NeedMore => {
+                    if self.flush().await.is_err() || !self.read().await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one line (for SASL and IDLE), None when the connection ends.
+    async fn read_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(end) = find_newline(&self.buf) {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                let line = line.strip_suffix(b"\n").unwrap_or(&line);
+                return Some(line.strip_suffix(b"\r").unwrap_or(line).to_vec());
+            }
+            if self.buf.len() > self.imap.settings.max_line_length {
+                return None;
+            }
+            if self.flush().await.is_err() || !self.read().await {
+                return None;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ names
+
+    /// A wire mailbox name as stored (UTF-8): modified UTF-7 unless UTF-8 is on.
+    fn name_in(&self, m: &Mailbox<'_>) -> Option<String> {
+        match m {
+            Mailbox::Inbox => Some("INBOX".into()),
+            Mailbox::Other(o) => {
+                let s = std::str::from_utf8(o.as_ref()).ok()?;
+                if self.utf8 {
+                    Some(s.to_string())
+                } else {
+                    mutf7::decode(s)
+                }
+            }
+        }
+    }
+
+    fn name_str_in(&self, s: &str) -> Option<String> {
+        if self.utf8 {
+            Some(s.to_string())
+        } else {
+            mutf7::decode(s)
+        }
+    }
+
+    fn name_out(&self, name: &str) -> Mailbox<'static> {
+        let wire = if self.utf8 {
+            name.to_string()
+        } else {
+            mutf7::encode(name)
+        };
+        Mailbox::try_from(wire).unwrap_or(Mailbox::Inbox)
+    }
+
+    // ------------------------------------------------------------------ dispatch
+
+    async fn dispatch(&mut self, cmd: Command<'static>) {
+        let tag = cmd.tag;
+        let authenticated = self.login.is_some();
+        match cmd.body {
+            CommandBody::Capability => {
+                let caps = capabilities(self.tls, authenticated);
+                self.raw(format!("* CAPABILITY {caps}"));
+                self.ok(&tag, "CAPABILITY completed");
+            }
+            CommandBody::Noop | CommandBody::Check => {
+                self.sync_selected(true).await;
+                self.ok(&tag, "Done");
+            }
+            CommandBody::Logout => {
+                self.raw("* BYE Logging out");
+                self.ok(&tag, "LOGOUT completed");
+                self.quit = true;
+            }
+            CommandBody::StartTLS => self.starttls(&tag).await,
+            CommandBody::Id { .. } => {
+                self.raw(format!(
+                    "* ID (\"name\" \"Postfach\" \"version\" \"{}\")",
+                    env!("CARGO_PKG_VERSION")
+                ));
+                self.ok(&tag, "ID completed");
+            }
+            CommandBody::Login { username, password } if !authenticated => {
+                if !self.tls {
+                    self.no(
+                        &tag,
+                        Some(code("PRIVACYREQUIRED")),
+                        "LOGIN is not allowed before STARTTLS",
+                    );
+                    return;
+                }
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                self.authenticate(&tag, &user, &pass).await;
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } if !authenticated => {
+                self.sasl(
+                    &tag,
+                    mechanism,
+                    initial_response.map(|r| r.declassify().to_vec()),
+                )
+                .await;
+            }
+            CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+                self.bad(&tag, "Already authenticated");
+            }
+            _ if !authenticated => self.bad(&tag, "Log in first"),
+            CommandBody::Enable { capabilities } => self.enable(&tag, capabilities).await,
+            CommandBody::Namespace => {
+                self.raw("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                self.ok(&tag, "NAMESPACE completed");
+            }
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, false, parameters).await,
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => self.select(&tag, &mailbox, true, parameters).await,
+            CommandBody::Create { mailbox } => {
+                let Some(name) = self.name_in(&mailbox) else {
+                    return self.bad(&tag, "Bad mailbox name");
+                };
+                self.create(&tag, &name, "").await
+            }
+            CommandBody::Delete { mailbox } => self.delete(&tag, &mailbox).await,
+            CommandBody::Rename { from, to } => self.rename(&tag, &from, &to).await,
+            CommandBody::Subscribe { mailbox } => self.subscribe(&tag, &mailbox, true).await,
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&tag, &mailbox, false).await,
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => {
+                let Some(reference) = self.name_in(&reference) else {
+                    return self.bad(&tag, "Bad reference");
+                };
+                let pattern = list_mailbox(&mailbox_wildcard);
+                let ext = ListExt {
+                    tag: tag.as_ref().to_string(),
+                    reference,
+                    patterns: vec![pattern],
+                    ..Default::default()
+                };
+                self.list(&tag, ext, false).await
+            }
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => {
+                let Some(reference) = self.name_in(&reference) else {
+                    return self.bad(&tag, "Bad reference");
+                };
+                let pattern = list_mailbox(&mailbox_wildcard);
+                let ext = ListExt {
+                    tag: tag.as_ref().to_string(),
+                    reference,
+                    patterns: vec![pattern],
+                    ..Default::default()
+                };
+                self.list(&tag, ext, true).await
+            }
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => {
+                let Some(name) = self.name_in(&mailbox) else {
+                    return self.bad(&tag, "Bad mailbox name");
+                };
+                match self.status_items(&name, &item_names).await {
+                    Ok(items) => {
+                        self.data(Data::Status {
+                            mailbox: self.name_out(&name),
+                            items: items.into(),
+                        });
+                        self.ok(&tag, "STATUS completed");
+                    }
+                    Err(e) => self.no_for(&tag, &e),
+                }
+            }
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => self.append(&tag, &mailbox, flags, date, message).await,
+            CommandBody::GetQuotaRoot { mailbox } => {
+                let name = self.name_in(&mailbox).unwrap_or_default();
+                let wire = if self.utf8 {
+                    name.clone()
+                } else {
+                    mutf7::encode(&name)
+                };
+                self.raw(format!("* QUOTAROOT {} \"\"", quote(&wire)));
+                self.quota_line().await;
+                self.ok(&tag, "GETQUOTAROOT completed");
+            }
+            CommandBody::GetQuota { root } => {
+                if !root.as_ref().is_empty() {
+                    return self.no(&tag, None, "No such quota root");
+                }
+                self.quota_line().await;
+                self.ok(&tag, "GETQUOTA completed");
+            }
+            CommandBody::SetQuota { .. } => {
+                self.no(&tag, None, "Quotas are set by the administrator")
+            }
+            CommandBody::Idle => self.idle(&tag).await,
+            _ if self.selected.is_none() => self.bad(&tag, "No mailbox selected"),
+            CommandBody::Close => {
+                if let Some(sel) = &self.selected
+                    && !sel.read_only
+                {
+                    let uids: Vec<i64> = sel
+                        .messages
+                        .iter()
+                        .filter(|m| m.flags & DELETED != 0)
+                        .map(|m| m.uid as i64)
+                        .collect();
+                    let (address_id, mailbox_id) = (self.address_id(), sel.mailbox_id);
+                    if let Err(e) = self.imap.dir.expunge(address_id, mailbox_id, &uids).await {
+                        return self.no_for(&tag, &e);
+                    }
+                }
+                self.selected = None;
+                self.ok(&tag, "CLOSE completed");
+            }
+            CommandBody::Unselect => {
+                self.selected = None;
+                self.ok(&tag, "UNSELECT completed");
+            }
+            CommandBody::Expunge => self.expunge(&tag, None).await,
+            CommandBody::ExpungeUid { sequence_set } => {
+                self.expunge(&tag, Some(sequence_set)).await
+            }
+            CommandBody::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                if let Some(cs) = charset {
+                    let cs = cs.as_ref().to_ascii_uppercase();
+                    if cs != "UTF-8" && cs != "US-ASCII" {
+                        self.raw("* OK Supported charsets: UTF-8 US-ASCII");
+                        return self.no(
+                            &tag,
+                            Some(Code::badcharset(vec![])),
+                            "Charset not supported; use UTF-8",
+                        );
+                    }
+                }
+                self.search(&tag, criteria.into_inner(), uid).await
+            }
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                modifiers,
+            } => {
+                self.fetch(&tag, &sequence_set, macro_or_item_names, uid, modifiers)
+                    .await
+            }
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            } => {
+                self.store(&tag, &sequence_set, kind, response, &flags, uid, modifiers)
+                    .await
+            }
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, false).await,
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&tag, &sequence_set, &mailbox, uid, true).await,
+            _ => self.bad(&tag, "Command not supported"),
+        }
+    }
+
+    fn address_id(&self) -> i64 {
+        self.login.as_ref().map_or(0, |l| l.address_id)
+    }
+
+    // ------------------------------------------------------------------ TLS and login
+
+    async fn starttls(&mut self, tag: &Tag<'_>) {
+        if self.tls {
+            return self.bad(tag, "TLS is already active");
+        }
+        self.ok(tag, "Begin TLS negotiation now");
+        if self.flush().await.is_err() {
+            self.quit = true;
+            return;
+        }
+        // RFC 3207-style: whatever was pipelined before the handshake is discarded.
+        self.buf.clear();
+        self.literal_until = 0;
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            self.quit = true;
+            return;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), self.imap.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                self.tls = true;
+            }
+            _ => self.quit = true,
+        }
+    }
+
+    async fn authenticate(&mut self, tag: &Tag<'_>, user: &str, pass: &str) {
+        match self
+            .imap
+            .dir
+            .mailbox_login(user, pass, Some(self.peer.ip()))
+            .await
+        {
+            Ok(login) => {
+                tracing::info!(peer = %self.peer, login = %login.address, "IMAP login");
+                self.login = Some(login);
+                let caps = capabilities(self.tls, true);
+                let code = Code::Other(CodeOther::unvalidated(
+                    format!("CAPABILITY {caps}").into_bytes(),
+                ));
+                self.tagged("OK", tag, Some(code), "Logged in");
+            }
+            Err(CoreError::Throttled { retry_after }) => {
+                let text = format!("Too many failed logins; try again in {retry_after} seconds");
+                self.no(tag, Some(code("UNAVAILABLE")), &text);
+            }
+            Err(e @ CoreError::Unavailable(_)) => self.no_for(tag, &e),
+            Err(CoreError::Unauthenticated(_)) => {
+                self.no(
+                    tag,
+                    Some(code("AUTHENTICATIONFAILED")),
+                    "Authentication failed",
+                );
+                self.count_error();
+            }
+            Err(e) => self.no_for(tag, &e),
+        }
+    }
+
+    async fn sasl(
+        &mut self,
+        tag: &Tag<'_>,
+        mechanism: AuthMechanism<'_>,
+        initial: Option<Vec<u8>>,
+    ) {
+        if !matches!(mechanism, AuthMechanism::Plain) {
+            return self.no(tag, None, "Unsupported mechanism; use PLAIN");
+        }
+        if !self.tls {
+            return self.no(
+                tag,
+                Some(code("PRIVACYREQUIRED")),
+                "AUTHENTICATE is not allowed before STARTTLS",
+            );
+        }
+        let data = match initial {
+            Some(d) => d,
+            None => {
+                self.raw("+ ");
+                let Some(line) = self.read_line().await else {
+                    self.quit = true;
+                    return;
+                };
+                if line == b"*" {
+                    return self.bad(tag, "Authentication cancelled");
+                }
+                match base64::engine::general_purpose::STANDARD.decode(&line) {
+                    Ok(d) => d,
+                    Err(_) => return self.bad(tag, "Invalid base64"),
+                }
+            }
+        };
+        let mut parts = data.split(|&b| b == 0);
+        let (Some(authz), Some(user), Some(pass), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return self.bad(tag, "Malformed PLAIN response");
+        };
+        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
+            return self.no(
+                tag,
+                Some(code("AUTHORIZATIONFAILED")),
+                "Authorization identity must match",
+            );
+        }
+        let (user, pass) = (
+            String::from_utf8_lossy(user).into_owned(),
+            String::from_utf8_lossy(pass).into_owned(),
+        );
+        self.authenticate(tag, &user, &pass).await;
+    }
+
+    async fn enable(&mut self, tag: &Tag<'_>, caps: Vec1<CapabilityEnable<'_>>) {
+        let mut enabled = Vec::new();
+        for c in caps.as_ref() {
+            match c {
+                CapabilityEnable::CondStore => {
+                    self.condstore = true;
+                    enabled.push("CONDSTORE");
+                }
+                CapabilityEnable::Utf8(_) => {
+                    self.utf8 = true;
+                    enabled.push("UTF8=ACCEPT");
+                }
+                other @ CapabilityEnable::Other(_) => {
+                    let name = other.to_string().to_ascii_uppercase();
+                    if name == "QRESYNC" {
+                        self.qresync = true;
+                        self.condstore = true;
+                        enabled.push("QRESYNC");
+                    } else if name == "IMAP4REV2" {
+                        self.rev2 = true;
+                        self.utf8 = true;
+                        enabled.push("IMAP4rev2");
+                    }
+                }
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+        self.raw(format!("* ENABLED {}", enabled.join(" ")).trim_end());
+        self.ok(tag, "ENABLE completed");
+    }
+
+    // ------------------------------------------------------------------ selected state
+
+    /// Tells the client what changed in the selected mailbox. `allow_expunge`: whether
+    /// sequence numbers may shift now.
+    async fn sync_selected(&mut self, allow_expunge: bool) {
+        let (qresync, rev1, condstore) = (self.qresync, !self.rev2, self.condstore);
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let updates = sel.sync(&self.imap.dir, allow_expunge, qresync, rev1).await;
+        for u in updates {
+            match u {
+                Update::Expunge(seq) => self.data(Data::Expunge(nz(seq))),
+                Update::Vanished(uids) => self.raw(format!("* VANISHED {}", compress(uids))),
+                Update::Exists(n) => self.data(Data::Exists(n)),
+                Update::Recent(n) => self.data(Data::Recent(n)),
+                Update::Flags(seq, meta) => {
+                    let recent = self
+                        .selected
+                        .as_ref()
+                        .is_some_and(|s| s.recent.contains(&meta.uid));
+                    let mut items = vec![MessageDataItem::Flags(flags_of(&meta, recent && rev1))];
+                    if condstore || qresync {
+                        items.push(MessageDataItem::Uid(nz(meta.uid)));
+                        if let Some(m) = NonZeroU64::new(meta.modseq as u64) {
+                            items.push(MessageDataItem::ModSeq(m));
+                        }
+                    }
+                    if let Ok(items) = Vec1::try_from(items) {
+                        self.data(Data::Fetch {
+                            seq: nz(seq),
+                            items,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn select(
+        &mut self,
+        tag: &Tag<'_>,
+        mailbox: &Mailbox<'_>,
+        read_only: bool,
+        params: Vec<SelectParameter>,
+    ) {
+        if self.selected.take().is_some() && (self.condstore || self.qresync) {
+            self.tagged_untagged_closed();
+        }
+        let Some(name) = self.name_in(mailbox) else {
+            return self.bad(tag, "Bad mailbox name");
+        };
+        let folder = match self.imap.dir.folder(self.address_id(), &name).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return self.no(tag, Some(code("NONEXISTENT")), "No such mailbox"),
+            Err(e) => return self.no_for(tag, &e),
+        };
+        let snapshot = match self.imap.dir.folder_snapshot(folder.id).await {
+            Ok(s) => s,
+            Err(e) => return self.no_for(tag, &e),
+        };
+        let mut sel = Selected::new(&snapshot, read_only);
+        let mut qresync_args = None;
+        for p in params {
+            match p {
+                SelectParameter::CondStore => self.condstore = true,
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
+                    if !self.qresync {
+                        return self.bad(tag, "QRESYNC must be enabled first");
+                    }
+                    qresync_args = Some((
+                        uid_validity.get(),
+                        mod_sequence_value.get() as i64,
+                        known_uids,
+                    ));
+                }
+            }
+        }
+        if !self.rev2
+            && !read_only
+            && let Ok(first) = self
+                .imap
+                .dir
+                .folder_claim_recent(folder.id, folder.uidnext)
+                .await
+        {
+            for m in &sel.messages {
+                if i64::from(m.uid) >= first {
+                    sel.recent.insert(m.uid);
+                }
+            }
+        }
+        self.raw("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+        if read_only {
+            self.raw("* OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox");
+        } else {
+            self.raw("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted");
+        }
+        self.data(Data::Exists(sel.exists()));
+        if !self.rev2 {
+            self.data(Data::Recent(sel.recent.len() as u32));
+            if let Some(first_unseen) = sel.messages.iter().position(|m| m.flags & SEEN == 0) {
+                self.raw(format!("* OK [UNSEEN {}] First unseen", first_unseen + 1));
+            }
+        }
+        self.raw(format!("* OK [UIDVALIDITY {}] UIDs valid", sel.uidvalidity));
+        self.raw(format!("* OK [UIDNEXT {}] Predicted next UID", sel.uidnext));
+        if self.condstore || self.qresync {
+            self.raw(format!(
+                "* OK [HIGHESTMODSEQ {}] Highest",
+                sel.highestmodseq.max(1)
+            ));
+        }
+        if self.rev2 {
+            let wire = self.name_out(&name);
+            self.data(Data::List {
+                items: vec![],
+                delimiter: QuotedChar::try_from('/').ok(),
+                mailbox: wire,
+            });
+        }
+        // RFC 7162 §3.2.5: what changed since the client's MODSEQ, when its UIDVALIDITY is right.
+        if let Some((uidvalidity, modseq, known)) = qresync_args
+            && uidvalidity == sel.uidvalidity
+            && let Ok(Some(changes)) = self.imap.dir.folder_changes(folder.id, modseq).await
+        {
+            {
+                let mut vanished: Vec<u32> = changes.expunged.iter().map(|u| *u as u32).collect();
+                if let Some(known) = &known {
+                    let largest = sel.uidnext.saturating_sub(1);
+                    vanished.retain(|u| search::in_set(known, *u, largest));
+                }
+                if !vanished.is_empty() {
+                    self.raw(format!("* VANISHED (EARLIER) {}", compress(vanished)));
+                }
+                for m in changes.changed {
+                    if let Some(seq) = sel.seq_of(m.uid as u32) {
+                        let meta = Meta::from(&m);
+                        let recent = sel.recent.contains(&meta.uid);
+                        let items = vec![
+                            MessageDataItem::Uid(nz(meta.uid)),
+                            MessageDataItem::Flags(flags_of(&meta, recent && !self.rev2)),
+                            MessageDataItem::ModSeq(
+                                NonZeroU64::new(meta.modseq.max(1) as u64).expect("non-zero"),
+                            ),
+                        ];
+                        self.data(Data::Fetch {
+                            seq: nz(seq),
+                            items: Vec1::try_from(items).expect("non-empty"),
+                        });
+                    }
+                }
+            }
+        }
+        self.selected = Some(sel);
+        let code = if read_only {
+            Code::ReadOnly
+        } else {
+            Code::ReadWrite
+        };
+        self.tagged(
+            "OK",
+            tag,
+            Some(code),
+            if read_only {
+                "EXAMINE completed"
+            } else {
+                "SELECT completed"
+            },
+        );
+    }
+
+    fn tagged_untagged_closed(&mut self) {
+        self.raw("* OK [CLOSED] Previous mailbox closed");
+    }
+
+    // ------------------------------------------------------------------ mailboxes
+
+    async fn create(&mut self, tag: &Tag<'_>, name: &str, role: &str) {
+        let name = name.trim_end_matches(SEPARATOR);
+        match self
+            .imap
+            .dir
+            .folder_create(self.address_id(), name, role)
+            .await
+        {
+            Ok(_) => self.ok(tag, "CREATE completed"),
+            Err(e) => self.no_for(tag, &e),
+        }
+    }
+
+    async fn delete(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>) {
+        let Some(name) = self.name_in(mailbox) else {
+            return self.bad(tag, "Bad mailbox name");
+        };
+        if self.selected.as_ref().is_some_and(|s| s.name == name) {
+            self.selected = None;
+        }
+        match self.imap.dir.folder_delete(self.address_id(), &name).await {
+            Ok(()) => self.ok(tag, "DELETE completed"),
+            Err(e) => self.no_for(tag, &e),
+        }
+    }
+
+    async fn rename(&mut self, tag: &Tag<'_>, from: &Mailbox<'_>, to: &Mailbox<'_>) {
+        let (Some(from), Some(to)) = (self.name_in(from), self.name_in(to)) else {
+            return self.bad(tag, "Bad mailbox name");
+        };
+        match self
+            .imap
+            .dir
+            .folder_rename(self.address_id(), &from, &to)
+            .await
+        {
+            Ok(()) => self.ok(tag, "RENAME completed"),
+            Err(e) => self.no_for(tag, &e),
+        }
+    }
+
+    async fn subscribe(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, on: bool) {
+        let Some(name) = self.name_in(mailbox) else {
+            return self.bad(tag, "Bad mailbox name");
+        };
+        match self
+            .imap
+            .dir
+            .folder_subscribe(self.address_id(), &name, on)
+            .await
+        {
+            Ok(()) => self.ok(
+                tag,
+                if on {
+                    "SUBSCRIBE completed"
+                } else {
+                    "UNSUBSCRIBE completed"
+                },
+            ),
+            Err(e) => self.no_for(tag, &e),
+        }
+    }
+
+    async fn shimmed(&mut self, s: Shimmed) {
+        match s {
+            Shimmed::Create { tag, mailbox, uses } => {
+                let Ok(tag) = Tag::try_from(tag) else { return };
+                if self.login.is_none() {
+                    return self.bad(&tag, "Log in first");
+                }
+                let Some(name) = self.name_str_in(&mailbox) else {
+                    return self.bad(&tag, "Bad mailbox name");
+                };
+                let role = match uses.as_slice() {
+                    [] => String::new(),
+                    [one] => match postfach_core::mail::special_use(one) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            return self.no(
+                                &tag,
+                                Some(code("USEATTR")),
+                                "Unsupported special-use attribute",
+                            );
+                        }
+                    },
+                    _ => {
+                        return self.no(
+                            &tag,
+                            Some(code("USEATTR")),
+                            "One special-use attribute per folder",
+                        );
+                    }
+                };
+                if !role.is_empty() {
+                    let address = self
+                        .login
+                        .as_ref()
+                        .map(|l| l.address.clone())
+                        .unwrap_or_default();
+                    if let Ok(false) = self.may_change_folders(&address).await {
+                        return self.no(
+                            &tag,
+                            Some(code("NOPERM")),
+                            "The administrator does not allow changing special folders",
+                        );
+                    }
+                }
+                self.create(&tag, &name, &role).await
+            }
+            Shimmed::List(ext) => {
+                let Ok(tag) = Tag::try_from(ext.tag.clone()) else {
+                    return;
+                };
+                if self.login.is_none() {
+                    return self.bad(&tag, "Log in first");
+                }
+                self.list(&tag, ext, false).await
+            }
+        }
+    }
+
+    async fn may_change_folders(&self, address: &str) -> Result<bool, CoreError> {
+        let view = self
+            .imap
+            .dir
+            .get_address(&postfach_core::Actor::System, address)
+            .await?;
+        Ok(view.may_change_folders)
+    }
+
+    /// LIST, LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and LSUB.
+    async fn list(&mut self, tag: &Tag<'_>, ext: ListExt, lsub: bool) {
+        let folders = match self.imap.dir.folders(self.address_id()).await {
+            Ok(f) => f,
+            Err(e) => return self.no_for(tag, &e),
+        };
+        let Some(reference) = self.name_str_in(&ext.reference) else {
+            return self.bad(tag, "Bad reference");
+        };
+        // An empty pattern asks for the hierarchy separator (RFC 9051 §6.3.9).
+        if ext.patterns.len() == 1 && ext.patterns[0].is_empty() && !lsub {
+            self.raw("* LIST (\\Noselect) \"/\" \"\"");
+            return self.ok(tag, "LIST completed");
+        }
+        let select_subscribed = lsub || ext.select.iter().any(|o| o == "SUBSCRIBED");
+        let select_special = ext.select.iter().any(|o| o == "SPECIAL-USE");
+        let return_subscribed =
+            lsub || select_subscribed || ext.returns.iter().any(|o| o == "SUBSCRIBED");
+        let names: Vec<&str> = folders.iter().map(|f| f.name.as_str()).collect();
+        // Ghost parents: superiors of existing folders that do not exist themselves.
+        let mut ghosts: Vec<String> = Vec::new();
+        for n in &names {
+            let parts: Vec<&str> = n.split(SEPARATOR).collect();
+            for i in 1..parts.len() {
+                let p = parts[..i].join("/");
+                if !names.contains(&p.as_str()) && !ghosts.contains(&p) {
+                    ghosts.push(p);
+                }
+            }
+        }
+        let mut entries: Vec<(String, Option<&postfach_store::Mailbox>)> =
+            folders.iter().map(|f| (f.name.clone(), Some(f))).collect();
+        entries.extend(ghosts.into_iter().map(|g| (g, None)));
+        entries.sort_by(|a, b| (a.0 != "INBOX", &a.0).cmp(&(b.0 != "INBOX", &b.0)));
+        let mut patterns = Vec::new();
+        for p in &ext.patterns {
+            let Some(p) = self.name_str_in(p) else {
+                return self.bad(tag, "Bad pattern");
+            };
+            let full = if reference.is_empty()
+                || p.starts_with(SEPARATOR)
+                || p.eq_ignore_ascii_case("INBOX")
+            {
+                p
+            } else if reference.ends_with(SEPARATOR) {
+                format!("{reference}{p}")
+            } else {
+                format!("{reference}{SEPARATOR}{p}")
+            };
+            patterns.push(full);
+        }
+        let mut status_for = Vec::new();
+        for (name, folder) in &entries {
+            if !patterns.iter().any(|p| wildcard(p, name)) {
+                continue;
+            }
+            let prefix = format!("{name}{SEPARATOR}");
+            let has_children = entries.iter().any(|(n, _)| n.starts_with(&prefix));
+            let subscribed = folder.is_some_and(|f| f.subscribed);
+            let special = folder.map(|f| f.special_use.clone()).unwrap_or_default();
+            if select_subscribed && !subscribed {
+                continue;
+            }
+            if select_special && special.is_empty() {
+                continue;
+            }
+            let mut attrs: Vec<String> = Vec::new();
+            match folder {
+                // A superior nobody created (e.g. left by a RENAME from elsewhere).
+                None => {
+                    attrs.push("\\NonExistent".into());
+                    attrs.push("\\Noselect".into());
+                }
+                Some(f) if f.noselect => attrs.push("\\Noselect".into()),
+                Some(_) => {}
+            }
+            attrs.push(if has_children {
+                "\\HasChildren".into()
+            } else {
+                "\\HasNoChildren".into()
+            });
+            if return_subscribed && subscribed {
+                attrs.push("\\Subscribed".into());
+            }
+            if !special.is_empty() {
+                attrs.push(special);
+            }
+            let items: Vec<FlagNameAttribute<'static>> = attrs
+                .iter()
+                .filter_map(|a| Atom::try_from(a.trim_start_matches('\\').to_string()).ok())
+                .map(FlagNameAttribute::from)
+                .collect();
+            let mailbox = self.name_out(name);
+            let delimiter = QuotedChar::try_from('/').ok();
+            if lsub {
+                self.data(Data::Lsub {
+                    items,
+                    delimiter,
+                    mailbox,
+                });
+            } else {
+                self.data(Data::List {
+                    items,
+                    delimiter,
+                    mailbox,
+                });
+            }
+            if folder.is_some_and(|f| !f.noselect) && !ext.status.is_empty() {
+                status_for.push(name.clone());
+            }
+            // RFC 5819: the STATUS follows its LIST line.
+            if let Some(last) = status_for.last().cloned()
+                && &last == name
+            {
+                let names: Vec<StatusDataItemName> =
+                    ext.status.iter().filter_map(|s| status_name(s)).collect();
+                if let Ok(items) = self.status_items(name, &names).await {
+                    self.data(Data::Status {
+                        mailbox: self.name_out(name),
+                        items: items.into(),
+                    });
+                }
+            }
+        }
+        self.ok(
+            tag,
+            if lsub {
+                "LSUB completed"
+            } else {
+                "LIST completed"
+            },
+        );
+    }
+
+    async fn status_items(
+        &self,
+        name: &str,
+        names: &[StatusDataItemName],
+    ) -> Result<Vec<StatusDataItem>, CoreError> {
+        let folder = self
+            .imap
+            .dir
+            .folder(self.address_id(), name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound {
+                kind: "folder",
+                name: name.to_string(),
+            })?;
+        let stats = self.imap.dir.folder_stats(folder.id).await?;
+        let deleted = if names
+            .iter()
+            .any(|n| matches!(n, StatusDataItemName::Deleted))
+        {
+            let snap = self.imap.dir.folder_snapshot(folder.id).await?;
+            snap.messages
+                .iter()
+                .filter(|m| m.flags & DELETED != 0)
+                .count() as u32
+        } else {
+            0
+        };
+        Ok(names
+            .iter()
+            .filter_map(|n| match n {
+                StatusDataItemName::Messages => {
+                    Some(StatusDataItem::Messages(stats.messages as u32))
+                }
+                StatusDataItemName::Recent => Some(StatusDataItem::Recent(
+                    (folder.uidnext - folder.recent_uid).clamp(0, stats.messages) as u32,
+                )),
+                StatusDataItemName::UidNext => {
+                    Some(StatusDataItem::UidNext(nz(folder.uidnext as u32)))
+                }
+                StatusDataItemName::UidValidity => {
+                    Some(StatusDataItem::UidValidity(nz(folder.uidvalidity as u32)))
+                }
+                StatusDataItemName::Unseen => Some(StatusDataItem::Unseen(stats.unseen as u32)),
+                StatusDataItemName::Deleted => Some(StatusDataItem::Deleted(deleted)),
+                StatusDataItemName::Size => Some(StatusDataItem::Size(stats.size as u64)),
+                StatusDataItemName::HighestModSeq => {
+                    Some(StatusDataItem::HighestModSeq(folder.highestmodseq as u64))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn quota_line(&mut self) {
+        if let Ok((used, limit)) = self.imap.dir.storage(self.address_id()).await {
+            // RFC 9208: STORAGE in units of 1024 octets.
+            self.raw(format!(
+                "* QUOTA \"\" (STORAGE {} {})",
+                (used + 1023) / 1024,
+                limit / 1024
+            ));
+        }
+    }
+
+    async fn append(
+        &mut self,
+        tag: &Tag<'_>,
+        mailbox: &Mailbox<'_>,
+        flags: Vec<Flag<'_>>,
+        date: Option<DateTime>,
+        message: LiteralOrLiteral8<'_>,
+    ) {
+        let Some(name) = self.name_in(mailbox) else {
+            return self.bad(tag, "Bad mailbox name");
+        };
+        let raw = match message {
+            LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        };
+        let (bits, keywords) = bits_of(&flags);
+        let req = AppendRequest {
+            raw,
+            flags: bits,
+            keywords: keywords.join(" "),
+            date: date.map(|d| d.as_ref().timestamp()),
+        };
+        match self.imap.dir.append(self.address_id(), &name, req).await {
+            Ok((uidvalidity, uid)) => {
+                self.sync_selected(true).await;
+                let code = Code::AppendUid {
+                    uid_validity: nz(uidvalidity as u32),
+                    uid: nz(uid as u32),
+                };
+                self.tagged("OK", tag, Some(code), "APPEND completed");
+            }
+            Err(CoreError::NotFound { .. }) => {
+                self.no(tag, Some(Code::TryCreate), "No such mailbox")
+            }
+            Err(e) => self.no_for(tag, &e),
+        }
+    }
+
+    /// Sequence numbers (or UIDs) of the view that a set designates.
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<(u32, Meta)> {
+        let Some(sel) = &self.selected else {
+            return Vec::new();
+        };
+        if sel.messages.is_empty() {
+            return Vec::new();
+        }
+        let (largest_uid, largest_seq) = (sel.max_uid(), sel.exists());
+        sel.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32 + 1, m))
+            .filter(|(seq, m)| {
+                if uid {
+                    search::in_set(set, m.uid, largest_uid)
+                } else {
+                    search::in_set(set, *seq, largest_seq)
+                }
+            })
+            .map(|(seq, m)| (seq, m.clone()))
+            .collect()
+    }
+
+    async fn expunge(&mut self, tag: &Tag<'_>, uids: Option<SequenceSet>) {
+        let Some(sel) = &self.selected else { return };
+        if sel.read_only {
+            return self.no(tag, None, "Mailbox is read-only");
+        }
+        let candidates: Vec<i64> = match &uids {
+            Some(set) => self
+                .resolve(set, true)
+                .into_iter()
+                .filter(|(_, m)| m.flags & DELETED != 0)
+                .map(|(_, m)| m.uid as i64)
+                .collect(),
+            None => sel
+                .messages
+                .iter()
+                .filter(|m| m.flags & DELETED != 0)
+                .map(|m| m.uid as i64)
+                .collect(),
+        };
+        let mailbox_id = sel.mailbox_id;
+        if let Err(e) = self
+            .imap
+            .dir
+            .expunge(self.address_id(), mailbox_id, &candidates)
+            .await
+        {
+            return self.no_for(tag, &e);
+        }
+        self.sync_selected(true).await;
+        self.ok(tag, "EXPUNGE completed");
+    }
+
+    async fn search(&mut self, tag: &Tag<'_>, criteria: Vec<SearchKey<'_>>, uid: bool) {
+        self.sync_selected(uid).await;
+        let Some(sel) = &self.selected else { return };
+        let content = search::needs_content(&criteria);
+        let (max_seq, max_uid) = (sel.exists(), sel.max_uid());
+        let mut hits = Vec::new();
+        let mut highest_modseq = 0i64;
+        for (i, meta) in sel.messages.iter().enumerate() {
+            let body = if content {
+                self.imap.dir.message_body(&meta.blob_id).await.ok()
+            } else {
+                None
+            };
+            let parsed = body.as_deref().and_then(fetch::parse);
+            let c = search::Candidate {
+                seq: i as u32 + 1,
+                meta,
+                recent: sel.recent.contains(&meta.uid),
+                max_seq,
+                max_uid,
+                message: parsed.as_ref(),
+            };
+            if criteria.iter().all(|k| search::matches(k, &c)) {
+                hits.push(if uid { meta.uid } else { i as u32 + 1 });
+                highest_modseq = highest_modseq.max(meta.modseq);
+            }
+        }
+        let with_modseq = criteria
+            .iter()
+            .any(|k| matches!(k, SearchKey::ModSequence { .. }));
+        if self.rev2 {
+            // RFC 9051 §7.3.4: IMAP4rev2 answers with ESEARCH.
+            let mut line = format!("* ESEARCH (TAG \"{}\")", tag.as_ref());
+            if uid {
+                line.push_str(" UID");
+            }
+            if !hits.is_empty() {
+                line.push_str(&format!(" ALL {}", compress(hits)));
+            }
+            if with_modseq && highest_modseq > 0 {
+                line.push_str(&format!(" MODSEQ {highest_modseq}"));
+            }
+            self.raw(line);
+        } else {
+            let mut line = String::from("* SEARCH");
+            for h in &hits {
+                line.push_str(&format!(" {h}"));
+            }
+            if with_modseq && !hits.is_empty() {
+                line.push_str(&format!(" (MODSEQ {highest_modseq})"));
+            }
+            self.raw(line);
+        }
+        self.ok(tag, "SEARCH completed");
+    }
+
+    async fn fetch(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        names: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: Vec<FetchModifier>,
+    ) {
+        self.sync_selected(uid).await;
+        let mut names: Vec<MessageDataItemName<'_>> = match names {
+            MacroOrMessageDataItemNames::Macro(m) => match m {
+                Macro::Fast => vec![
+                    MessageDataItemName::Flags,
+                    MessageDataItemName::InternalDate,
+                    MessageDataItemName::Rfc822Size,
+                ],
+                Macro::All => vec![
+                    MessageDataItemName::Flags,
+                    MessageDataItemName::InternalDate,
+                    MessageDataItemName::Rfc822Size,
+                    MessageDataItemName::Envelope,
+                ],
+                _ => vec![
+                    MessageDataItemName::Flags,
+                    MessageDataItemName::InternalDate,
+                    MessageDataItemName::Rfc822Size,
+                    MessageDataItemName::Envelope,
+                    MessageDataItemName::Body,
+                ],
+            },
+            MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
+        };
+        let mut changed_since = None;
+        let mut vanished = false;
+        for m in &modifiers {
+            match m {
+                FetchModifier::ChangedSince(v) => {
+                    changed_since = Some(v.get() as i64);
+                    self.condstore = true;
+                }
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        if vanished && !(uid && self.qresync && changed_since.is_some()) {
+            return self.bad(
+                tag,
+                "VANISHED needs UID FETCH with CHANGEDSINCE and QRESYNC enabled",
+            );
+        }
+        if uid && !names.iter().any(|n| matches!(n, MessageDataItemName::Uid)) {
+            names.insert(0, MessageDataItemName::Uid);
+        }
+        if (changed_since.is_some() || self.condstore)
+            && !names
+                .iter()
+                .any(|n| matches!(n, MessageDataItemName::ModSeq))
+            && changed_since.is_some()
+        {
+            names.push(MessageDataItemName::ModSeq);
+        }
+        if names
+            .iter()
+            .any(|n| matches!(n, MessageDataItemName::ModSeq))
+        {
+            self.condstore = true;
+        }
+        if vanished && let Some(since) = changed_since {
+            let sel = self.selected.as_ref().expect("selected");
+            if let Ok(Some(changes)) = self.imap.dir.folder_changes(sel.mailbox_id, since).await {
+                let largest = sel.uidnext.saturating_sub(1);
+                let gone: Vec<u32> = changes
+                    .expunged
+                    .iter()
+                    .map(|u| *u as u32)
+                    .filter(|u| search::in_set(set, *u, largest))
+                    .collect();
+                if !gone.is_empty() {
+                    self.raw(format!("* VANISHED (EARLIER) {}", compress(gone)));
+                }
+            }
+        }
+        let targets = self.resolve(set, uid);
+        let needs_body = names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::Body
+                    | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::Envelope
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+            )
+        });
+        let (read_only, mailbox_id) = {
+            let sel = self.selected.as_ref().expect("selected");
+            (sel.read_only, sel.mailbox_id)
+        };
+        let sets_seen = !read_only
+            && names.iter().any(|n| {
+                matches!(
+                    n,
+                    MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Binary { peek: false, .. }
+                        | MessageDataItemName::Rfc822
+                        | MessageDataItemName::Rfc822Text
+                )
+            });
+        let mut seen_changes = Vec::new();
+        for (seq, meta) in targets {
+            if let Some(since) = changed_since
+                && meta.modseq <= since
+            {
+                continue;
+            }
+            if self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.is_expunged(meta.uid))
+            {
+                // Gone, but the client has not been told; it gets what it already knew.
+                continue;
+            }
+            let raw = if needs_body {
+                match self.imap.dir.message_body(&meta.blob_id).await {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::error!(error = %e, uid = meta.uid, "message body unreadable");
+                        return self.no(
+                            tag,
+                            Some(code("SERVERBUG")),
+                            "A message could not be read",
+                        );
+                    }
+                }
+            } else {
+                None
+            };
+            let parsed = raw.as_deref().and_then(fetch::parse);
+            let mut meta = meta;
+            if sets_seen && meta.flags & SEEN == 0 {
+                meta.flags |= SEEN;
+                seen_changes.push((meta.uid as i64, meta.flags, meta.keywords.clone()));
+            }
+            let recent = !self.rev2
+                && self
+                    .selected
+                    .as_ref()
+                    .is_some_and(|s| s.recent.contains(&meta.uid));
+            let mut items: Vec<MessageDataItem<'static>> = Vec::new();
+            let mut flags_sent = false;
+            for n in &names {
+                let item = match n {
+                    MessageDataItemName::Uid => MessageDataItem::Uid(nz(meta.uid)),
+                    MessageDataItemName::Flags => {
+                        flags_sent = true;
+                        MessageDataItem::Flags(flags_of(&meta, recent))
+                    }
+                    MessageDataItemName::InternalDate => match imap_date(meta.internal_date) {
+                        Some(d) => MessageDataItem::InternalDate(d),
+                        None => continue,
+                    },
+                    MessageDataItemName::Rfc822Size => {
+                        MessageDataItem::Rfc822Size(meta.size as u32)
+                    }
+                    MessageDataItemName::ModSeq => MessageDataItem::ModSeq(
+                        NonZeroU64::new(meta.modseq.max(1) as u64).expect("non-zero"),
+                    ),
+                    MessageDataItemName::Envelope => match &parsed {
+                        Some(m) => MessageDataItem::Envelope(fetch::envelope(m, self.utf8)),
+                        None => continue,
+                    },
+                    MessageDataItemName::Body => match &parsed {
+                        Some(m) => MessageDataItem::Body(fetch::structure(m, 0, false, self.utf8)),
+                        None => continue,
+                    },
+                    MessageDataItemName::BodyStructure => match &parsed {
+                        Some(m) => {
+                            MessageDataItem::BodyStructure(fetch::structure(m, 0, true, self.utf8))
+                        }
+                        None => continue,
+                    },
+                    MessageDataItemName::BodyExt {
+                        section, partial, ..
+                    } => {
+                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
+                            continue;
+                        };
+                        let data =
+                            fetch::partial(fetch::section(raw, m, section.as_ref()), *partial);
+                        MessageDataItem::BodyExt {
+                            section: section.clone().map(|s| s.into_static()),
+                            origin: partial.map(|p| p.0),
+                            data: fetch::literal(data),
+                        }
+                    }
+                    MessageDataItemName::Rfc822 => {
+                        MessageDataItem::Rfc822(fetch::literal(raw.clone().unwrap_or_default()))
+                    }
+                    MessageDataItemName::Rfc822Header => {
+                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
+                            continue;
+                        };
+                        MessageDataItem::Rfc822Header(fetch::literal(fetch::section(
+                            raw,
+                            m,
+                            Some(&imap_codec::imap_types::fetch::Section::Header(None)),
+                        )))
+                    }
+                    MessageDataItemName::Rfc822Text => {
+                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
+                            continue;
+                        };
+                        MessageDataItem::Rfc822Text(fetch::literal(fetch::section(
+                            raw,
+                            m,
+                            Some(&imap_codec::imap_types::fetch::Section::Text(None)),
+                        )))
+                    }
+                    MessageDataItemName::Binary {
+                        section, partial, ..
+                    } => {
+                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
+                            continue;
+                        };
+                        let Some(data) = fetch::binary(raw, m, section) else {
+                            return self.no(
+                                tag,
+                                Some(Code::UnknownCte),
+                                "Unknown content transfer encoding",
+                            );
+                        };
+                        let data = fetch::partial(data, *partial);
+                        MessageDataItem::Binary {
+                            section: section.clone(),
+                            value: imap_codec::imap_types::core::NString8::Literal8(
+                                imap_codec::imap_types::extensions::binary::Literal8 {
+                                    data: data.into(),
+                                    mode: LiteralMode::Sync,
+                                },
+                            ),
+                        }
+                    }
+                    MessageDataItemName::BinarySize { section } => {
+                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
+                            continue;
+                        };
+                        let Some(data) = fetch::binary(raw, m, section) else {
+                            return self.no(
+                                tag,
+                                Some(Code::UnknownCte),
+                                "Unknown content transfer encoding",
+                            );
+                        };
+                        MessageDataItem::BinarySize {
+                            section: section.clone(),
+                            size: data.len() as u32,
+                        }
+                    }
+                };
+                items.push(item);
+            }
+            // A fetch that set \Seen reports the new flags (RFC 9051 §6.4.5).
+            if seen_changes.last().is_some_and(|c| c.0 == meta.uid as i64) && !flags_sent {
+                items.push(MessageDataItem::Flags(flags_of(&meta, recent)));
+            }
+            if let Ok(items) = Vec1::try_from(items) {
+                self.data(Data::Fetch {
+                    seq: nz(seq),
+                    items,
+                });
+            }
+            // Large fetches: send as we go.
+            if self.out.len() > 1024 * 1024 && self.flush().await.is_err() {
+                self.quit = true;
+                return;
+            }
+        }
+        if !seen_changes.is_empty() {
+            match self.imap.dir.set_flags(mailbox_id, &seen_changes).await {
+                Ok(modseq) => {
+                    if let Some(sel) = self.selected.as_mut() {
+                        for (uid, flags, _) in &seen_changes {
+                            if let Some(seq) = sel.seq_of(*uid as u32) {
+                                let m = &mut sel.messages[seq as usize - 1];
+                                m.flags = *flags;
+                                m.modseq = modseq;
+                            }
+                        }
+                        // Our own change; nothing to tell about it again.
+                        if sel.highestmodseq == modseq - 1 {
+                            sel.highestmodseq = modseq;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "setting \\Seen failed"),
+            }
+        }
+        self.ok(tag, "FETCH completed");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+        modifiers: Vec<StoreModifier>,
+    ) {
+        self.sync_selected(uid).await;
+        let Some(sel) = &self.selected else { return };
+        if sel.read_only {
+            return self.no(tag, None, "Mailbox is read-only");
+        }
+        let unchanged_since = modifiers
+            .iter()
+            .map(|m| match m {
+                StoreModifier::UnchangedSince(v) => *v as i64,
+            })
+            .next();
+        if unchanged_since.is_some() {
+            self.condstore = true;
+        }
+        let (bits, keywords) = bits_of(flags);
+        let targets = self.resolve(set, uid);
+        let mut changes = Vec::new();
+        let mut modified = Vec::new();
+        let mut results = Vec::new();
+        for (seq, meta) in targets {
+            if let Some(since) = unchanged_since
+                && meta.modseq > since
+            {
+                modified.push(if uid { meta.uid } else { seq });
+                continue;
+            }
+            let mut kw: Vec<String> = meta.keywords.split_whitespace().map(String::from).collect();
+            let new_bits = match kind {
+                StoreType::Replace => {
+                    kw = keywords.clone();
+                    bits
+                }
+                StoreType::Add => {
+                    for k in &keywords {
+                        if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                            kw.push(k.clone());
+                        }
+                    }
+                    meta.flags | bits
+                }
+                StoreType::Remove => {
+                    kw.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                    meta.flags & !bits
+                }
+            };
+            let new_kw = kw.join(" ");
+            if new_bits != meta.flags || new_kw != meta.keywords {
+                changes.push((meta.uid as i64, new_bits, new_kw.clone()));
+            }
+            results.push((
+                seq,
+                Meta {
+                    flags: new_bits,
+                    keywords: new_kw,
+                    ..meta
+                },
+            ));
+        }
+        let mailbox_id = sel.mailbox_id;
+        let modseq = match self.imap.dir.set_flags(mailbox_id, &changes).await {
+            Ok(m) => m,
+            Err(e) => return self.no_for(tag, &e),
+        };
+        let condstore = self.condstore;
+        if let Some(sel) = self.selected.as_mut() {
+            for (uid, flags, kw) in &changes {
+                if let Some(seq) = sel.seq_of(*uid as u32) {
+                    let m = &mut sel.messages[seq as usize - 1];
+                    m.flags = *flags;
+                    m.keywords = kw.clone();
+                    m.modseq = modseq;
+                }
+            }
+            if !changes.is_empty() && sel.highestmodseq == modseq - 1 {
+                sel.highestmodseq = modseq;
+            }
+        }
+        let silent = matches!(response, StoreResponse::Silent);
+        for (seq, mut meta) in results {
+            let changed = changes.iter().any(|c| c.0 == meta.uid as i64);
+            if changed {
+                meta.modseq = modseq;
+            }
+            // .SILENT still reports MODSEQ changes to CONDSTORE clients (RFC 7162 §3.1.3).
+            if silent && !(condstore && changed) {
+                continue;
+            }
+            let recent = !self.rev2
+                && self
+                    .selected
+                    .as_ref()
+                    .is_some_and(|s| s.recent.contains(&meta.uid));
+            let mut items = Vec::new();
+            if !silent {
+                items.push(MessageDataItem::Flags(flags_of(&meta, recent)));
+            }
+            if uid {
+                items.push(MessageDataItem::Uid(nz(meta.uid)));
+            }
+            if condstore {
+                items.push(MessageDataItem::ModSeq(
+                    NonZeroU64::new(meta.modseq.max(1) as u64).expect("non-zero"),
+                ));
+            }
+            if let Ok(items) = Vec1::try_from(items) {
+                self.data(Data::Fetch {
+                    seq: nz(seq),
+                    items,
+                });
+            }
+        }
+        if !modified.is_empty() {
+            let code = Code::Other(CodeOther::unvalidated(
+                format!("MODIFIED {}", compress(modified)).into_bytes(),
+            ));
+            return self.tagged(
+                "OK",
+                tag,
+                Some(code),
+                "Conditional STORE failed for some messages",
+            );
+        }
+        self.ok(tag, "STORE completed");
+    }
+
+    async fn copy(
+        &mut self,
+        tag: &Tag<'_>,
+        set: &SequenceSet,
+        mailbox: &Mailbox<'_>,
+        uid: bool,
+        remove: bool,
+    ) {
+        self.sync_selected(uid).await;
+        let Some(name) = self.name_in(mailbox) else {
+            return self.bad(tag, "Bad mailbox name");
+        };
+        let Some(sel) = &self.selected else { return };
+        if remove && sel.read_only {
+            return self.no(tag, None, "Mailbox is read-only");
+        }
+        let uids: Vec<i64> = self
+            .resolve(set, uid)
+            .into_iter()
+            .map(|(_, m)| m.uid as i64)
+            .collect();
+        let mailbox_id = sel.mailbox_id;
+        if uids.is_empty() {
+            return self.ok(
+                tag,
+                if remove {
+                    "MOVE completed"
+                } else {
+                    "COPY completed"
+                },
+            );
+        }
+        match self
+            .imap
+            .dir
+            .copy_messages(self.address_id(), mailbox_id, &uids, &name, remove)
+            .await
+        {
+            Ok((uidvalidity, pairs)) => {
+                let src: Vec<u32> = pairs.iter().map(|p| p.0 as u32).collect();
+                let dst: Vec<u32> = pairs.iter().map(|p| p.1 as u32).collect();
+                let copyuid = format!("COPYUID {uidvalidity} {} {}", compress(src), compress(dst));
+                if remove {
+                    // RFC 6851: COPYUID in an untagged OK before the expunges.
+                    self.raw(format!("* OK [{copyuid}] Moved"));
+                    self.sync_selected(true).await;
+                    self.ok(tag, "MOVE completed");
+                } else {
+                    let code = Code::Other(CodeOther::unvalidated(copyuid.into_bytes()));
+                    self.tagged("OK", tag, Some(code), "COPY completed");
+                }
+            }
+            Err(CoreError::NotFound { .. }) => {
+                self.no(tag, Some(Code::TryCreate), "No such mailbox")
+            }
+            Err(e) => self.no_for(tag, &e),
+        }
+    }
+
+    // ------------------------------------------------------------------ IDLE
+
+    /// RFC 2177: reports changes of the selected mailbox as they happen (the change feed wakes
+    /// us within moments of a delivery; a periodic look catches changes made by other
+    /// processes) until the client sends DONE.
+    async fn idle(&mut self, tag: &Tag<'_>) {
+        self.raw("+ idling");
+        // Old news on the change feed is covered by this sync.
+        while self.feed.try_recv().is_ok() {}
+        self.sync_selected(true).await;
+        if self.flush().await.is_err() {
+            self.quit = true;
+            return;
+        }
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(self.imap.settings.autologout_minutes * 60);
+        loop {
+            if let Some(end) = find_newline(&self.buf) {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
+                if line == "DONE" {
+                    return self.ok(tag, "IDLE terminated");
+                }
+                return self.bad(tag, "Expected DONE");
+            }
+            let mut chunk = [0u8; 1024];
+            let selected = self.selected.as_ref().map(|s| s.mailbox_id);
+            tokio::select! {
+                r = self.stream.read(&mut chunk) => match r {
+                    Ok(0) | Err(_) => { self.quit = true; return; }
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                },
+                changed = self.feed.recv() => {
+                    let relevant = match changed {
+                        Ok(id) => Some(id) == selected,
+                        Err(broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(broadcast::error::RecvError::Closed) => false,
+                    };
+                    if relevant {
+                        self.sync_selected(true).await;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                    self.sync_selected(true).await;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.raw("* BYE Autologout; idle for too long");
+                    self.quit = true;
+                    let _ = self.flush().await;
+                    return;
+                }
+            }
+            if self.flush().await.is_err() {
+                self.quit = true;
+                return;
+            }
+        }
+    }
+}
+
+fn list_mailbox(m: &ListMailbox<'_>) -> String {
+    match m {
+        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+        ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+    }
+}
+
+fn status_name(s: &str) -> Option<StatusDataItemName> {
+    Some(match s {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "DELETED" => StatusDataItemName::Deleted,
+        "SIZE" => StatusDataItemName::Size,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        _ => return None,
+    })
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("*", "Archive/2026"));
+        assert!(wildcard("%", "Archive"));
+        assert!(!wildcard("%", "Archive/2026"));
+        assert!(wildcard("Archive/%", "Archive/2026"));
+        assert!(wildcard("inbox", "INBOX"));
+        assert!(wildcard("INBOX*", "INBOX/sub"));
+        assert!(!wildcard("Arch", "Archive"));
+        assert!(wildcard("A%e", "Archive"));
+        assert!(!wildcard("A%6", "Archive/2026"));
+        // Many wildcards against a long name: must answer at once, not backtrack.
+        let pattern = "*a".repeat(200) + "b";
+        assert!(!wildcard(&pattern, &"a".repeat(2000)));
+        assert_eq!(compress(vec![5, 1, 2, 3, 9, 10]), "1:3,5,9:10");
+    }
+}
