@@ -145,8 +145,12 @@ pub fn envelope(m: &Message<'_>, utf8: bool) -> Envelope<'static> {
     }
 }
 
+/// Lines of a part's body: its line ends, plus a last line without one (the CRLF before a
+/// boundary belongs to the boundary, RFC 2046 §5.1.1, so a part's last line usually has none).
 fn lines(data: &[u8]) -> u32 {
-    data.iter().filter(|&&b| b == b'\n').count() as u32
+    let ends = data.iter().filter(|&&b| b == b'\n').count();
+    let partial = !data.is_empty() && !data.ends_with(b"\n");
+    (ends + usize::from(partial)) as u32
 }
 
 fn params(ct: Option<&mail_parser::ContentType<'_>>) -> Vec<(IString<'static>, IString<'static>)> {

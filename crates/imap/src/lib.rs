@@ -4,6 +4,7 @@
 //! mail, through that layer's change feed.
 
 mod fetch;
+pub mod framing;
 mod mutf7;
 mod search;
 mod selected;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use imap_codec::decode::{CommandDecodeError, Decoder};
+use imap_codec::ResponseCodec;
 use imap_codec::encode::Encoder;
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::AuthMechanism;
@@ -33,7 +33,6 @@ use imap_codec::imap_types::response::{Code, CodeOther, Data, Response, Status};
 use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
-use imap_codec::{CommandCodec, ResponseCodec};
 use postfach_core::Error as CoreError;
 use postfach_core::mail::{AppendRequest, MailboxLogin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,6 +40,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_rustls::server::TlsStream;
 
+use crate::framing::{Framed, Framer};
 use crate::selected::{ANSWERED, DELETED, DRAFT, FLAGGED, Meta, SEEN, Selected, Update};
 use crate::shim::{ListExt, Shimmed};
 use crate::{Imap, fetch, mutf7, search};
@@ -74,22 +74,13 @@ impl Stream {
     }
 }
 
-enum Framed {
-    Command(Box<Command<'static>>),
-    Shim(Shimmed),
-    NeedMore,
-    Handled,
-}
-
 pub(crate) struct Session {
     imap: Arc<Imap>,
     peer: SocketAddr,
     stream: Stream,
     tls: bool,
-    buf: Vec<u8>,
+    framer: Framer,
     out: Vec<u8>,
-    /// The buffer holds literal data up to here: no line-length rule inside.
-    literal_until: usize,
     login: Option<MailboxLogin>,
     selected: Option<Selected>,
     /// IMAP4rev2 enabled (RFC 9051): no \Recent, UTF-8 names, ESEARCH.
@@ -147,10 +138,6 @@ fn capabilities(tls: bool, authenticated: bool) -> String {
 /// A response code imap-types has no variant for (RFC 5530 and friends).
 fn code(name: &'static str) -> Code<'static> {
     Code::Other(CodeOther::unvalidated(name.as_bytes()))
-}
-
-fn find_newline(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|&b| b == b'\n')
 }
 
 fn flags_of(meta: &Meta, recent: bool) -> Vec<FlagFetch<'static>> {
@@ -289,14 +276,17 @@ impl Session {
             (Stream::Plain(tcp), false)
         };
         let feed = imap.dir.mailbox_changes();
+        let framer = Framer::new(
+            imap.settings.max_literal_size,
+            imap.settings.max_line_length,
+        );
         let session = Session {
             imap,
             peer,
             stream,
             tls,
-            buf: Vec::with_capacity(4096),
+            framer,
             out: Vec::with_capacity(4096),
-            literal_until: 0,
             login: None,
             selected: None,
             rev2: false,
@@ -396,7 +386,7 @@ impl Session {
         match tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => false,
             Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
+                self.framer.buf.extend_from_slice(&chunk[..n]);
                 true
             }
             Err(_) => {
@@ -409,84 +399,35 @@ impl Session {
 
     // ------------------------------------------------------------------ framing
 
-    fn frame(&mut self) -> Framed {
-        // While a literal is arriving there is nothing to decode yet (and re-decoding a
-        // large APPEND after every read would be quadratic).
-        if self.buf.is_empty() || self.buf.len() < self.literal_until {
-            return Framed::NeedMore;
-        }
-        // The extended LIST/CREATE forms imap-codec does not parse yet.
-        if self.literal_until == 0
-            && let Some(end) = find_newline(&self.buf)
-        {
-            let line = &self.buf[..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if !line.ends_with(b"}")
-                && let Some(s) = crate::shim::parse(line)
-            {
-                self.buf.drain(..=end);
-                return Framed::Shim(s);
-            }
-        }
-        match CommandCodec::default().decode(&self.buf) {
-            Ok((rest, cmd)) => {
-                let used = self.buf.len() - rest.len();
-                let cmd = cmd.into_static();
-                self.buf.drain(..used);
-                self.literal_until = 0;
-                Framed::Command(Box::new(cmd))
-            }
-            Err(CommandDecodeError::Incomplete) => {
-                // Only the part of the line after the last literal counts against the
-                // line limit; literal data has its own limit.
-                let line_start = self.literal_until.max(
-                    self.buf
-                        .iter()
-                        .rposition(|&b| b == b'\n')
-                        .map_or(0, |p| p + 1),
-                );
-                if self.buf.len().saturating_sub(line_start) > self.imap.settings.max_line_length {
-                    self.raw("* BAD Command line too long");
-                    self.raw("* BYE Closing connection");
-                    self.quit = true;
-                    return Framed::Handled;
-                }
-                Framed::NeedMore
-            }
-            Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                // One command's literals together may not exceed the literal limit either.
-                let total = self.buf.len() as u64 + u64::from(length);
-                let cap = u64::from(self.imap.settings.max_literal_size)
-                    + self.imap.settings.max_line_length as u64;
-                if length > self.imap.settings.max_literal_size || total > cap {
-                    let tag = tag.into_static();
-                    self.no(&tag, Some(Code::TooBig), "Literal too big");
-                    if mode == LiteralMode::NonSync {
-                        // The data is on its way and we will not read it (RFC 7888 §4).
-                        self.raw("* BYE Literal too big");
-                        self.quit = true;
-                    }
-                    self.buf.clear();
-                    self.literal_until = 0;
-                    return Framed::Handled;
-                }
-                self.literal_until = self.buf.len() + length as usize;
-                if mode == LiteralMode::Sync {
+    /// The next command, after answering what framing found on the way.
+    fn frame(&mut self) -> Option<Framed> {
+        match self.framer.next_frame() {
+            Framed::NeedMore { continuation } => {
+                if continuation {
                     self.raw("+ Ready for literal data");
                 }
-                Framed::NeedMore
+                None
             }
-            Err(CommandDecodeError::Failed) => {
-                // The bad command ends at the first line end after its last literal.
-                let from = self.literal_until.min(self.buf.len());
-                let end = find_newline(&self.buf[from..]).map_or(self.buf.len() - 1, |p| from + p);
-                let line: Vec<u8> = self.buf.drain(..=end).collect();
-                self.literal_until = 0;
-                let tag = line
-                    .split(|&b| b == b' ')
-                    .next()
-                    .and_then(|t| std::str::from_utf8(t).ok())
-                    .and_then(|t| Tag::try_from(t.trim().to_string()).ok());
+            Framed::LiteralTooBig { tag, close } => {
+                self.no(&tag, Some(Code::TooBig), "Literal too big");
+                if close {
+                    // The data is on its way and we will not read it (RFC 7888 §4).
+                    self.raw("* BYE Literal too big");
+                    self.quit = true;
+                }
+                Some(Framed::NeedMore {
+                    continuation: false,
+                })
+            }
+            Framed::TooLong => {
+                self.raw("* BAD Command line too long");
+                self.raw("* BYE Closing connection");
+                self.quit = true;
+                Some(Framed::NeedMore {
+                    continuation: false,
+                })
+            }
+            Framed::Syntax { tag } => {
                 match tag {
                     Some(tag) => self.bad(&tag, "Syntax error or unknown command"),
                     None => {
@@ -494,8 +435,11 @@ impl Session {
                         self.count_error();
                     }
                 }
-                Framed::Handled
+                Some(Framed::NeedMore {
+                    continuation: false,
+                })
             }
+            other => Some(other),
         }
     }
 
@@ -511,10 +455,11 @@ impl Session {
                 return;
             }
             match self.frame() {
-                Framed::Command(cmd) => self.dispatch(*cmd).await,
-                Framed::Shim(s) => self.shimmed(s).await,
-                Framed::Handled => {}
-                Framed::NeedMore => {
+                Some(Framed::Command(cmd)) => self.dispatch(*cmd).await,
+                Some(Framed::Shim(s)) => self.shimmed(s).await,
+                // Answered already; on to the next.
+                Some(_) => {}
+                None => {
                     if self.flush().await.is_err() || !self.read().await {
                         return;
                     }
@@ -526,12 +471,10 @@ impl Session {
     /// Reads one line (for SASL and IDLE), None when the connection ends.
     async fn read_line(&mut self) -> Option<Vec<u8>> {
         loop {
-            if let Some(end) = find_newline(&self.buf) {
-                let line: Vec<u8> = self.buf.drain(..=end).collect();
-                let line = line.strip_suffix(b"\n").unwrap_or(&line);
-                return Some(line.strip_suffix(b"\r").unwrap_or(line).to_vec());
+            if let Some(line) = self.framer.take_line() {
+                return Some(line);
             }
-            if self.buf.len() > self.imap.settings.max_line_length {
+            if self.framer.buf.len() > self.imap.settings.max_line_length {
                 return None;
             }
             if self.flush().await.is_err() || !self.read().await {
@@ -826,8 +769,7 @@ impl Session {
             return;
         }
         // RFC 3207-style: whatever was pipelined before the handshake is discarded.
-        self.buf.clear();
-        self.literal_until = 0;
+        self.framer.clear();
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
             self.quit = true;
             return;
@@ -1159,11 +1101,17 @@ impl Session {
         let Some(name) = self.name_in(mailbox) else {
             return self.bad(tag, "Bad mailbox name");
         };
-        if self.selected.as_ref().is_some_and(|s| s.name == name) {
-            self.selected = None;
-        }
         match self.imap.dir.folder_delete(self.address_id(), &name).await {
-            Ok(()) => self.ok(tag, "DELETE completed"),
+            Ok(()) => {
+                if self.selected.as_ref().is_some_and(|s| s.name == name) {
+                    self.selected = None;
+                }
+                self.ok(tag, "DELETE completed")
+            }
+            // RFC 5530: a \Noselect name with inferiors.
+            Err(CoreError::Conflict(msg)) if name != "INBOX" => {
+                self.no(tag, Some(code("HASCHILDREN")), &msg)
+            }
             Err(e) => self.no_for(tag, &e),
         }
     }
@@ -2135,8 +2083,7 @@ impl Session {
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(self.imap.settings.autologout_minutes * 60);
         loop {
-            if let Some(end) = find_newline(&self.buf) {
-                let line: Vec<u8> = self.buf.drain(..=end).collect();
+            if let Some(line) = self.framer.take_line() {
                 let line = String::from_utf8_lossy(&line).trim().to_ascii_uppercase();
                 if line == "DONE" {
                     return self.ok(tag, "IDLE terminated");
@@ -2148,7 +2095,7 @@ impl Session {
             tokio::select! {
                 r = self.stream.read(&mut chunk) => match r {
                     Ok(0) | Err(_) => { self.quit = true; return; }
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => self.framer.buf.extend_from_slice(&chunk[..n]),
                 },
                 changed = self.feed.recv() => {
                     let relevant = match changed {

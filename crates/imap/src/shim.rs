@@ -259,25 +259,3 @@ mod tests {
         assert_eq!(parse(b"c1 CREATE Junk"), None);
     }
 }
-#[cfg(test)]
-mod dbg_codec {
-    use imap_codec::decode::Decoder;
-    #[test]
-    fn dbg() {
-        for l in [
-            &b"a LIST \"\" a*\r\n"[..],
-            b"a LIST \"\" *\r\n",
-            b"a LIST \"\" \"a*\"\r\n",
-            b"a5 LIST \"\" a*\r\n",
-        ] {
-            eprintln!(
-                "{:?} -> {:?} shim={:?}",
-                String::from_utf8_lossy(l),
-                imap_codec::CommandCodec::default()
-                    .decode(l)
-                    .map(|x| format!("{:?}", x.1)),
-                super::parse(&l[..l.len() - 2])
-            );
-        }
-    }
-}

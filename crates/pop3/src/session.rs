@@ -200,16 +200,17 @@ impl Session {
     /// The next line without its line end; None when the connection is over.
     async fn next_line(&mut self) -> Option<String> {
         loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+            let end = self.buf.iter().position(|&b| b == b'\n');
+            if end.unwrap_or(self.buf.len()) > MAX_LINE {
+                self.err("Line too long, closing connection");
+                let _ = self.flush().await;
+                return None;
+            }
+            if let Some(end) = end {
                 let raw: Vec<u8> = self.buf.drain(..=end).collect();
                 let raw = raw.strip_suffix(b"\n").unwrap_or(&raw);
                 let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
                 return Some(String::from_utf8_lossy(raw).into_owned());
-            }
-            if self.buf.len() > MAX_LINE {
-                self.err("Line too long, closing connection");
-                let _ = self.flush().await;
-                return None;
             }
             // Everything answered so far goes out before we wait for more.
             if self.flush().await.is_err() {

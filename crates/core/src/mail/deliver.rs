@@ -90,6 +90,8 @@ impl Directory {
         tx.queue_rcpt_set(rcpt.id, "delivered", "", self.now())
             .await?;
         tx.commit().await?;
+        // IDLE sessions on this INBOX hear of it now (P3: within a second of delivery).
+        self.changed(inbox.id);
         Ok(Some(m.uid))
     }
 }

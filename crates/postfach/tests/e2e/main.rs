@@ -3,7 +3,10 @@
 //! `ureq` as an HTTP client, Python for the OpenAPI validation).
 
 mod api;
+mod autoconfig;
 mod cli;
+mod imap;
+mod pop3;
 mod server;
 mod smtp;
 mod support;

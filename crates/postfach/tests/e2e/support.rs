@@ -434,3 +434,42 @@ impl Drop for Server {
         }
     }
 }
+
+/// Runs a scripted client (imap_client.py, pop3_client.py) with the script on stdin; returns
+/// its JSON output.
+pub fn scripted(tool_name: &str, args: &[&str], script: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .arg(tool(tool_name))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{tool_name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the client")
+}
+
+/// Delivers `message` to `to` through the inbound SMTP listener (Python smtplib).
+pub fn deliver(s: &Server, from: &str, to: &str, message: &str) {
+    let r = python(
+        "import smtplib,sys\n\
+         c = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='mx.sender.example')\n\
+         c.sendmail(sys.argv[2], [sys.argv[3]], sys.argv[4].encode())\n\
+         c.quit()\n",
+        &[&s.port("smtp").to_string(), from, to, message],
+    );
+    assert!(r.ok, "SMTP delivery failed: {}", r.stderr);
+}

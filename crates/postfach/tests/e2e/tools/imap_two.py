@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Two imaplib sessions on one mailbox, and SMTP deliveries into it, at the same time.
+
+  imap_two.py IMAPS_PORT SMTP_PORT USER PASSWORD
+
+1. Each session's changes reach the other: A sets \\Answered, B's NOOP reports the FETCH;
+   A expunges, B's NOOP reports the EXPUNGE (at a moment B allows it).
+2. Then both sessions store flags, expunge, and NOOP in parallel while 20 messages arrive
+   over SMTP. At the end both sessions NOOP and FETCH 1:* (UID FLAGS) by sequence number.
+
+Prints JSON: {"answered": [untagged FETCH seen by B], "expunge": [untagged EXPUNGE seen by B],
+"views": {"a": [[seq, uid, flags]...], "b": [...]}, "exists": {"a": n, "b": n}}.
+"""
+import imaplib
+import json
+import random
+import re
+import smtplib
+import ssl
+import sys
+import threading
+import time
+
+
+def ctx():
+    c = ssl.create_default_context()
+    c.check_hostname = False
+    c.verify_mode = ssl.CERT_NONE
+    return c
+
+
+def session(port, user, password):
+    m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx())
+    m.login(user, password)
+    m.select("INBOX")
+    m.untagged_responses.clear()
+    return m
+
+
+def take(m, name):
+    v = m.untagged_responses.pop(name, [])
+    return [x.decode() if isinstance(x, bytes) else repr(x) for x in v]
+
+
+FETCH = re.compile(rb"(\d+) \(UID (\d+) FLAGS \(([^)]*)\)\)")
+
+
+def view(m):
+    typ, data = m.fetch("1:*", "(UID FLAGS)")
+    out = []
+    for item in data:
+        if item is None:
+            continue
+        hit = FETCH.match(item if isinstance(item, bytes) else item[0])
+        if hit:
+            flags = sorted(f for f in hit.group(3).decode().split() if f != "\\Recent")
+            out.append([int(hit.group(1)), int(hit.group(2)), flags])
+    return out
+
+
+def deliver(smtp_port, user, n):
+    for i in range(n):
+        c = smtplib.SMTP("127.0.0.1", smtp_port, local_hostname="mx.sender.example")
+        c.sendmail("load@sender.example", [user],
+                   "From: load@sender.example\r\nSubject: load %d\r\n\r\nbody %d\r\n" % (i, i))
+        c.quit()
+
+
+def churn(m, lock_step, seed, flag):
+    rnd = random.Random(seed)
+    for _ in range(25):
+        m.untagged_responses.clear()
+        typ, data = m.uid("SEARCH", "ALL")
+        uids = data[0].split()
+        if uids:
+            uid = rnd.choice(uids)
+            if rnd.random() < 0.2:
+                m.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
+                m.expunge()
+            else:
+                m.uid("STORE", uid, "+FLAGS", "(%s)" % flag)
+        m.noop()
+        time.sleep(rnd.random() * 0.02)
+
+
+def main():
+    port, smtp_port, user, password = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    a = session(port, user, password)
+    b = session(port, user, password)
+    out = {}
+
+    # 1. One session's changes, told to the other.
+    typ, data = a.uid("SEARCH", "ALL")
+    first = data[0].split()[0]
+    a.uid("STORE", first, "+FLAGS", "(\\Answered)")
+    b.noop()
+    out["answered"] = take(b, "FETCH")
+    a.uid("STORE", first, "+FLAGS", "(\\Deleted)")
+    a.expunge()
+    b.noop()
+    out["expunge"] = take(b, "EXPUNGE")
+
+    # 2. Everything at once.
+    threads = [
+        threading.Thread(target=deliver, args=(smtp_port, user, 20)),
+        threading.Thread(target=churn, args=(a, None, 1, "\\Seen")),
+        threading.Thread(target=churn, args=(b, None, 2, "\\Flagged")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Deliveries are acknowledged once durable; the queue puts them away right after. Wait
+    # until the views stop changing.
+    last = None
+    for _ in range(40):
+        time.sleep(0.5)
+        for m in (a, b):
+            m.noop()
+        now = {"a": view(a), "b": view(b)}
+        if now == last:
+            break
+        last = now
+    out["views"] = last
+    out["exists"] = {
+        "a": int((a.select("INBOX", readonly=True)[1][0])),
+        "b": int((b.select("INBOX", readonly=True)[1][0])),
+    }
+    a.logout()
+    b.logout()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
