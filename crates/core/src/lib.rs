@@ -7,6 +7,7 @@
 mod access;
 pub mod csvio;
 pub mod error;
+pub mod limits;
 pub mod mail;
 pub mod model;
 mod ops;

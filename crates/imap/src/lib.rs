@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postfach_core::Directory;
+use postfach_core::limits::Limiter;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,8 +32,15 @@ pub struct ImapSettings {
     pub max_line_length: usize,
     /// Minutes an idle authenticated client may stay (RFC 9051 §5.4: at least 30).
     pub autologout_minutes: u64,
+    /// Seconds a client that has not logged in yet may stay idle (RFC 9051 §5.4 lets this be
+    /// shorter; a connection that never logs in only holds resources).
+    pub login_timeout_seconds: u64,
     /// Protocol errors tolerated in one session before it is closed.
     pub max_errors: usize,
+    /// Connections at once from one client IP (a mail client opens several per account).
+    pub max_connections_per_ip: usize,
+    /// New connections per minute from one client IP.
+    pub connections_per_minute_per_ip: u32,
 }
 
 impl Default for ImapSettings {
@@ -41,7 +49,10 @@ impl Default for ImapSettings {
             max_literal_size: 64 * 1024 * 1024,
             max_line_length: 64 * 1024,
             autologout_minutes: 30,
+            login_timeout_seconds: 120,
             max_errors: 20,
+            max_connections_per_ip: 50,
+            connections_per_minute_per_ip: 300,
         }
     }
 }
@@ -57,8 +68,17 @@ impl ImapSettings {
         if self.autologout_minutes < 1 {
             return Err("imap.autologout_minutes must be at least 1".into());
         }
+        if self.login_timeout_seconds < 1 {
+            return Err("imap.login_timeout_seconds must be at least 1".into());
+        }
         if self.max_errors < 1 {
             return Err("imap.max_errors must be at least 1".into());
+        }
+        if self.max_connections_per_ip < 1 || self.connections_per_minute_per_ip < 1 {
+            return Err(
+                "imap.max_connections_per_ip and imap.connections_per_minute_per_ip must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -69,6 +89,7 @@ pub struct Imap {
     pub(crate) hostname: String,
     pub(crate) settings: ImapSettings,
     pub(crate) tls: TlsAcceptor,
+    pub(crate) limiter: Arc<Limiter>,
 }
 
 /// The bound listeners: STARTTLS (143) and implicit TLS (993).
@@ -85,11 +106,18 @@ impl Imap {
         tls: Arc<rustls::ServerConfig>,
     ) -> Result<Arc<Self>, String> {
         settings.validate()?;
+        // No command rate: IMAP clients legitimately issue many (a folder sync is hundreds).
+        let limiter = Limiter::new(
+            settings.max_connections_per_ip,
+            settings.connections_per_minute_per_ip,
+            u32::MAX,
+        );
         Ok(Arc::new(Imap {
             dir,
             hostname,
             settings,
             tls: TlsAcceptor::from(tls),
+            limiter,
         }))
     }
 

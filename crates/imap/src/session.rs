@@ -75,6 +75,9 @@ impl Stream {
 }
 
 pub(crate) struct Session {
+    /// This connection's place in the per-IP count; first, so that it is released before the
+    /// connection closes (fields drop in order).
+    _slot: postfach_core::limits::ConnectionGuard,
     imap: Arc<Imap>,
     peer: SocketAddr,
     stream: Stream,
@@ -267,6 +270,18 @@ fn wildcard(pattern: &str, name: &str) -> bool {
 impl Session {
     pub(crate) async fn run(imap: Arc<Imap>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let _ = tcp.set_nodelay(true);
+        let slot = match imap.limiter.connect(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // On the TLS port the connection just closes: no handshake is spent on a
+                // client that is turned away.
+                if !implicit_tls {
+                    let mut tcp = tcp;
+                    let _ = tcp.write_all(format!("* BYE {why}\r\n").as_bytes()).await;
+                }
+                return;
+            }
+        };
         let (stream, tls) = if implicit_tls {
             match tokio::time::timeout(Duration::from_secs(30), imap.tls.accept(tcp)).await {
                 Ok(Ok(s)) => (Stream::Tls(Box::new(s)), true),
@@ -281,6 +296,7 @@ impl Session {
             imap.settings.max_line_length,
         );
         let session = Session {
+            _slot: slot,
             imap,
             peer,
             stream,
@@ -381,7 +397,12 @@ impl Session {
 
     /// Reads more input; false when the connection is over (closed, error or timeout).
     async fn read(&mut self) -> bool {
-        let timeout = Duration::from_secs(self.imap.settings.autologout_minutes * 60);
+        let settings = &self.imap.settings;
+        let timeout = if self.login.is_some() {
+            Duration::from_secs(settings.autologout_minutes * 60)
+        } else {
+            Duration::from_secs(settings.login_timeout_seconds)
+        };
         let mut chunk = [0u8; 16 * 1024];
         match tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => false,
@@ -2107,7 +2128,9 @@ impl Session {
                         self.sync_selected(true).await;
                     }
                 }
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                // Changes made by another process (the CLI, another node) are not on this
+                // process's feed: look now and then.
+                _ = tokio::time::sleep(Duration::from_secs(10)) => {
                     self.sync_selected(true).await;
                 }
                 _ = tokio::time::sleep_until(deadline) => {

@@ -14,10 +14,54 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postfach_core::Directory;
+use postfach_core::limits::Limiter;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+
+/// `[pop3]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3Settings {
+    /// Minutes an idle client may stay (RFC 1939 §3: at least 10).
+    pub autologout_minutes: u64,
+    /// Seconds a client that has not logged in yet may stay idle.
+    pub login_timeout_seconds: u64,
+    /// Connections at once from one client IP.
+    pub max_connections_per_ip: usize,
+    /// New connections per minute from one client IP.
+    pub connections_per_minute_per_ip: u32,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Pop3Settings {
+            autologout_minutes: 10,
+            login_timeout_seconds: 120,
+            max_connections_per_ip: 20,
+            connections_per_minute_per_ip: 120,
+        }
+    }
+}
+
+impl Pop3Settings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.autologout_minutes < 1 || self.login_timeout_seconds < 1 {
+            return Err(
+                "pop3.autologout_minutes and pop3.login_timeout_seconds must be at least 1".into(),
+            );
+        }
+        if self.max_connections_per_ip < 1 || self.connections_per_minute_per_ip < 1 {
+            return Err(
+                "pop3.max_connections_per_ip and pop3.connections_per_minute_per_ip must be at least 1"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
 
 pub struct Pop3 {
     pub(crate) dir: Directory,
@@ -29,6 +73,8 @@ pub struct Pop3 {
     /// Idle time after which a session is closed without UPDATE (RFC 1939 §3: at least 10
     /// minutes).
     pub(crate) autologout: Duration,
+    pub(crate) login_timeout: Duration,
+    pub(crate) limiter: Arc<Limiter>,
 }
 
 /// The bound listeners: STLS (110) and implicit TLS (995).
@@ -38,14 +84,26 @@ pub struct Listeners {
 }
 
 impl Pop3 {
-    pub fn new(dir: Directory, hostname: String, tls: Arc<rustls::ServerConfig>) -> Arc<Self> {
-        Arc::new(Pop3 {
+    pub fn new(
+        dir: Directory,
+        hostname: String,
+        settings: &Pop3Settings,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<Arc<Self>, String> {
+        settings.validate()?;
+        Ok(Arc::new(Pop3 {
             dir,
             hostname,
             tls: TlsAcceptor::from(tls),
             locked: Mutex::new(HashSet::new()),
-            autologout: Duration::from_secs(10 * 60),
-        })
+            autologout: Duration::from_secs(settings.autologout_minutes * 60),
+            login_timeout: Duration::from_secs(settings.login_timeout_seconds),
+            limiter: Limiter::new(
+                settings.max_connections_per_ip,
+                settings.connections_per_minute_per_ip,
+                u32::MAX,
+            ),
+        }))
     }
 
     pub fn spawn(

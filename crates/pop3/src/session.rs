@@ -74,6 +74,9 @@ enum State {
 }
 
 pub(crate) struct Session {
+    /// This connection's place in the per-IP count; first, so that it is released before the
+    /// connection closes (fields drop in order).
+    _slot: postfach_core::limits::ConnectionGuard,
     pop3: Arc<Pop3>,
     peer: SocketAddr,
     stream: Stream,
@@ -142,6 +145,19 @@ fn parse_number(arg: Option<&str>) -> Option<usize> {
 impl Session {
     pub(crate) async fn run(pop3: Arc<Pop3>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let _ = tcp.set_nodelay(true);
+        let slot = match pop3.limiter.connect(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // On the TLS port the connection just closes: no handshake for a refused client.
+                if !implicit_tls {
+                    let mut tcp = tcp;
+                    let _ = tcp
+                        .write_all(format!("-ERR [SYS/TEMP] {why}\r\n").as_bytes())
+                        .await;
+                }
+                return;
+            }
+        };
         let (stream, tls) = if implicit_tls {
             match tokio::time::timeout(Duration::from_secs(30), pop3.tls.accept(tcp)).await {
                 Ok(Ok(s)) => (Stream::Tls(Box::new(s)), true),
@@ -155,6 +171,7 @@ impl Session {
             address_id: None,
         };
         let mut session = Session {
+            _slot: slot,
             pop3,
             peer,
             stream,
@@ -217,7 +234,11 @@ impl Session {
                 return None;
             }
             let mut chunk = [0u8; 4096];
-            match tokio::time::timeout(self.pop3.autologout, self.stream.read(&mut chunk)).await {
+            let timeout = match self.state {
+                State::Transaction(_) => self.pop3.autologout,
+                State::Authorization { .. } => self.pop3.login_timeout,
+            };
+            match tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return None,
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(_) => {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use postfach_core::Policy;
 use postfach_core::policy::{ApiPolicy, Limits, Offer, PasswordRules, Platform, default_offers};
 use postfach_imap::ImapSettings;
+use postfach_pop3::Pop3Settings;
 use postfach_smtp::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
 use serde::{Deserialize, Serialize};
 use toml::Value;
@@ -161,6 +162,7 @@ pub struct Config {
     pub queue: QueueSettings,
     pub dns: DnsSettings,
     pub imap: ImapSettings,
+    pub pop3: Pop3Settings,
     /// O1: static routes, recipient domain → `host:port`.
     pub routes: BTreeMap<String, String>,
     pub offers: BTreeMap<String, Offer>,
@@ -182,6 +184,7 @@ impl Default for Config {
             queue: QueueSettings::default(),
             dns: DnsSettings::default(),
             imap: ImapSettings::default(),
+            pop3: Pop3Settings::default(),
             routes: BTreeMap::new(),
             offers: default_offers(),
         }
@@ -289,6 +292,7 @@ impl Config {
         }
         self.smtp("validation").validate()?;
         self.imap.validate()?;
+        self.pop3.validate()?;
         self.policy().validate()
     }
 }
@@ -422,8 +426,23 @@ max_literal_size = 67108864
 max_line_length = 65536
 # Minutes an idle client may stay connected (RFC 9051 asks for at least 30).
 autologout_minutes = 30
+# Seconds a client may stay idle before it has logged in.
+login_timeout_seconds = 120
 # Protocol errors tolerated in one session before it is closed.
 max_errors = 20
+# Per client IP: connections at once (mail clients open several per account), new
+# connections per minute.
+max_connections_per_ip = 50
+connections_per_minute_per_ip = 300
+
+[pop3]
+# Minutes an idle client may stay connected (RFC 1939 asks for at least 10).
+autologout_minutes = 10
+# Seconds a client may stay idle before it has logged in.
+login_timeout_seconds = 120
+# Per client IP: connections at once, new connections per minute.
+max_connections_per_ip = 20
+connections_per_minute_per_ip = 120
 
 [routes]
 # Static routes for remote mail: "example.net" = "relay.example.net:25"

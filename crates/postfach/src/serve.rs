@@ -86,7 +86,13 @@ pub async fn run(paths: Paths) -> Result<()> {
         pop3: bind("pop3", cfg.listen.pop3).await?,
         pop3s: bind("pop3s", cfg.listen.pop3s).await?,
     };
-    let pop3 = postfach_pop3::Pop3::new(app.dir.clone(), cfg.server.hostname.clone(), tls.clone());
+    let pop3 = postfach_pop3::Pop3::new(
+        app.dir.clone(),
+        cfg.server.hostname.clone(),
+        &cfg.pop3,
+        tls.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     let http = bind("http", cfg.listen.http).await?;
     let https = match cfg.https() {
         Some(addr) => Some(bind("https", addr).await?),

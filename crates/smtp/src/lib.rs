@@ -4,7 +4,6 @@
 
 pub mod config;
 mod dsn;
-mod limits;
 mod mailauth;
 mod outbound;
 mod runner;
@@ -32,7 +31,7 @@ pub struct Smtp {
     pub(crate) tls: TlsAcceptor,
     /// DNS for SPF/DKIM/DMARC and MX lookups.
     pub(crate) auth: MessageAuthenticator,
-    pub(crate) limiter: Arc<limits::Limiter>,
+    pub(crate) limiter: Arc<postfach_core::limits::Limiter>,
     /// Wakes the queue runner when a message was spooled.
     pub(crate) queue_wake: Notify,
     pub(crate) auth_failure_delay: Duration,
@@ -55,7 +54,7 @@ impl Smtp {
         let auth = mailauth::authenticator(&cfg.dns)?;
         let s = &cfg.smtp;
         Ok(Arc::new(Smtp {
-            limiter: limits::Limiter::new(
+            limiter: postfach_core::limits::Limiter::new(
                 s.max_connections_per_ip,
                 s.connections_per_minute_per_ip,
                 s.commands_per_minute_per_ip,

@@ -134,7 +134,7 @@ pub(crate) struct Session {
     /// This connection's place in the per-IP count. Declared first so that it is released
     /// before the connection closes (fields drop in order): a client that sees the close can
     /// connect again at once.
-    _slot: crate::limits::ConnectionGuard,
+    _slot: postfach_core::limits::ConnectionGuard,
     smtp: Arc<Smtp>,
     kind: Kind,
     peer: SocketAddr,

@@ -478,12 +478,13 @@ impl Directory {
         if uids.is_empty() {
             return Ok(());
         }
+        let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
         let mut tx = self.store.begin_write().await?;
         let size: i64 = tx
             .message_list(mailbox_id)
             .await?
             .iter()
-            .filter(|m| uids.contains(&m.uid))
+            .filter(|m| wanted.contains(&m.uid))
             .map(|m| m.size)
             .sum();
         tx.messages_delete(mailbox_id, uids).await?;
@@ -503,10 +504,15 @@ impl Directory {
         to: i64,
         remove: bool,
     ) -> Result<Vec<(i64, i64)>> {
-        let messages = tx.message_list(from).await?;
+        let messages: std::collections::HashMap<i64, Message> = tx
+            .message_list(from)
+            .await?
+            .into_iter()
+            .map(|m| (m.uid, m))
+            .collect();
         let mut pairs = Vec::new();
         for uid in uids {
-            let Some(m) = messages.iter().find(|m| m.uid == *uid) else {
+            let Some(m) = messages.get(uid) else {
                 continue;
             };
             let copy = tx
@@ -550,11 +556,12 @@ impl Directory {
             .await?
             .ok_or_else(|| Self::no_folder(&to))?;
         if !remove {
+            let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
             let added: i64 = tx
                 .message_list(from)
                 .await?
                 .iter()
-                .filter(|m| uids.contains(&m.uid))
+                .filter(|m| wanted.contains(&m.uid))
                 .map(|m| m.size)
                 .sum();
             let a = tx

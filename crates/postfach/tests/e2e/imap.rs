@@ -1064,7 +1064,7 @@ fn extensions_condstore_qresync_rev2_and_international_names() {
         &s,
         "tls",
         json!([
-            login(ANN),
+            ["authenticate_plain", ANN, PW],
             ["cmd", "ID", "(\"name\" \"imaplib\")"],
             ["cmd", "NAMESPACE"],
             ["cmd", "CREATE", "Entw&APw-rfe"],
@@ -1095,6 +1095,7 @@ fn extensions_condstore_qresync_rev2_and_international_names() {
             ["logout"]
         ]),
     );
+    assert_eq!(status(&r[1]), "OK", "AUTHENTICATE PLAIN: {}", r[1]);
     assert!(all_text(&r[2]).contains("Postfach"), "{}", r[2]);
     assert!(
         all_text(&r[3]).contains("((\"\" \"/\")) NIL NIL"),
@@ -1181,4 +1182,73 @@ fn extensions_condstore_qresync_rev2_and_international_names() {
     );
     let vanished = all_text(&r[6]);
     assert!(vanished.contains("(EARLIER) 3"), "{vanished}");
+}
+
+/// The first line the server sends on a fresh plain connection.
+fn first_line(port: u16) -> (std::net::TcpStream, String) {
+    use std::io::BufRead;
+    let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(c.try_clone().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (c, line)
+}
+
+#[test]
+fn connections_per_ip_are_limited_for_imap_and_pop3() {
+    let d = setup();
+    let s = Server::start_opts(
+        &d,
+        &json!({}),
+        &[
+            ("POSTFACH_IMAP_MAX_CONNECTIONS_PER_IP", "2"),
+            ("POSTFACH_POP3_MAX_CONNECTIONS_PER_IP", "1"),
+        ],
+    );
+    let (imap, pop3) = (s.port("imap"), s.port("pop3"));
+    let (a, line) = first_line(imap);
+    assert!(line.starts_with("* OK"), "{line}");
+    let (_b, line) = first_line(imap);
+    assert!(line.starts_with("* OK"), "{line}");
+    let (_, line) = first_line(imap);
+    assert!(line.starts_with("* BYE Too many connections"), "{line}");
+    drop(a);
+    let ok = crate::support::wait_until(std::time::Duration::from_secs(5), || {
+        first_line(imap).1.starts_with("* OK")
+    });
+    assert!(ok, "a closed connection frees its slot");
+
+    let (_p, line) = first_line(pop3);
+    assert!(line.starts_with("+OK"), "{line}");
+    let (_, line) = first_line(pop3);
+    assert!(
+        line.starts_with("-ERR [SYS/TEMP] Too many connections"),
+        "{line}"
+    );
+}
+
+#[test]
+fn idle_connections_that_never_log_in_are_closed() {
+    let d = setup();
+    let s = Server::start_opts(
+        &d,
+        &json!({}),
+        &[
+            ("POSTFACH_IMAP_LOGIN_TIMEOUT_SECONDS", "1"),
+            ("POSTFACH_POP3_LOGIN_TIMEOUT_SECONDS", "1"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let r = raw(s.port("imap"), "plain", json!([["line"], ["eof"]]));
+    assert!(r[1][0].starts_with("* BYE Autologout"), "{r:?}");
+    assert_eq!(r[1].last().unwrap(), "EOF");
+    let r = raw(s.port("pop3"), "plain", json!([["line"], ["eof"]]));
+    assert!(r[1][0].starts_with("-ERR Autologout"), "{r:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    // A client that logs in gets the full autologout time.
+    let r = imap(&s, "tls", json!([login(ANN), ["sleep", 1.5], ["cmd", "NOOP"]]));
+    assert_eq!(status(&r[3]), "OK", "{}", r[3]);
 }

@@ -1,6 +1,7 @@
-//! Per-IP protection of the SMTP listeners: simultaneous connections, new connections per
-//! minute and commands per minute. Past a limit the client gets `421 4.7.0` and the connection
-//! is closed. Counters live in memory per node and forget idle addresses.
+//! Per-IP protection of the protocol listeners (SMTP, IMAP, POP3): simultaneous connections,
+//! new connections per minute and commands per minute. Past a limit the protocol turns the
+//! client away in its own words (`421 4.7.0`, `* BYE`, `-ERR [SYS/TEMP]`). Counters live in
+//! memory per node and forget idle addresses.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
