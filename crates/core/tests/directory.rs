@@ -936,7 +936,7 @@ mod scenarios {
     }
 
     pub async fn mailbox_access(t: &TestStore) {
-        use postfach_core::mail::AppendRequest;
+        use postfach_core::mail::{AppendRequest, FlagChange, FlagOp};
         let Env { dir: d, .. } = env(t);
         service(&d, "Acme", "acme.test", "standard", None).await;
         d.add_address(&cli(), "jean@acme.test", PW, Some(1))
@@ -1023,20 +1023,57 @@ mod scenarios {
         assert_eq!(code(d.append(a, "INBOX", big).await), "over_quota");
         let before = d.folder_snapshot(inbox.id).await.unwrap();
         assert_eq!(before.messages.len(), 2);
-        let m = d
-            .set_flags(inbox.id, &[(uid1, 1 | 8, "$Label1".into())])
+        // STORE against the stored state; UNCHANGEDSINCE protects later changes.
+        let add = |bits, keywords: &[&str]| FlagChange {
+            op: FlagOp::Add,
+            bits,
+            keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        };
+        let out = d
+            .store_flags(inbox.id, &[uid1], &add(1 | 8, &["$Label1"]), None)
             .await
             .unwrap();
-        let ch = d
-            .folder_changes(inbox.id, before.mailbox.highestmodseq)
+        let m = out.modseq;
+        assert!(out.changed.contains(&uid1));
+        assert_eq!(out.messages[0].keywords, "$Label1");
+        let again = d
+            .store_flags(inbox.id, &[uid1], &add(1, &["$label1"]), None)
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!(ch.changed.len(), 1);
-        assert_eq!(
-            (ch.changed[0].uid, ch.changed[0].flags, ch.changed[0].modseq),
-            (uid1, 9, m)
+        assert!(
+            again.changed.is_empty(),
+            "already set (keywords ignore case)"
         );
+        let refused = d
+            .store_flags(inbox.id, &[uid1, uid2], &add(4, &[]), Some(m - 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.modified,
+            [uid1],
+            "uid1 changed after MODSEQ {}",
+            m - 1
+        );
+        let flagged = refused.messages.iter().find(|x| x.uid == uid2).unwrap();
+        assert_eq!(flagged.flags & 4, 4);
+        d.store_flags(
+            inbox.id,
+            &[uid2],
+            &FlagChange {
+                op: FlagOp::Remove,
+                bits: 4,
+                keywords: vec![],
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        let m = d.folder(a, "INBOX").await.unwrap().unwrap().highestmodseq;
+        let since = out.modseq - 1;
+        let ch = d.folder_changes(inbox.id, since).await.unwrap().unwrap();
+        let uid1_now = ch.changed.iter().find(|x| x.uid == uid1).unwrap();
+        assert_eq!((uid1_now.flags, uid1_now.modseq), (9, out.modseq));
+        assert_eq!(ch.changed.len(), 2, "uid2 was flagged and unflagged since");
         let (used, _) = d.storage(a).await.unwrap();
         let (dst_uv, pairs) = d
             .copy_messages(a, inbox.id, &[uid1, uid2, 999], "Archive", false)
@@ -1054,7 +1091,8 @@ mod scenarios {
         let after = d.folder_changes(inbox.id, m).await.unwrap().unwrap();
         assert_eq!(after.expunged, [uid2], "a move expunges from the source");
         let used = d.storage(a).await.unwrap().0;
-        d.expunge(a, inbox.id, &[uid1]).await.unwrap();
+        // uid1 has \Deleted (bit 8): EXPUNGE takes it, as stored.
+        assert_eq!(d.expunge_deleted(a, inbox.id, None).await.unwrap(), [uid1]);
         assert!(
             d.storage(a).await.unwrap().0 < used,
             "expunge gives space back"

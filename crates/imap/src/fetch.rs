@@ -67,16 +67,19 @@ fn display_name(name: &str, utf8: bool) -> String {
 }
 
 fn addresses(value: &HeaderValue<'_>, utf8: bool) -> Vec<Address<'static>> {
+    // A NIL mailbox or host marks group syntax in an ENVELOPE (RFC 9051 §7.5.2), so an
+    // address without an addr-spec gets the placeholders other servers use.
     let addr = |name: Option<&str>, email: Option<&str>| {
-        let (mailbox, host) = match email.and_then(|e| e.rsplit_once('@')) {
-            Some((l, d)) => (Some(l.to_string()), Some(d.to_string())),
-            None => (email.map(String::from), None),
+        let (mailbox, host) = match email.map(|e| e.rsplit_once('@').unwrap_or((e, ""))) {
+            Some((l, d)) if !l.is_empty() && !d.is_empty() => (l.to_string(), d.to_string()),
+            Some((l, _)) if !l.is_empty() => (l.to_string(), "MISSING_DOMAIN".to_string()),
+            _ => ("MISSING_MAILBOX".to_string(), "MISSING_DOMAIN".to_string()),
         };
         Address {
             name: nstring(name.map(|n| display_name(n, utf8))),
             adl: NString(None),
-            mailbox: nstring(mailbox),
-            host: nstring(host.or(Some(String::new())).filter(|_| email.is_some())),
+            mailbox: nstring(Some(mailbox)),
+            host: nstring(Some(host)),
         }
     };
     match value {
@@ -215,19 +218,37 @@ pub fn structure(
     extensible: bool,
     utf8: bool,
 ) -> BodyStructure<'static> {
+    structure_at(m, idx, extensible, utf8, 0)
+}
+
+/// MIME nesting shown in BODYSTRUCTURE. Deeper parts are shown as opaque data: building (and
+/// encoding, and dropping) the structure recurses once per level, and a hostile message with
+/// thousands of levels would overflow the stack of the whole server.
+pub const MAX_NESTING: usize = 40;
+
+fn structure_at(
+    m: &Message<'_>,
+    idx: usize,
+    extensible: bool,
+    utf8: bool,
+    depth: usize,
+) -> BodyStructure<'static> {
     let p = &m.parts[idx];
     let ct = p.content_type();
-    let (ctype, subtype) = match ct {
+    let (mut ctype, mut subtype) = match ct {
         Some(c) => (
             c.ctype().to_ascii_uppercase(),
             c.subtype().map(|s| s.to_ascii_uppercase()),
         ),
         None => ("TEXT".into(), Some("PLAIN".into())),
     };
-    if let PartType::Multipart(children) = &p.body {
+    let too_deep = depth >= MAX_NESTING;
+    if let PartType::Multipart(children) = &p.body
+        && !too_deep
+    {
         let bodies: Vec<BodyStructure<'static>> = children
             .iter()
-            .map(|c| structure(m, *c as usize, extensible, utf8))
+            .map(|c| structure_at(m, *c as usize, extensible, utf8, depth + 1))
             .collect();
         let bodies = Vec1::try_from(bodies).unwrap_or_else(|_| {
             // An empty multipart: present one empty text part, as most servers do.
@@ -241,6 +262,17 @@ pub fn structure(
                 tail: extension_tail(p),
             }),
         };
+    }
+    // A part whose declared type promises a structure it does not have (a multipart without a
+    // boundary, a message/rfc822 that did not parse) or that is nested too deep: clients'
+    // parsers expect that structure, so it is shown as what it is, opaque data.
+    let is_message = matches!(p.body, PartType::Message(_));
+    if too_deep
+        || ctype == "MULTIPART"
+        || (ctype == "MESSAGE" && !is_message && subtype.as_deref() == Some("RFC822"))
+    {
+        ctype = "APPLICATION".into();
+        subtype = Some("OCTET-STREAM".into());
     }
     let data = part_bytes(m, idx);
     let mut parameter_list = params(ct);
@@ -259,11 +291,17 @@ pub fn structure(
         size: data.len() as u32,
     };
     let specific = match &p.body {
-        PartType::Message(inner) => SpecificFields::Message {
-            envelope: Box::new(envelope(inner, utf8)),
-            body_structure: Box::new(structure(inner, 0, extensible, utf8)),
-            number_of_lines: lines(data),
-        },
+        // message/rfc822 has its envelope and structure in BODYSTRUCTURE (RFC 9051 §7.5.2);
+        // other message subtypes (message/global, …) are shown as basic parts.
+        PartType::Message(inner)
+            if !too_deep && ctype == "MESSAGE" && subtype.as_deref() == Some("RFC822") =>
+        {
+            SpecificFields::Message {
+                envelope: Box::new(envelope(inner, utf8)),
+                body_structure: Box::new(structure_at(inner, 0, extensible, utf8, depth + 1)),
+                number_of_lines: lines(data),
+            }
+        }
         _ if ctype == "TEXT" => SpecificFields::Text {
             subtype: istring(subtype.unwrap_or_else(|| "PLAIN".into())),
             number_of_lines: lines(data),
@@ -405,19 +443,30 @@ pub fn section(raw: &[u8], m: &Message<'_>, section: Option<&Section<'_>>) -> Ve
     }
 }
 
-/// `BINARY[path]`: the part's content with its transfer encoding undone (RFC 3516). None when
-/// the part is unknown or its encoding cannot be undone (→ `NO [UNKNOWN-CTE]`).
+/// `BINARY[path]`: the part's content with its transfer encoding undone (RFC 3516) — and
+/// nothing else: a text part keeps its charset. None when the part is unknown or its encoding
+/// cannot be undone (→ `NO [UNKNOWN-CTE]`).
 pub fn binary(raw: &[u8], m: &Message<'_>, path: &[NonZeroU32]) -> Option<Vec<u8>> {
     if path.is_empty() {
         return Some(raw.to_vec());
     }
     let (msg, idx) = locate(m, path)?;
     let part = &msg.parts[idx];
-    match &part.body {
-        PartType::Text(t) | PartType::Html(t) => Some(t.as_bytes().to_vec()),
-        PartType::Binary(b) | PartType::InlineBinary(b) => Some(b.to_vec()),
-        PartType::Message(inner) => Some(inner.raw_message().to_vec()),
-        PartType::Multipart(_) => Some(part_bytes(msg, idx).to_vec()),
+    if matches!(part.body, PartType::Multipart(_)) {
+        return Some(part_bytes(msg, idx).to_vec());
+    }
+    let data = part_bytes(msg, idx);
+    let encoding = part
+        .content_transfer_encoding()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "" | "7bit" | "8bit" | "binary" => Some(data.to_vec()),
+        "base64" => mail_parser::decoders::base64::base64_decode(data),
+        "quoted-printable" => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(data)
+        }
+        _ => None,
     }
 }
 
@@ -526,6 +575,53 @@ mod tests {
 
     fn s_raw(raw: &[u8], m: &Message<'_>, sec: Section<'_>) -> String {
         String::from_utf8(section(raw, m, Some(&sec))).unwrap()
+    }
+
+    #[test]
+    fn hostile_nesting_does_not_overflow_the_stack() {
+        let mut raw = String::new();
+        for i in 0..5000 {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        raw.push_str("Content-Type: text/plain\r\n\r\nhi\r\n");
+        // Run where the server runs: a thread with a 2 MiB stack.
+        let encoded = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let m = parse(raw.as_bytes()).unwrap();
+                let s = structure(&m, 0, true, false);
+                let item = imap_codec::imap_types::fetch::MessageDataItem::BodyStructure(s);
+                let data = imap_codec::imap_types::response::Data::Fetch {
+                    seq: NonZeroU32::new(1).unwrap(),
+                    items: Vec1::from(item),
+                };
+                let r = imap_codec::imap_types::response::Response::Data(data);
+                imap_codec::encode::Encoder::encode(&imap_codec::ResponseCodec::default(), &r)
+                    .dump()
+                    .len()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(encoded > 0);
+    }
+
+    #[test]
+    fn declared_structure_that_is_not_there_is_shown_as_data() {
+        let raw = b"Content-Type: multipart/mixed\r\n\r\nno boundary at all\r\n";
+        let m = parse(raw).unwrap();
+        match structure(&m, 0, false, false) {
+            BodyStructure::Single { body, .. } => match body.specific {
+                SpecificFields::Basic { r#type, subtype } => {
+                    assert_eq!(String::from_utf8_lossy(r#type.as_ref()), "APPLICATION");
+                    assert_eq!(String::from_utf8_lossy(subtype.as_ref()), "OCTET-STREAM");
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -78,16 +78,20 @@ fn header_text(m: &Message<'_>, name: &str) -> String {
 
 fn body_text(m: &Message<'_>) -> String {
     let mut out = String::new();
-    for part in &m.parts {
-        match &part.body {
-            PartType::Text(t) | PartType::Html(t) => {
-                out.push_str(t);
-                out.push('\n');
+    // Encapsulated messages, iteratively (a hostile nesting depth must not use the stack).
+    let mut todo = vec![(m, 0usize)];
+    while let Some((msg, depth)) = todo.pop() {
+        for part in &msg.parts {
+            match &part.body {
+                PartType::Text(t) | PartType::Html(t) => {
+                    out.push_str(t);
+                    out.push('\n');
+                }
+                PartType::Message(inner) if depth < crate::fetch::MAX_NESTING => {
+                    todo.push((inner, depth + 1))
+                }
+                _ => {}
             }
-            PartType::Message(inner) => {
-                out.push_str(&body_text(inner));
-            }
-            _ => {}
         }
     }
     out

@@ -13,12 +13,7 @@ use postfach_core::Directory;
 use postfach_core::mail::Snapshot;
 use postfach_store::Message;
 
-/// System flag bits in `messages.flags` (see postfach-store).
-pub const SEEN: i64 = 1;
-pub const ANSWERED: i64 = 2;
-pub const FLAGGED: i64 = 4;
-pub const DELETED: i64 = 8;
-pub const DRAFT: i64 = 16;
+pub use postfach_core::mail::flag::{ANSWERED, DELETED, DRAFT, FLAGGED, SEEN};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -57,7 +52,7 @@ pub struct Selected {
     /// UIDs that are \Recent for this session (IMAP4rev1).
     pub recent: HashSet<u32>,
     /// UIDs expunged elsewhere that the client has not been told of yet.
-    pub pending_expunge: Vec<u32>,
+    pub pending_expunge: HashSet<u32>,
 }
 
 /// One untagged response to send.
@@ -84,7 +79,7 @@ impl Selected {
             highestmodseq: m.highestmodseq,
             messages: snapshot.messages.iter().map(Meta::from).collect(),
             recent: HashSet::new(),
-            pending_expunge: Vec::new(),
+            pending_expunge: HashSet::new(),
         }
     }
 
@@ -110,45 +105,50 @@ impl Selected {
 
     /// Applies what the store says changed. With `allow_expunge`, pending expunges are
     /// reported first (and sequence numbers shift); otherwise they wait. Flag changes are
-    /// then reported with the numbering the client has after those expunges.
+    /// then reported with the numbering the client has after those expunges. None when the
+    /// mailbox is gone (deleted, or deleted and created again with a new UIDVALIDITY).
     pub async fn sync(
         &mut self,
         dir: &Directory,
         allow_expunge: bool,
         qresync: bool,
         rev1: bool,
-    ) -> Vec<Update> {
+    ) -> Option<Vec<Update>> {
         let mut updates = Vec::new();
         let changes = match dir
             .folder_changes(self.mailbox_id, self.highestmodseq)
             .await
         {
             Ok(Some(c)) => c,
-            // Gone, or a passing store error: nothing to report now.
-            Ok(None) | Err(_) => return updates,
+            Ok(None) => return None,
+            // A passing store error: nothing to report now.
+            Err(_) => return Some(updates),
         };
+        if changes.mailbox.uidvalidity as u32 != self.uidvalidity || changes.mailbox.noselect {
+            return None;
+        }
         let expunged: HashSet<u32> = changes.expunged.iter().map(|u| *u as u32).collect();
         for uid in &expunged {
-            if self.seq_of(*uid).is_some() && !self.pending_expunge.contains(uid) {
-                self.pending_expunge.push(*uid);
+            if self.seq_of(*uid).is_some() {
+                self.pending_expunge.insert(*uid);
             }
         }
         if allow_expunge && !self.pending_expunge.is_empty() {
-            let mut gone = std::mem::take(&mut self.pending_expunge);
-            gone.sort_unstable();
+            let gone = std::mem::take(&mut self.pending_expunge);
+            // Positions before removal, highest first: each EXPUNGE renumbers only the
+            // messages after it (RFC 9051 §7.5.1), so the lower numbers stay right.
+            let mut positions: Vec<usize> = gone
+                .iter()
+                .filter_map(|u| self.seq_of(*u).map(|s| s as usize - 1))
+                .collect();
+            positions.sort_unstable_by(|a, b| b.cmp(a));
+            let mut uids: Vec<u32> = positions.iter().map(|&p| self.messages[p].uid).collect();
+            self.messages.retain(|m| !gone.contains(&m.uid));
             if qresync {
-                self.messages
-                    .retain(|m| gone.binary_search(&m.uid).is_err());
-                updates.push(Update::Vanished(gone.clone()));
+                uids.sort_unstable();
+                updates.push(Update::Vanished(uids));
             } else {
-                // Highest sequence number first keeps the lower ones valid while they go
-                // (RFC 9051 §7.5.1: each EXPUNGE renumbers the messages after it).
-                for uid in gone.iter().rev() {
-                    if let Some(seq) = self.seq_of(*uid) {
-                        self.messages.remove(seq as usize - 1);
-                        updates.push(Update::Expunge(seq));
-                    }
-                }
+                updates.extend(positions.iter().map(|&p| Update::Expunge(p as u32 + 1)));
             }
             for uid in &gone {
                 self.recent.remove(uid);
@@ -172,13 +172,10 @@ impl Selected {
                     }
                 }
                 Err(_) if meta.uid > self.max_uid() => new.push(meta),
-                // Older than the newest UID we know yet unseen: it arrived between our
-                // snapshot and a later one (UIDs are assigned in commit order, so this is
-                // rare); keep UID order all the same.
-                Err(i) => {
-                    self.messages.insert(i, meta);
-                    updates.push(Update::Exists(self.exists()));
-                }
+                // Older than the newest UID we know yet unseen: cannot happen while UIDs are
+                // assigned under the mailbox lock in commit order; if it ever did, the view
+                // could not be kept consistent.
+                Err(_) => return None,
             }
         }
         self.highestmodseq = changes.mailbox.highestmodseq;
@@ -204,6 +201,6 @@ impl Selected {
                 updates.push(Update::Recent(self.recent.len() as u32));
             }
         }
-        updates
+        Some(updates)
     }
 }

@@ -7,6 +7,7 @@
 //! literal, `Failed` answers BAD for that line and drops it. After STARTTLS nothing of the
 //! buffer survives (CVE-2011-0411 class).
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -34,13 +35,13 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use postfach_core::Error as CoreError;
-use postfach_core::mail::{AppendRequest, MailboxLogin};
+use postfach_core::mail::{AppendRequest, FlagChange, FlagOp, MailboxLogin, StoreOutcome};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_rustls::server::TlsStream;
 
-use crate::framing::{Framed, Framer};
+use crate::framing::{Framed, Framer, SearchReturn};
 use crate::selected::{ANSWERED, DELETED, DRAFT, FLAGGED, Meta, SEEN, Selected, Update};
 use crate::shim::{ListExt, Shimmed};
 use crate::{Imap, fetch, mutf7, search};
@@ -188,6 +189,11 @@ fn bits_of(flags: &[Flag<'_>]) -> (i64, Vec<String>) {
 fn imap_date(t: i64) -> Option<DateTime> {
     let dt = chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0)?.fixed_offset();
     DateTime::try_from(dt).ok()
+}
+
+/// A MODSEQ for the wire (RFC 7162: at least 1).
+fn modseq(m: i64) -> NonZeroU64 {
+    NonZeroU64::new(u64::try_from(m).unwrap_or(1).max(1)).expect("at least 1")
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -476,7 +482,7 @@ impl Session {
                 return;
             }
             match self.frame() {
-                Some(Framed::Command(cmd)) => self.dispatch(*cmd).await,
+                Some(Framed::Command(cmd, ret)) => self.dispatch(*cmd, ret).await,
                 Some(Framed::Shim(s)) => self.shimmed(s).await,
                 // Answered already; on to the next.
                 Some(_) => {}
@@ -540,7 +546,7 @@ impl Session {
 
     // ------------------------------------------------------------------ dispatch
 
-    async fn dispatch(&mut self, cmd: Command<'static>) {
+    async fn dispatch(&mut self, cmd: Command<'static>, search_return: Option<SearchReturn>) {
         let tag = cmd.tag;
         let authenticated = self.login.is_some();
         match cmd.body {
@@ -697,17 +703,13 @@ impl Session {
             CommandBody::Idle => self.idle(&tag).await,
             _ if self.selected.is_none() => self.bad(&tag, "No mailbox selected"),
             CommandBody::Close => {
+                // RFC 9051 §6.4.2: CLOSE removes \Deleted messages silently.
                 if let Some(sel) = &self.selected
                     && !sel.read_only
                 {
-                    let uids: Vec<i64> = sel
-                        .messages
-                        .iter()
-                        .filter(|m| m.flags & DELETED != 0)
-                        .map(|m| m.uid as i64)
-                        .collect();
                     let (address_id, mailbox_id) = (self.address_id(), sel.mailbox_id);
-                    if let Err(e) = self.imap.dir.expunge(address_id, mailbox_id, &uids).await {
+                    let done = self.imap.dir.expunge_deleted(address_id, mailbox_id, None);
+                    if let Err(e) = done.await {
                         return self.no_for(&tag, &e);
                     }
                 }
@@ -738,7 +740,8 @@ impl Session {
                         );
                     }
                 }
-                self.search(&tag, criteria.into_inner(), uid).await
+                self.search(&tag, criteria.into_inner(), uid, search_return)
+                    .await
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -814,6 +817,7 @@ impl Session {
             Ok(login) => {
                 tracing::info!(peer = %self.peer, login = %login.address, "IMAP login");
                 self.login = Some(login);
+                self.framer.authenticated = true;
                 let caps = capabilities(self.tls, true);
                 let code = Code::Other(CodeOther::unvalidated(
                     format!("CAPABILITY {caps}").into_bytes(),
@@ -931,7 +935,14 @@ impl Session {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
-        let updates = sel.sync(&self.imap.dir, allow_expunge, qresync, rev1).await;
+        let Some(updates) = sel.sync(&self.imap.dir, allow_expunge, qresync, rev1).await else {
+            // Deleted (or deleted and created anew) by another session: nothing this session
+            // knows about it is valid any more.
+            self.selected = None;
+            self.raw("* BYE The selected mailbox was deleted");
+            self.quit = true;
+            return;
+        };
         for u in updates {
             match u {
                 Update::Expunge(seq) => self.data(Data::Expunge(nz(seq))),
@@ -968,8 +979,10 @@ impl Session {
         read_only: bool,
         params: Vec<SelectParameter>,
     ) {
-        if self.selected.take().is_some() && (self.condstore || self.qresync) {
-            self.tagged_untagged_closed();
+        // RFC 9051 §6.3.2: leaving the previous mailbox is announced (rev1 clients ignore
+        // the unknown code).
+        if self.selected.take().is_some() {
+            self.raw("* OK [CLOSED] Previous mailbox closed");
         }
         let Some(name) = self.name_in(mailbox) else {
             return self.bad(tag, "Bad mailbox name");
@@ -1010,7 +1023,7 @@ impl Session {
             && let Ok(first) = self
                 .imap
                 .dir
-                .folder_claim_recent(folder.id, folder.uidnext)
+                .folder_claim_recent(folder.id, snapshot.mailbox.uidnext)
                 .await
         {
             for m in &sel.messages {
@@ -1054,7 +1067,14 @@ impl Session {
             && let Ok(Some(changes)) = self.imap.dir.folder_changes(folder.id, modseq).await
         {
             {
-                let mut vanished: Vec<u32> = changes.expunged.iter().map(|u| *u as u32).collect();
+                // Only UIDs really gone from the view just sent (the expunged table can hold
+                // a UID that came back in no form, but never count one twice).
+                let mut vanished: Vec<u32> = changes
+                    .expunged
+                    .iter()
+                    .map(|u| *u as u32)
+                    .filter(|u| sel.seq_of(*u).is_none())
+                    .collect();
                 if let Some(known) = &known {
                     let largest = sel.uidnext.saturating_sub(1);
                     vanished.retain(|u| search::in_set(known, *u, largest));
@@ -1099,10 +1119,6 @@ impl Session {
         );
     }
 
-    fn tagged_untagged_closed(&mut self) {
-        self.raw("* OK [CLOSED] Previous mailbox closed");
-    }
-
     // ------------------------------------------------------------------ mailboxes
 
     async fn create(&mut self, tag: &Tag<'_>, name: &str, role: &str) {
@@ -1126,6 +1142,7 @@ impl Session {
             Ok(()) => {
                 if self.selected.as_ref().is_some_and(|s| s.name == name) {
                     self.selected = None;
+                    self.raw("* OK [CLOSED] The selected mailbox was deleted");
                 }
                 self.ok(tag, "DELETE completed")
             }
@@ -1177,7 +1194,10 @@ impl Session {
     async fn shimmed(&mut self, s: Shimmed) {
         match s {
             Shimmed::Create { tag, mailbox, uses } => {
-                let Ok(tag) = Tag::try_from(tag) else { return };
+                let Ok(tag) = Tag::try_from(tag) else {
+                    self.raw("* BAD Invalid tag");
+                    return self.count_error();
+                };
                 if self.login.is_none() {
                     return self.bad(&tag, "Log in first");
                 }
@@ -1222,6 +1242,8 @@ impl Session {
             }
             Shimmed::List(ext) => {
                 let Ok(tag) = Tag::try_from(ext.tag.clone()) else {
+                    self.raw("* BAD Invalid tag");
+                    self.count_error();
                     return;
                 };
                 if self.login.is_none() {
@@ -1243,6 +1265,14 @@ impl Session {
 
     /// LIST, LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and LSUB.
     async fn list(&mut self, tag: &Tag<'_>, ext: ListExt, lsub: bool) {
+        // Folder names are short; a long pattern only costs matching time.
+        const MAX_PATTERN: usize = 1024;
+        if ext.reference.len() > MAX_PATTERN
+            || ext.patterns.len() > 64
+            || ext.patterns.iter().any(|p| p.len() > MAX_PATTERN)
+        {
+            return self.bad(tag, "Pattern too long");
+        }
         let folders = match self.imap.dir.folders(self.address_id()).await {
             Ok(f) => f,
             Err(e) => return self.no_for(tag, &e),
@@ -1506,34 +1536,46 @@ impl Session {
         if sel.read_only {
             return self.no(tag, None, "Mailbox is read-only");
         }
-        let candidates: Vec<i64> = match &uids {
-            Some(set) => self
-                .resolve(set, true)
+        // What has \Deleted in the store counts, not what this session last saw (another
+        // session may have set or cleared it since). UID EXPUNGE narrows it to a UID set.
+        let within: Option<Vec<i64>> = uids.as_ref().map(|set| {
+            self.resolve(set, true)
                 .into_iter()
-                .filter(|(_, m)| m.flags & DELETED != 0)
-                .map(|(_, m)| m.uid as i64)
-                .collect(),
-            None => sel
-                .messages
-                .iter()
-                .filter(|m| m.flags & DELETED != 0)
-                .map(|m| m.uid as i64)
-                .collect(),
-        };
+                .map(|(_, m)| i64::from(m.uid))
+                .collect()
+        });
         let mailbox_id = sel.mailbox_id;
-        if let Err(e) = self
+        let done = self
             .imap
             .dir
-            .expunge(self.address_id(), mailbox_id, &candidates)
-            .await
-        {
+            .expunge_deleted(self.address_id(), mailbox_id, within.as_deref());
+        if let Err(e) = done.await {
             return self.no_for(tag, &e);
         }
         self.sync_selected(true).await;
         self.ok(tag, "EXPUNGE completed");
     }
 
-    async fn search(&mut self, tag: &Tag<'_>, criteria: Vec<SearchKey<'_>>, uid: bool) {
+    async fn search(
+        &mut self,
+        tag: &Tag<'_>,
+        criteria: Vec<SearchKey<'_>>,
+        uid: bool,
+        search_return: Option<SearchReturn>,
+    ) {
+        // RFC 4731: MIN, MAX, ALL, COUNT; an empty list means ALL. SAVE (RFC 5182) needs `$`
+        // in sequence sets, which the command parser does not know yet.
+        if let Some(options) = &search_return
+            && let Some(bad) = options
+                .iter()
+                .find(|o| !["MIN", "MAX", "ALL", "COUNT"].contains(&o.as_str()))
+        {
+            return self.no(
+                tag,
+                Some(code("CANNOT")),
+                &format!("RETURN {bad} is not supported"),
+            );
+        }
         self.sync_selected(uid).await;
         let Some(sel) = &self.selected else { return };
         let content = search::needs_content(&criteria);
@@ -1563,14 +1605,32 @@ impl Session {
         let with_modseq = criteria
             .iter()
             .any(|k| matches!(k, SearchKey::ModSequence { .. }));
-        if self.rev2 {
-            // RFC 9051 §7.3.4: IMAP4rev2 answers with ESEARCH.
-            let mut line = format!("* ESEARCH (TAG \"{}\")", tag.as_ref());
+        if with_modseq {
+            // RFC 7162 §3.1: a MODSEQ search key enables CONDSTORE.
+            self.condstore = true;
+        }
+        if self.rev2 || search_return.is_some() {
+            // RFC 4731 / RFC 9051 §7.3.4: ESEARCH, with what RETURN asked for.
+            let options = match search_return {
+                Some(o) if !o.is_empty() => o,
+                _ => vec!["ALL".to_string()],
+            };
+            let mut line = format!("* ESEARCH (TAG {})", quote(tag.as_ref()));
             if uid {
                 line.push_str(" UID");
             }
-            if !hits.is_empty() {
-                line.push_str(&format!(" ALL {}", compress(hits)));
+            let want = |o: &str| options.iter().any(|x| x == o);
+            if let (true, Some(min)) = (want("MIN"), hits.iter().min()) {
+                line.push_str(&format!(" MIN {min}"));
+            }
+            if let (true, Some(max)) = (want("MAX"), hits.iter().max()) {
+                line.push_str(&format!(" MAX {max}"));
+            }
+            if want("COUNT") {
+                line.push_str(&format!(" COUNT {}", hits.len()));
+            }
+            if want("ALL") && !hits.is_empty() {
+                line.push_str(&format!(" ALL {}", compress(hits.clone())));
             }
             if with_modseq && highest_modseq > 0 {
                 line.push_str(&format!(" MODSEQ {highest_modseq}"));
@@ -1699,24 +1759,65 @@ impl Session {
                         | MessageDataItemName::Rfc822Text
                 )
             });
-        let mut seen_changes = Vec::new();
-        for (seq, meta) in targets {
-            if let Some(since) = changed_since
-                && meta.modseq <= since
-            {
-                continue;
+        let targets: Vec<(u32, Meta)> = targets
+            .into_iter()
+            .filter(|(_, m)| changed_since.is_none_or(|since| m.modseq > since))
+            .collect();
+        // \Seen first (RFC 9051 §6.4.5), so that the responses carry the new flags and MODSEQ.
+        let mut seen_now = HashSet::new();
+        if sets_seen {
+            let unseen: Vec<i64> = targets
+                .iter()
+                .filter(|(_, m)| m.flags & SEEN == 0)
+                .map(|(_, m)| i64::from(m.uid))
+                .collect();
+            if !unseen.is_empty() {
+                let change = FlagChange {
+                    op: FlagOp::Add,
+                    bits: SEEN,
+                    keywords: Vec::new(),
+                };
+                match self
+                    .imap
+                    .dir
+                    .store_flags(mailbox_id, &unseen, &change, None)
+                    .await
+                {
+                    Ok(outcome) => {
+                        self.own_change(&outcome);
+                        seen_now = outcome.changed.iter().map(|u| *u as u32).collect();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "setting \\Seen failed"),
+                }
             }
-            if self
+        }
+        let modseq_named = names
+            .iter()
+            .any(|n| matches!(n, MessageDataItemName::ModSeq));
+        for (seq, meta) in targets {
+            // The view as it is now (our own \Seen included).
+            let meta = self
                 .selected
                 .as_ref()
-                .is_some_and(|s| s.is_expunged(meta.uid))
-            {
-                // Gone, but the client has not been told; it gets what it already knew.
-                continue;
-            }
+                .and_then(|s| s.messages.get(seq as usize - 1))
+                .filter(|m| m.uid == meta.uid)
+                .cloned()
+                .unwrap_or(meta);
+            let expunged_elsewhere = self
+                .selected
+                .as_ref()
+                .is_some_and(|s| s.is_expunged(meta.uid));
             let raw = if needs_body {
                 match self.imap.dir.message_body(&meta.blob_id).await {
                     Ok(b) => Some(b),
+                    // RFC 2180 §4.1.2 / RFC 5530: the client may not have heard of it yet.
+                    Err(_) if expunged_elsewhere => {
+                        return self.no(
+                            tag,
+                            Some(code("EXPUNGEISSUED")),
+                            "Some messages were expunged by another session",
+                        );
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, uid = meta.uid, "message body unreadable");
                         return self.no(
@@ -1729,12 +1830,19 @@ impl Session {
             } else {
                 None
             };
-            let parsed = raw.as_deref().and_then(fetch::parse);
-            let mut meta = meta;
-            if sets_seen && meta.flags & SEEN == 0 {
-                meta.flags |= SEEN;
-                seen_changes.push((meta.uid as i64, meta.flags, meta.keywords.clone()));
-            }
+            // A message mail-parser cannot read (empty, no header) is served as a body
+            // without header fields, so that every item still gets an answer.
+            let headless;
+            let (part_raw, parsed) = match raw.as_deref() {
+                Some(r) => match fetch::parse(r) {
+                    Some(m) => (Some(r), Some(m)),
+                    None => {
+                        headless = [b"\r\n".as_slice(), r].concat();
+                        (Some(headless.as_slice()), fetch::parse(&headless))
+                    }
+                },
+                None => (None, None),
+            };
             let recent = !self.rev2
                 && self
                     .selected
@@ -1756,9 +1864,7 @@ impl Session {
                     MessageDataItemName::Rfc822Size => {
                         MessageDataItem::Rfc822Size(meta.size as u32)
                     }
-                    MessageDataItemName::ModSeq => MessageDataItem::ModSeq(
-                        NonZeroU64::new(meta.modseq.max(1) as u64).expect("non-zero"),
-                    ),
+                    MessageDataItemName::ModSeq => MessageDataItem::ModSeq(modseq(meta.modseq)),
                     MessageDataItemName::Envelope => match &parsed {
                         Some(m) => MessageDataItem::Envelope(fetch::envelope(m, self.utf8)),
                         None => continue,
@@ -1776,36 +1882,39 @@ impl Session {
                     MessageDataItemName::BodyExt {
                         section, partial, ..
                     } => {
-                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
-                            continue;
+                        let data = match (section, &raw, part_raw, &parsed) {
+                            // BODY[] is the message as stored, parsed or not.
+                            (None, Some(raw), _, _) => raw.clone(),
+                            (Some(section), _, Some(part_raw), Some(m)) => {
+                                fetch::section(part_raw, m, Some(section))
+                            }
+                            _ => continue,
                         };
-                        let data =
-                            fetch::partial(fetch::section(raw, m, section.as_ref()), *partial);
                         MessageDataItem::BodyExt {
                             section: section.clone().map(|s| s.into_static()),
                             origin: partial.map(|p| p.0),
-                            data: fetch::literal(data),
+                            data: fetch::literal(fetch::partial(data, *partial)),
                         }
                     }
                     MessageDataItemName::Rfc822 => {
                         MessageDataItem::Rfc822(fetch::literal(raw.clone().unwrap_or_default()))
                     }
                     MessageDataItemName::Rfc822Header => {
-                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
+                        let (Some(part_raw), Some(m)) = (part_raw, &parsed) else {
                             continue;
                         };
                         MessageDataItem::Rfc822Header(fetch::literal(fetch::section(
-                            raw,
+                            part_raw,
                             m,
                             Some(&imap_codec::imap_types::fetch::Section::Header(None)),
                         )))
                     }
                     MessageDataItemName::Rfc822Text => {
-                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
+                        let (Some(part_raw), Some(m)) = (part_raw, &parsed) else {
                             continue;
                         };
                         MessageDataItem::Rfc822Text(fetch::literal(fetch::section(
-                            raw,
+                            part_raw,
                             m,
                             Some(&imap_codec::imap_types::fetch::Section::Text(None)),
                         )))
@@ -1813,10 +1922,12 @@ impl Session {
                     MessageDataItemName::Binary {
                         section, partial, ..
                     } => {
-                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
-                            continue;
+                        let data = match (&raw, part_raw, &parsed) {
+                            (Some(raw), _, _) if section.is_empty() => Some(raw.clone()),
+                            (_, Some(part_raw), Some(m)) => fetch::binary(part_raw, m, section),
+                            _ => continue,
                         };
-                        let Some(data) = fetch::binary(raw, m, section) else {
+                        let Some(data) = data else {
                             return self.no(
                                 tag,
                                 Some(Code::UnknownCte),
@@ -1835,10 +1946,12 @@ impl Session {
                         }
                     }
                     MessageDataItemName::BinarySize { section } => {
-                        let (Some(raw), Some(m)) = (&raw, &parsed) else {
-                            continue;
+                        let data = match (&raw, part_raw, &parsed) {
+                            (Some(raw), _, _) if section.is_empty() => Some(raw.clone()),
+                            (_, Some(part_raw), Some(m)) => fetch::binary(part_raw, m, section),
+                            _ => continue,
                         };
-                        let Some(data) = fetch::binary(raw, m, section) else {
+                        let Some(data) = data else {
                             return self.no(
                                 tag,
                                 Some(Code::UnknownCte),
@@ -1853,9 +1966,18 @@ impl Session {
                 };
                 items.push(item);
             }
-            // A fetch that set \Seen reports the new flags (RFC 9051 §6.4.5).
-            if seen_changes.last().is_some_and(|c| c.0 == meta.uid as i64) && !flags_sent {
-                items.push(MessageDataItem::Flags(flags_of(&meta, recent)));
+            // A fetch that set \Seen reports the new flags (RFC 9051 §6.4.5), with the MODSEQ
+            // for CONDSTORE clients and the UID for QRESYNC clients (RFC 7162 §3.1).
+            if seen_now.contains(&meta.uid) {
+                if !flags_sent {
+                    items.push(MessageDataItem::Flags(flags_of(&meta, recent)));
+                }
+                if self.condstore && !modseq_named {
+                    items.push(MessageDataItem::ModSeq(modseq(meta.modseq)));
+                }
+                if self.qresync && !uid {
+                    items.push(MessageDataItem::Uid(nz(meta.uid)));
+                }
             }
             if let Ok(items) = Vec1::try_from(items) {
                 self.data(Data::Fetch {
@@ -1867,26 +1989,6 @@ impl Session {
             if self.out.len() > 1024 * 1024 && self.flush().await.is_err() {
                 self.quit = true;
                 return;
-            }
-        }
-        if !seen_changes.is_empty() {
-            match self.imap.dir.set_flags(mailbox_id, &seen_changes).await {
-                Ok(modseq) => {
-                    if let Some(sel) = self.selected.as_mut() {
-                        for (uid, flags, _) in &seen_changes {
-                            if let Some(seq) = sel.seq_of(*uid as u32) {
-                                let m = &mut sel.messages[seq as usize - 1];
-                                m.flags = *flags;
-                                m.modseq = modseq;
-                            }
-                        }
-                        // Our own change; nothing to tell about it again.
-                        if sel.highestmodseq == modseq - 1 {
-                            sel.highestmodseq = modseq;
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "setting \\Seen failed"),
             }
         }
         self.ok(tag, "FETCH completed");
@@ -1918,103 +2020,52 @@ impl Session {
             self.condstore = true;
         }
         let (bits, keywords) = bits_of(flags);
-        let targets = self.resolve(set, uid);
-        let mut changes = Vec::new();
-        let mut modified = Vec::new();
-        let mut results = Vec::new();
-        for (seq, meta) in targets {
-            if let Some(since) = unchanged_since
-                && meta.modseq > since
-            {
-                modified.push(if uid { meta.uid } else { seq });
-                continue;
-            }
-            let mut kw: Vec<String> = meta.keywords.split_whitespace().map(String::from).collect();
-            let new_bits = match kind {
-                StoreType::Replace => {
-                    kw = keywords.clone();
-                    bits
-                }
-                StoreType::Add => {
-                    for k in &keywords {
-                        if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                            kw.push(k.clone());
-                        }
-                    }
-                    meta.flags | bits
-                }
-                StoreType::Remove => {
-                    kw.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
-                    meta.flags & !bits
-                }
-            };
-            let new_kw = kw.join(" ");
-            if new_bits != meta.flags || new_kw != meta.keywords {
-                changes.push((meta.uid as i64, new_bits, new_kw.clone()));
-            }
-            results.push((
-                seq,
-                Meta {
-                    flags: new_bits,
-                    keywords: new_kw,
-                    ..meta
-                },
-            ));
-        }
+        let change = FlagChange {
+            op: match kind {
+                StoreType::Add => FlagOp::Add,
+                StoreType::Remove => FlagOp::Remove,
+                StoreType::Replace => FlagOp::Replace,
+            },
+            bits,
+            keywords,
+        };
+        let uids: Vec<i64> = self
+            .resolve(set, uid)
+            .into_iter()
+            .map(|(_, m)| i64::from(m.uid))
+            .collect();
         let mailbox_id = sel.mailbox_id;
-        let modseq = match self.imap.dir.set_flags(mailbox_id, &changes).await {
-            Ok(m) => m,
+        let outcome = match self
+            .imap
+            .dir
+            .store_flags(mailbox_id, &uids, &change, unchanged_since)
+            .await
+        {
+            Ok(o) => o,
             Err(e) => return self.no_for(tag, &e),
         };
-        let condstore = self.condstore;
-        if let Some(sel) = self.selected.as_mut() {
-            for (uid, flags, kw) in &changes {
-                if let Some(seq) = sel.seq_of(*uid as u32) {
-                    let m = &mut sel.messages[seq as usize - 1];
-                    m.flags = *flags;
-                    m.keywords = kw.clone();
-                    m.modseq = modseq;
-                }
-            }
-            if !changes.is_empty() && sel.highestmodseq == modseq - 1 {
-                sel.highestmodseq = modseq;
-            }
-        }
+        self.own_change(&outcome);
         let silent = matches!(response, StoreResponse::Silent);
-        for (seq, mut meta) in results {
-            let changed = changes.iter().any(|c| c.0 == meta.uid as i64);
-            if changed {
-                meta.modseq = modseq;
-            }
+        for m in &outcome.messages {
+            let changed = outcome.changed.contains(&m.uid);
             // .SILENT still reports MODSEQ changes to CONDSTORE clients (RFC 7162 §3.1.3).
-            if silent && !(condstore && changed) {
+            if silent && !(self.condstore && changed) {
                 continue;
             }
-            let recent = !self.rev2
-                && self
-                    .selected
-                    .as_ref()
-                    .is_some_and(|s| s.recent.contains(&meta.uid));
-            let mut items = Vec::new();
-            if !silent {
-                items.push(MessageDataItem::Flags(flags_of(&meta, recent)));
-            }
-            if uid {
-                items.push(MessageDataItem::Uid(nz(meta.uid)));
-            }
-            if condstore {
-                items.push(MessageDataItem::ModSeq(
-                    NonZeroU64::new(meta.modseq.max(1) as u64).expect("non-zero"),
-                ));
-            }
-            if let Ok(items) = Vec1::try_from(items) {
-                self.data(Data::Fetch {
-                    seq: nz(seq),
-                    items,
-                });
-            }
+            self.flags_response(&Meta::from(m), !silent, uid);
         }
-        if !modified.is_empty() {
+        if !outcome.modified.is_empty() {
+            let modified: Vec<u32> = outcome
+                .modified
+                .iter()
+                .filter_map(|u| {
+                    if uid {
+                        Some(*u as u32)
+                    } else {
+                        self.selected.as_ref()?.seq_of(*u as u32)
+                    }
+                })
+                .collect();
             let code = Code::Other(CodeOther::unvalidated(
                 format!("MODIFIED {}", compress(modified)).into_bytes(),
             ));
@@ -2026,6 +2077,51 @@ impl Session {
             );
         }
         self.ok(tag, "STORE completed");
+    }
+
+    /// Takes this session's own flag change into its view, so that it is not reported back
+    /// as someone else's (when no other change came in between).
+    fn own_change(&mut self, outcome: &StoreOutcome) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        for m in &outcome.messages {
+            if let Some(seq) = sel.seq_of(m.uid as u32) {
+                sel.messages[seq as usize - 1] = Meta::from(m);
+            }
+        }
+        if outcome.modseq > 0 && sel.highestmodseq == outcome.modseq - 1 {
+            sel.highestmodseq = outcome.modseq;
+        }
+    }
+
+    /// An untagged FETCH about a message's flags: FLAGS (unless `flags` is false, for
+    /// .SILENT), UID for UID commands and QRESYNC clients, MODSEQ for CONDSTORE clients
+    /// (RFC 7162 §3.1: once enabled, every such FETCH carries it).
+    fn flags_response(&mut self, meta: &Meta, flags: bool, uid: bool) {
+        let Some(sel) = self.selected.as_ref() else {
+            return;
+        };
+        let Some(seq) = sel.seq_of(meta.uid) else {
+            return;
+        };
+        let recent = !self.rev2 && sel.recent.contains(&meta.uid);
+        let mut items = Vec::new();
+        if flags {
+            items.push(MessageDataItem::Flags(flags_of(meta, recent)));
+        }
+        if uid || self.qresync {
+            items.push(MessageDataItem::Uid(nz(meta.uid)));
+        }
+        if self.condstore {
+            items.push(MessageDataItem::ModSeq(modseq(meta.modseq)));
+        }
+        if let Ok(items) = Vec1::try_from(items) {
+            self.data(Data::Fetch {
+                seq: nz(seq),
+                items,
+            });
+        }
     }
 
     async fn copy(
@@ -2116,7 +2212,16 @@ impl Session {
             tokio::select! {
                 r = self.stream.read(&mut chunk) => match r {
                     Ok(0) | Err(_) => { self.quit = true; return; }
-                    Ok(n) => self.framer.buf.extend_from_slice(&chunk[..n]),
+                    Ok(n) => {
+                        self.framer.buf.extend_from_slice(&chunk[..n]);
+                        // Only "DONE" is expected here.
+                        if self.framer.buf.len() > self.imap.settings.max_line_length {
+                            self.raw("* BYE Line too long");
+                            self.quit = true;
+                            let _ = self.flush().await;
+                            return;
+                        }
+                    }
                 },
                 changed = self.feed.recv() => {
                     let relevant = match changed {

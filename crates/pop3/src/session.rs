@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use postfach_core::Error as CoreError;
-use postfach_core::mail::MailboxLogin;
+use postfach_core::mail::flag::SEEN;
+use postfach_core::mail::{FlagChange, FlagOp, MailboxLogin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -21,8 +22,6 @@ use crate::Pop3;
 const MAX_LINE: usize = 8 * 1024;
 /// Unknown or malformed commands tolerated before the connection is closed.
 const MAX_ERRORS: usize = 20;
-/// `\Seen` in the store's flag bits (see postfach-store).
-const SEEN: i64 = 1;
 
 enum Stream {
     Plain(TcpStream),
@@ -57,7 +56,6 @@ struct Entry {
     size: i64,
     blob_id: String,
     flags: i64,
-    keywords: String,
     deleted: bool,
 }
 
@@ -463,7 +461,6 @@ impl Session {
                 size: m.size,
                 blob_id: m.blob_id,
                 flags: m.flags,
-                keywords: m.keywords,
                 deleted: false,
             })
             .collect();
@@ -577,10 +574,7 @@ impl Session {
 
     /// RETR (whole message, marks it `\Seen` for IMAP clients of the same mailbox) and TOP.
     async fn send(&mut self, i: usize, top: Option<usize>) {
-        let (blob_id, size) = {
-            let m = &self.maildrop().messages[i];
-            (m.blob_id.clone(), m.size)
-        };
+        let blob_id = self.maildrop().messages[i].blob_id.clone();
         let raw = match self.pop3.dir.message_body(&blob_id).await {
             Ok(raw) => raw,
             Err(e) => {
@@ -588,8 +582,15 @@ impl Session {
                 return self.err("[SYS/TEMP] The message cannot be read right now");
             }
         };
+        // The octets of the message with CRLF line ends, before byte-stuffing (RFC 1939 §5).
+        let octets = raw.len()
+            + raw
+                .iter()
+                .enumerate()
+                .filter(|&(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+                .count();
         self.line(match top {
-            None => format!("+OK {size} octets"),
+            None => format!("+OK {octets} octets"),
             Some(_) => "+OK Top of message follows".to_string(),
         });
         let body = multiline(&raw, top);
@@ -599,9 +600,16 @@ impl Session {
             let m = &mut drop.messages[i];
             if m.flags & SEEN == 0 {
                 m.flags |= SEEN;
-                let change = [(m.uid, m.flags, m.keywords.clone())];
-                let mailbox_id = drop.mailbox_id;
-                if let Err(e) = self.pop3.dir.set_flags(mailbox_id, &change).await {
+                // Added to whatever the flags are now: IMAP clients may have changed others.
+                let change = FlagChange {
+                    op: FlagOp::Add,
+                    bits: SEEN,
+                    keywords: Vec::new(),
+                };
+                let (uid, mailbox_id) = (m.uid, drop.mailbox_id);
+                let uids = [uid];
+                let done = self.pop3.dir.store_flags(mailbox_id, &uids, &change, None);
+                if let Err(e) = done.await {
                     tracing::warn!(error = %e, "POP3 could not set \\Seen");
                 }
             }

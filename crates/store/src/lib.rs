@@ -189,6 +189,9 @@ pub trait Tx: Send {
     /// mailbox row is locked until the transaction ends). Returns the stored message.
     async fn message_append(&mut self, mailbox_id: i64, m: &NewMessage) -> Result<Message>;
     async fn message_get(&mut self, mailbox_id: i64, uid: i64) -> Result<Option<Message>>;
+    /// Takes the mailbox row's write lock for the rest of the transaction, so that a
+    /// read-modify-write of its messages (STORE, EXPUNGE) sees no concurrent change.
+    async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()>;
     async fn message_list(&mut self, mailbox_id: i64) -> Result<Vec<Message>>;
     /// Adds `delta` bytes to an address's storage usage.
     async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<()>;

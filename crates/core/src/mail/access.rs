@@ -111,6 +111,67 @@ pub struct AppendRequest {
     pub date: Option<i64>,
 }
 
+/// How STORE changes flags (RFC 9051 §6.4.6): add, remove or replace; `bits` are the system
+/// flags (store bit order), `keywords` the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagChange {
+    pub op: FlagOp,
+    pub bits: i64,
+    pub keywords: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+impl FlagChange {
+    /// The flags and keywords a message gets. Keywords compare case-insensitively (RFC 9051
+    /// §2.3.2) and keep their first spelling.
+    pub fn apply(&self, flags: i64, keywords: &str) -> (i64, String) {
+        let mut kw: Vec<String> = keywords.split_whitespace().map(String::from).collect();
+        let bits = match self.op {
+            FlagOp::Replace => {
+                kw.clear();
+                for k in &self.keywords {
+                    if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                        kw.push(k.clone());
+                    }
+                }
+                self.bits
+            }
+            FlagOp::Add => {
+                for k in &self.keywords {
+                    if !kw.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                        kw.push(k.clone());
+                    }
+                }
+                flags | self.bits
+            }
+            FlagOp::Remove => {
+                kw.retain(|x| !self.keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                flags & !self.bits
+            }
+        };
+        (bits, kw.join(" "))
+    }
+}
+
+/// What a STORE did.
+#[derive(Debug, Clone)]
+pub struct StoreOutcome {
+    /// The MODSEQ of the change (0 if nothing changed).
+    pub modseq: i64,
+    /// Every message the STORE applied to, as it is now.
+    pub messages: Vec<Message>,
+    /// UIDs whose flags actually changed.
+    pub changed: std::collections::HashSet<i64>,
+    /// UIDs left alone because they changed after UNCHANGEDSINCE.
+    pub modified: Vec<i64>,
+}
+
 impl Directory {
     /// IMAP/POP3 login: the mailbox password, S4 throttling, and M9 maintenance mode.
     pub async fn mailbox_login(
@@ -419,6 +480,12 @@ impl Directory {
         req: AppendRequest,
     ) -> Result<(i64, i64)> {
         let name = folder_name(folder)?;
+        // Stored with CRLF line ends (RFC 5322 §2.1), so that the size every protocol reports
+        // (RFC822.SIZE, POP3 LIST) is the size of what it sends.
+        let req = AppendRequest {
+            raw: crlf(req.raw),
+            ..req
+        };
         let size = req.raw.len() as i64;
         {
             let (used, limit) = self.storage(address_id).await?;
@@ -457,20 +524,97 @@ impl Directory {
         Ok((m.uidvalidity, stored.uid))
     }
 
-    /// STORE: new flags for messages (UID, flag bits, keywords); returns the MODSEQ.
-    pub async fn set_flags(&self, mailbox_id: i64, changes: &[(i64, i64, String)]) -> Result<i64> {
-        if changes.is_empty() {
-            let mut tx = self.store.begin().await?;
-            return Ok(tx
-                .mailbox_by_id(mailbox_id)
-                .await?
-                .map_or(0, |m| m.highestmodseq));
-        }
+    /// STORE (RFC 9051 §6.4.6, RFC 7162 UNCHANGEDSINCE): changes the flags of the messages
+    /// `uids` of a mailbox against their current state, under the mailbox's lock, so that
+    /// concurrent changes by other sessions are neither lost nor overwritten. Messages whose
+    /// MODSEQ is above `unchanged_since` are left alone and reported as `modified`.
+    pub async fn store_flags(
+        &self,
+        mailbox_id: i64,
+        uids: &[i64],
+        change: &FlagChange,
+        unchanged_since: Option<i64>,
+    ) -> Result<StoreOutcome> {
+        let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
         let mut tx = self.store.begin_write().await?;
-        let modseq = tx.messages_set_flags(mailbox_id, changes).await?;
+        tx.mailbox_lock(mailbox_id).await?;
+        let mut current: Vec<Message> = tx
+            .message_list(mailbox_id)
+            .await?
+            .into_iter()
+            .filter(|m| wanted.contains(&m.uid))
+            .collect();
+        let mut writes = Vec::new();
+        let mut modified = Vec::new();
+        let mut changed = std::collections::HashSet::new();
+        current.retain(|m| {
+            if unchanged_since.is_some_and(|since| m.modseq > since) {
+                modified.push(m.uid);
+                return false;
+            }
+            true
+        });
+        for m in &mut current {
+            let (flags, keywords) = change.apply(m.flags, &m.keywords);
+            if flags != m.flags || keywords != m.keywords {
+                writes.push((m.uid, flags, keywords.clone()));
+                changed.insert(m.uid);
+                m.flags = flags;
+                m.keywords = keywords;
+            }
+        }
+        let modseq = if writes.is_empty() {
+            0
+        } else {
+            let modseq = tx.messages_set_flags(mailbox_id, &writes).await?;
+            for m in &mut current {
+                if changed.contains(&m.uid) {
+                    m.modseq = modseq;
+                }
+            }
+            modseq
+        };
+        tx.commit().await?;
+        if !writes.is_empty() {
+            self.changed(mailbox_id);
+        }
+        Ok(StoreOutcome {
+            modseq,
+            messages: current,
+            changed,
+            modified,
+        })
+    }
+
+    /// IMAP EXPUNGE / CLOSE / UID EXPUNGE (RFC 9051 §6.4.3, RFC 4315): removes the messages that
+    /// have `\Deleted` now — as stored, not as a session last saw them — optionally only
+    /// among `within`. Returns the UIDs removed.
+    pub async fn expunge_deleted(
+        &self,
+        address_id: i64,
+        mailbox_id: i64,
+        within: Option<&[i64]>,
+    ) -> Result<Vec<i64>> {
+        let within: Option<std::collections::HashSet<i64>> =
+            within.map(|w| w.iter().copied().collect());
+        let mut tx = self.store.begin_write().await?;
+        tx.mailbox_lock(mailbox_id).await?;
+        let messages = tx.message_list(mailbox_id).await?;
+        let doomed: Vec<&Message> = messages
+            .iter()
+            .filter(|m| m.flags & crate::mail::flag::DELETED != 0)
+            .filter(|m| within.as_ref().is_none_or(|w| w.contains(&m.uid)))
+            .collect();
+        if doomed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<i64> = doomed.iter().map(|m| m.uid).collect();
+        let size: i64 = doomed.iter().map(|m| m.size).sum();
+        tx.messages_delete(mailbox_id, &uids).await?;
+        tx.address_add_usage(address_id, -size).await?;
         tx.commit().await?;
         self.changed(mailbox_id);
-        Ok(modseq)
+        Ok(uids)
     }
 
     /// EXPUNGE: removes messages and gives their space back.
@@ -677,6 +821,32 @@ impl Directory {
     }
 }
 
+/// `raw` with every bare LF (and bare CR) turned into CRLF.
+fn crlf(raw: Vec<u8>) -> Vec<u8> {
+    let bare = raw.iter().enumerate().any(|(i, &b)| {
+        (b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+            || (b == b'\r' && raw.get(i + 1) != Some(&b'\n'))
+    });
+    if !bare {
+        return raw;
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\r' if raw.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 2;
+                continue;
+            }
+            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
 /// The folder `name` of an address if it can hold messages (is not a `\Noselect` name).
 async fn selectable(tx: &mut dyn Tx, address_id: i64, name: &str) -> Result<Option<Mailbox>> {
     Ok(tx
@@ -688,6 +858,13 @@ async fn selectable(tx: &mut dyn Tx, address_id: i64, name: &str) -> Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_ends_become_crlf() {
+        assert_eq!(crlf(b"a\r\nb".to_vec()), b"a\r\nb");
+        assert_eq!(crlf(b"a\nb\rc\r\n".to_vec()), b"a\r\nb\r\nc\r\n");
+        assert_eq!(crlf(b"\n".to_vec()), b"\r\n");
+    }
 
     #[test]
     fn folder_names() {

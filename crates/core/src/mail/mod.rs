@@ -13,7 +13,19 @@ mod queue;
 mod routing;
 mod submit;
 
-pub use access::{AppendRequest, Changes, Snapshot, folder_name, special_use};
+pub use access::{
+    AppendRequest, Changes, FlagChange, FlagOp, Snapshot, StoreOutcome, folder_name, special_use,
+};
+
+/// The system flags as bits of `messages.flags` (RFC 9051 §2.3.2; the order of
+/// `mailbox::SYSTEM_FLAGS`).
+pub mod flag {
+    pub const SEEN: i64 = 1;
+    pub const ANSWERED: i64 = 2;
+    pub const FLAGGED: i64 = 4;
+    pub const DELETED: i64 = 8;
+    pub const DRAFT: i64 = 16;
+}
 pub use deliver::{MessageSummary, summarize};
 pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;

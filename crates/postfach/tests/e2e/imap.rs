@@ -357,6 +357,13 @@ fn concurrency(d: Data) {
     let answered = out["answered"].to_string();
     assert!(answered.contains("\\\\Answered"), "{answered}");
     assert_eq!(out["expunge"], json!(["1"]));
+    assert_eq!(
+        out["undeleted_survives"],
+        json!(true),
+        "EXPUNGE goes by the stored \\Deleted, not a stale view"
+    );
+    let bye = out["deleted_selected"].as_str().unwrap();
+    assert!(bye.contains("selected mailbox was deleted"), "{bye}");
     // Both end with the same view, numbered consistently, and so does the store.
     let (a, b) = (&out["views"]["a"], &out["views"]["b"]);
     assert_eq!(a, b, "the two sessions disagree");
@@ -678,14 +685,17 @@ fn protocol_abuse_gets_bad_no_or_bye_and_others_are_still_served() {
     let login = format!("l LOGIN {ANN} \"{PW}\"\r\n");
 
     // Someone sits in the middle of a literal that never completes, the whole time.
-    let mut stuck = Command::new("python3")
-        .arg(crate::support::tool("raw_client.py"))
-        .args([&imaps.to_string(), "tls"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut stuck = KillOnDrop(
+        Command::new("python3")
+            .arg(crate::support::tool("raw_client.py"))
+            .args([&imaps.to_string(), "tls"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     stuck
+        .0
         .stdin
         .take()
         .unwrap()
@@ -776,6 +786,25 @@ fn protocol_abuse_gets_bad_no_or_bye_and_others_are_still_served() {
     assert!(r[2][0].starts_with("* BAD Command line too long"), "{r:?}");
     assert_eq!(r[2].last().unwrap(), "EOF");
 
+    // A LITERAL+ message sent in one piece with its announcement: its long line is message
+    // data, not a command line.
+    let body = format!("Subject: long line\r\n\r\n{}\r\n", "z".repeat(1500));
+    let r = raw(
+        imaps,
+        "tls",
+        json!([
+            ["line"],
+            ["send", login.clone()],
+            ["until", "l "],
+            [
+                "send",
+                format!("p APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len())
+            ],
+            ["until", "p "],
+        ]),
+    );
+    assert!(r[4].last().unwrap().starts_with("p OK [APPENDUID"), "{r:?}");
+
     // A literal within the limit is fine, and the one stuck client hurt nobody.
     let r = raw(
         imaps,
@@ -802,11 +831,20 @@ fn protocol_abuse_gets_bad_no_or_bye_and_others_are_still_served() {
         .collect();
     assert_eq!(
         subjects,
-        ["keep me", "fits"],
+        ["keep me", "long line", "fits"],
         "nothing half-written is visible"
     );
-    let _ = stuck.kill();
-    let _ = stuck.wait();
+    drop(stuck);
+}
+
+/// A helper process that is killed however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// LIST lines of a step as (attributes, name).
@@ -1151,6 +1189,16 @@ fn extensions_condstore_qresync_rev2_and_international_names() {
                 "(FLAGS)",
                 "(CHANGEDSINCE 1 VANISHED)"
             ],
+            ["uid", "SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL"],
+            ["cmd", "SEARCH", "RETURN", "(SAVE)", "ALL"],
+            ["append", "Drafts", "", null, "no header, no blank line"],
+            ["examine", "Drafts"],
+            [
+                "call",
+                "fetch",
+                "1",
+                "(ENVELOPE BODYSTRUCTURE BODY[] BODY[TEXT])"
+            ],
             ["logout"]
         ]),
     );
@@ -1182,6 +1230,24 @@ fn extensions_condstore_qresync_rev2_and_international_names() {
     );
     let vanished = all_text(&r[6]);
     assert!(vanished.contains("(EARLIER) 3"), "{vanished}");
+    let esearch = all_text(&r[7]);
+    assert!(
+        esearch.contains("UID MIN 1 MAX 2 COUNT 2"),
+        "RFC 4731 RETURN: {esearch}"
+    );
+    assert_eq!(status(&r[8]), "NO", "SAVE is refused clearly: {}", r[8]);
+    assert_eq!(status(&r[9]), "OK", "{}", r[9]);
+    assert!(
+        all_text(&r[10]).contains("[CLOSED]"),
+        "RFC 9051 §6.3.2: {}",
+        r[10]
+    );
+    // A message without any header still answers every item.
+    let odd = all_text(&r[11]);
+    for item in ["ENVELOPE (", "BODYSTRUCTURE (", "BODY[] {", "BODY[TEXT] {"] {
+        assert!(odd.contains(item), "{item} missing: {odd}");
+    }
+    assert!(odd.contains("no header, no blank line"), "{odd}");
 }
 
 /// The first line the server sends on a fresh plain connection.
@@ -1249,6 +1315,62 @@ fn idle_connections_that_never_log_in_are_closed() {
     assert!(r[1][0].starts_with("-ERR Autologout"), "{r:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(8));
     // A client that logs in gets the full autologout time.
-    let r = imap(&s, "tls", json!([login(ANN), ["sleep", 1.5], ["cmd", "NOOP"]]));
+    let r = imap(
+        &s,
+        "tls",
+        json!([login(ANN), ["sleep", 1.5], ["cmd", "NOOP"]]),
+    );
     assert_eq!(status(&r[3]), "OK", "{}", r[3]);
+}
+
+#[test]
+fn uidvalidity_is_stable_and_uids_are_not_reused_across_restarts() {
+    let d = setup();
+    let s = Server::start(&d);
+    deliver(&s, "carol@sender.example", ANN, &message("one", "x"));
+    deliver(&s, "carol@sender.example", ANN, &message("two", "x"));
+    d.wait_messages(ANN, "INBOX", 2);
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["call", "status", "INBOX", "(UIDVALIDITY UIDNEXT)"],
+            ["select", "INBOX"],
+            ["uid", "STORE", "2", "+FLAGS", "(\\Deleted)"],
+            ["call", "expunge"],
+        ]),
+    );
+    let before = all_text(&r[2]);
+    assert!(before.contains("UIDNEXT 3"), "{before}");
+    assert!(s.stop(), "clean stop");
+
+    let s = Server::start(&d);
+    deliver(&s, "carol@sender.example", ANN, &message("three", "x"));
+    d.wait_messages(ANN, "INBOX", 2);
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["call", "status", "INBOX", "(UIDVALIDITY UIDNEXT)"],
+            ["select", "INBOX"],
+            ["uid", "SEARCH", "ALL"]
+        ]),
+    );
+    let after = all_text(&r[2]);
+    let uidvalidity = |t: &str| {
+        t.split("UIDVALIDITY ")
+            .nth(1)
+            .and_then(|x| x.split([' ', ')']).next())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(uidvalidity(&after), uidvalidity(&before));
+    assert!(after.contains("UIDNEXT 4"), "{after}");
+    assert_eq!(
+        r[4][1],
+        json!(["1 3"]),
+        "UID 2 is gone for good; the new message got 3"
+    );
 }

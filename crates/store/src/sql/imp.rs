@@ -861,6 +861,17 @@ impl Tx for SqlTx {
         )
     }
 
+    async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()> {
+        // An UPDATE that changes nothing still takes the row lock (PostgreSQL); SQLite's
+        // write transaction is exclusive already.
+        one_row(
+            sqlx::query("UPDATE mailboxes SET highestmodseq = highestmodseq WHERE id = $1")
+                .bind(mailbox_id)
+                .execute(&mut *self.tx)
+                .await?,
+        )
+    }
+
     async fn mailbox_rename(&mut self, id: i64, name: &str) -> Result<()> {
         one_row(
             sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")

@@ -4,7 +4,9 @@
   imap_two.py IMAPS_PORT SMTP_PORT USER PASSWORD
 
 1. Each session's changes reach the other: A sets \\Answered, B's NOOP reports the FETCH;
-   A expunges, B's NOOP reports the EXPUNGE (at a moment B allows it).
+   A expunges, B's NOOP reports the EXPUNGE (at a moment B allows it). A marks a message
+   \\Deleted, B takes the flag away, A's EXPUNGE (without a NOOP first) must keep it.
+   A third session has a folder selected that B deletes: its next command gets BYE.
 2. Then both sessions store flags, expunge, and NOOP in parallel while 20 messages arrive
    over SMTP. At the end both sessions NOOP and FETCH 1:* (UID FLAGS) by sequence number.
 
@@ -99,6 +101,22 @@ def main():
     a.expunge()
     b.noop()
     out["expunge"] = take(b, "EXPUNGE")
+    typ, data = a.uid("SEARCH", "ALL")
+    second = data[0].split()[0]
+    a.uid("STORE", second, "+FLAGS.SILENT", "(\\Deleted)")
+    b.uid("STORE", second, "-FLAGS.SILENT", "(\\Deleted)")
+    a.expunge()
+    typ, data = b.uid("SEARCH", "ALL")
+    out["undeleted_survives"] = second.decode() in data[0].decode().split()
+    c = session(port, user, password)
+    c.create("Temp")
+    c.select("Temp")
+    b.delete("Temp")
+    try:
+        c.noop()
+        out["deleted_selected"] = "no BYE"
+    except imaplib.IMAP4.abort as e:
+        out["deleted_selected"] = str(e)
 
     # 2. Everything at once.
     threads = [
