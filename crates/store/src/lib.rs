@@ -230,6 +230,38 @@ pub trait Tx: Send {
     /// Removes messages (recording them as expunged) under one new MODSEQ, which is returned.
     async fn messages_delete(&mut self, mailbox_id: i64, uids: &[i64]) -> Result<i64>;
 
+    // -- delivery settings and state (issue 5)
+    /// A settings document (JSON text) of `scope` ("address", "service", "global").
+    async fn settings_get(
+        &mut self,
+        scope: &str,
+        scope_id: i64,
+        name: &str,
+    ) -> Result<Option<String>>;
+    async fn settings_put(
+        &mut self,
+        scope: &str,
+        scope_id: i64,
+        name: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<()>;
+    async fn settings_delete(&mut self, scope: &str, scope_id: i64, name: &str) -> Result<bool>;
+    /// When `address_id` last answered `sender` automatically.
+    async fn autoreply_sent_get(&mut self, address_id: i64, sender: &str) -> Result<Option<i64>>;
+    async fn autoreply_sent_put(&mut self, address_id: i64, sender: &str, at: i64) -> Result<()>;
+    /// Forgets whom `address_id` answered (keys starting with `prefix`); returns how many.
+    async fn autoreply_sent_clear(&mut self, address_id: i64, prefix: &str) -> Result<i64>;
+    async fn delivery_log_insert(
+        &mut self,
+        address_id: i64,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()>;
+    /// The newest entries first.
+    async fn delivery_log_list(&mut self, address_id: i64, limit: i64) -> Result<Vec<DeliveryLog>>;
+
     // -- the spool / queue
     async fn queue_insert(
         &mut self,

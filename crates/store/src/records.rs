@@ -312,3 +312,13 @@ pub struct DkimKey {
     pub public_key: String,
     pub created_at: i64,
 }
+
+/// Something the delivery pipeline did that its owner should see (Sieve errors, loops).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct DeliveryLog {
+    pub id: i64,
+    pub address_id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub detail: String,
+}

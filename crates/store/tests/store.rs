@@ -19,11 +19,92 @@ postfach_store::on_both!(
     queue_lifecycle,
     dkim_and_send_log,
     imap_operations,
+    delivery_settings_and_state,
 );
 
 mod scenarios {
     use super::mail::{address, msg};
     use super::*;
+
+    pub async fn delivery_settings_and_state(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert_eq!(
+            tx.settings_get("address", a.id, "sieve").await.unwrap(),
+            None
+        );
+        tx.settings_put("address", a.id, "sieve", "{\"v\":1}", 10)
+            .await
+            .unwrap();
+        tx.settings_put("address", a.id, "sieve", "{\"v\":2}", 11)
+            .await
+            .unwrap();
+        tx.settings_put("service", a.service_id, "sieve", "{}", 11)
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.settings_get("address", a.id, "sieve")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("{\"v\":2}")
+        );
+        assert!(
+            tx.settings_delete("service", a.service_id, "sieve")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !tx.settings_delete("service", a.service_id, "sieve")
+                .await
+                .unwrap()
+        );
+
+        tx.autoreply_sent_put(a.id, "auto:x@y.org", 100)
+            .await
+            .unwrap();
+        tx.autoreply_sent_put(a.id, "auto:x@y.org", 200)
+            .await
+            .unwrap();
+        tx.autoreply_sent_put(a.id, "vacation:h:x@y.org", 150)
+            .await
+            .unwrap();
+        assert_eq!(
+            tx.autoreply_sent_get(a.id, "auto:x@y.org").await.unwrap(),
+            Some(200)
+        );
+        assert_eq!(tx.autoreply_sent_clear(a.id, "auto:").await.unwrap(), 1);
+        assert_eq!(
+            tx.autoreply_sent_get(a.id, "auto:x@y.org").await.unwrap(),
+            None
+        );
+        assert!(
+            tx.autoreply_sent_get(a.id, "vacation:h:x@y.org")
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        tx.delivery_log_insert(a.id, "sieve_error", "line 3: unknown command", 5)
+            .await
+            .unwrap();
+        tx.delivery_log_insert(a.id, "loop", "stopped", 6)
+            .await
+            .unwrap();
+        let log = tx.delivery_log_list(a.id, 10).await.unwrap();
+        assert_eq!(
+            log.iter().map(|l| l.kind.as_str()).collect::<Vec<_>>(),
+            ["loop", "sieve_error"]
+        );
+
+        // An address takes its settings and state with it.
+        tx.address_delete(a.id).await.unwrap();
+        assert_eq!(
+            tx.settings_get("address", a.id, "sieve").await.unwrap(),
+            None
+        );
+        tx.commit().await.unwrap();
+    }
 
     pub async fn mailboxes_and_messages(t: &TestStore) {
         let a = address(t).await;

@@ -8,10 +8,10 @@ use sqlx::{Pool, Transaction};
 
 use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
 use crate::{
-    Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, DkimKey, Domain, Grant,
-    MailService, Mailbox, MailboxStats, Membership, Message, NewAddress, NewAudit, NewMailbox,
-    NewMessage, NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser, Org, QueueEntry,
-    QueueRcpt, Result, Store, StoreError, Tx, User,
+    Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, DeliveryLog, DkimKey, Domain,
+    Grant, MailService, Mailbox, MailboxStats, Membership, Message, NewAddress, NewAudit,
+    NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser, Org,
+    QueueEntry, QueueRcpt, Result, Store, StoreError, Tx, User,
 };
 
 pub struct SqlStore {
@@ -545,6 +545,11 @@ impl Tx for SqlTx {
     }
 
     async fn address_delete(&mut self, id: i64) -> Result<()> {
+        // Settings documents are keyed by scope, not by a foreign key.
+        sqlx::query("DELETE FROM settings WHERE scope = 'address' AND scope_id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
         one_row(
             sqlx::query("DELETE FROM addresses WHERE id = $1")
                 .bind(id)
@@ -859,6 +864,129 @@ impl Tx for SqlTx {
             .execute(&mut *self.tx)
             .await?,
         )
+    }
+
+    async fn settings_get(
+        &mut self,
+        scope: &str,
+        scope_id: i64,
+        name: &str,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT value FROM settings WHERE scope = $1 AND scope_id = $2 AND name = $3",
+        )
+        .bind(scope)
+        .bind(scope_id)
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn settings_put(
+        &mut self,
+        scope: &str,
+        scope_id: i64,
+        name: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (scope, scope_id, name, value, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (scope, scope_id, name) DO UPDATE SET value = $4, updated_at = $5",
+        )
+        .bind(scope)
+        .bind(scope_id)
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn settings_delete(&mut self, scope: &str, scope_id: i64, name: &str) -> Result<bool> {
+        let r =
+            sqlx::query("DELETE FROM settings WHERE scope = $1 AND scope_id = $2 AND name = $3")
+                .bind(scope)
+                .bind(scope_id)
+                .bind(name)
+                .execute(&mut *self.tx)
+                .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn autoreply_sent_get(&mut self, address_id: i64, sender: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT sent_at FROM autoreply_sent WHERE address_id = $1 AND sender = $2",
+        )
+        .bind(address_id)
+        .bind(sender)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn autoreply_sent_put(&mut self, address_id: i64, sender: &str, at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO autoreply_sent (address_id, sender, sent_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (address_id, sender) DO UPDATE SET sent_at = $3",
+        )
+        .bind(address_id)
+        .bind(sender)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn autoreply_sent_clear(&mut self, address_id: i64, prefix: &str) -> Result<i64> {
+        // Matched here rather than with LIKE, whose wildcards and case rules differ between
+        // the backends and which an address may contain.
+        let senders: Vec<String> =
+            sqlx::query_scalar("SELECT sender FROM autoreply_sent WHERE address_id = $1")
+                .bind(address_id)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        let mut n = 0;
+        for sender in senders.iter().filter(|s| s.starts_with(prefix)) {
+            sqlx::query("DELETE FROM autoreply_sent WHERE address_id = $1 AND sender = $2")
+                .bind(address_id)
+                .bind(sender)
+                .execute(&mut *self.tx)
+                .await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn delivery_log_insert(
+        &mut self,
+        address_id: i64,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO delivery_log (address_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(address_id)
+        .bind(now)
+        .bind(kind)
+        .bind(detail)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delivery_log_list(&mut self, address_id: i64, limit: i64) -> Result<Vec<DeliveryLog>> {
+        Ok(sqlx::query_as(
+            "SELECT id, address_id, at, kind, detail FROM delivery_log WHERE address_id = $1 \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(address_id)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
     }
 
     async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()> {

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "noselect",
         include_str!("../../migrations/postgres/0004_noselect.sql"),
     ),
+    (
+        5,
+        "delivery",
+        include_str!("../../migrations/postgres/0005_delivery.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "noselect",
         include_str!("../../migrations/sqlite/0004_noselect.sql"),
     ),
+    (
+        5,
+        "delivery",
+        include_str!("../../migrations/sqlite/0005_delivery.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {
