@@ -23,6 +23,7 @@ use postfach_store::{BlobStore, NewAudit, Store, Tx};
 
 pub use error::{Error, Result};
 pub use ops::addresses::AddressChanges;
+pub use ops::filters;
 pub use ops::services::{NewServiceRequest, ServiceChanges};
 pub use policy::Policy;
 
@@ -100,6 +101,21 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The system clock moved by the number of seconds written in a file, re-read on every call.
+/// End-to-end tests move a running server through days (the autoresponder's 7-day rule, F10)
+/// without sleeping; `postfach serve` uses it only when `POSTFACH_TESTING_CLOCK_FILE` is set.
+pub struct OffsetFileClock(pub std::path::PathBuf);
+
+impl Clock for OffsetFileClock {
+    fn now(&self) -> i64 {
+        let offset = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        SystemClock.now() + offset
     }
 }
 

@@ -63,7 +63,13 @@ async fn open_with(config: Config, paths: Paths) -> Result<App> {
         .map_err(|e| anyhow!("store.url: {e}"))?;
     let blobs = FsBlobStore::open(config.resolve(&paths.data, &config.store.blobs))
         .map_err(|e| anyhow!("store.blobs: {e}"))?;
-    let dir = Directory::new(store, std::sync::Arc::new(blobs), config.policy());
+    let mut dir = Directory::new(store, std::sync::Arc::new(blobs), config.policy());
+    // Tests only: a clock they can move (see `OffsetFileClock`).
+    if let Some(file) = std::env::var_os("POSTFACH_TESTING_CLOCK_FILE") {
+        dir = dir.with_clock(std::sync::Arc::new(postfach_core::OffsetFileClock(
+            file.into(),
+        )));
+    }
     Ok(App { config, paths, dir })
 }
 

@@ -55,6 +55,37 @@ pub enum Command {
     Queue(QueueCmd),
     /// The activity log (who changed what, when).
     Audit(AuditArgs),
+    /// Autoresponders of an address (F10).
+    #[command(subcommand)]
+    Autoreply(crate::cli_filters::AutoreplyCmd),
+    /// Forwarding of an address to external addresses, with SRS (F11).
+    #[command(subcommand)]
+    Forward(crate::cli_filters::ForwardCmd),
+    /// Allow and block lists of an address, or of a whole mail service for a DOMAIN (F7):
+    /// `list allow|block add|del|show (ADDR|DOMAIN) [ENTRY]`.
+    List {
+        kind: crate::cli_filters::ListKindArg,
+        action: crate::cli_filters::ListAction,
+        /// An address, or a domain for the service-wide lists.
+        target: String,
+        /// name@example.com or @example.com.
+        entry: Option<String>,
+    },
+    /// Spam filter, promotions sorting and external-mail marking (F5, F6, F8).
+    #[command(subcommand)]
+    Spam(crate::cli_filters::SpamCmd),
+    /// Sieve scripts of an address or, for a domain, of the mail service (F9, M8).
+    #[command(subcommand)]
+    Sieve(crate::cli_filters::SieveCmd),
+    /// Signatures of an address or of a mail service (M8).
+    #[command(subcommand)]
+    Signature(crate::cli_filters::SignatureCmd),
+    /// What delivery recorded for an address: Sieve errors, loops stopped, blocked senders.
+    DeliveryLog {
+        address: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -386,13 +417,13 @@ fn password(arg: &PasswordArg) -> Result<(String, bool)> {
     }
 }
 
-struct Out {
+pub(crate) struct Out {
     json: bool,
 }
 
 impl Out {
     /// Prints `value` as JSON, or with `human` for people.
-    fn show<T: Serialize>(&self, value: &T, human: impl FnOnce(&T)) {
+    pub(crate) fn show<T: Serialize>(&self, value: &T, human: impl FnOnce(&T)) {
         if self.json {
             output::json(value);
         } else {
@@ -738,6 +769,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             std::io::stdout()
                 .write_all(&raw)
                 .context("writing the message")?;
+        }
+
+        Command::Autoreply(cmd) => crate::cli_filters::autoreply(dir, a, &out, cmd).await?,
+        Command::Forward(cmd) => crate::cli_filters::forward(dir, a, &out, cmd).await?,
+        Command::List {
+            kind,
+            action,
+            target,
+            entry,
+        } => crate::cli_filters::list(dir, a, &out, kind, action, target, entry).await?,
+        Command::Spam(cmd) => crate::cli_filters::spam(dir, a, &out, cmd).await?,
+        Command::Sieve(cmd) => crate::cli_filters::sieve(dir, a, &out, cmd).await?,
+        Command::Signature(cmd) => crate::cli_filters::signature(dir, a, &out, cmd).await?,
+        Command::DeliveryLog { address, limit } => {
+            crate::cli_filters::delivery_log(dir, a, &out, &address, limit).await?
         }
 
         Command::Queue(QueueCmd::List) => {

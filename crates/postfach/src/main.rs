@@ -2,6 +2,7 @@
 
 mod app;
 mod cli;
+mod cli_filters;
 mod config;
 mod output;
 mod serve;

@@ -93,6 +93,8 @@ pub async fn run(paths: Paths) -> Result<()> {
         tls.clone(),
     )
     .map_err(|e| anyhow::anyhow!(e))?;
+    let sieve_listener = bind("managesieve", cfg.listen.managesieve).await?;
+    let managesieve = postfach_managesieve::ManageSieve::new(app.dir.clone(), tls.clone());
     let http = bind("http", cfg.listen.http).await?;
     let https = match cfg.https() {
         Some(addr) => Some(bind("https", addr).await?),
@@ -113,6 +115,7 @@ pub async fn run(paths: Paths) -> Result<()> {
         ("imaps", &imap_listeners.imaps, "implicit TLS"),
         ("pop3", &pop3_listeners.pop3, "STLS"),
         ("pop3s", &pop3_listeners.pop3s, "implicit TLS"),
+        ("managesieve", &sieve_listener, "STARTTLS"),
     ] {
         let addr = listener.local_addr()?;
         println!("Listening: {name}://{addr} ({what})");
@@ -121,6 +124,7 @@ pub async fn run(paths: Paths) -> Result<()> {
     smtp.spawn(smtp_listeners, &stop_rx, &mut tasks);
     imap.spawn(imap_listeners, &stop_rx, &mut tasks);
     pop3.spawn(pop3_listeners, &stop_rx, &mut tasks);
+    managesieve.spawn(sieve_listener, &stop_rx, &mut tasks);
     let http_addr = http.local_addr()?;
     println!("Listening: http://{http_addr} (admin API at /api/v1)");
     tracing::info!(addr = %http_addr, "http listening");

@@ -158,6 +158,12 @@ pub(crate) async fn bounce(smtp: &Smtp, entry: &QueueEntry, original: &[u8], fai
             is_local: true,
             ..Default::default()
         },
+        Ok(Rcpt::Reverse { original, domain }) => NewQueueRcpt {
+            rcpt: original,
+            domain,
+            is_local: false,
+            ..Default::default()
+        },
         Ok(Rcpt::Remote { domain }) => NewQueueRcpt {
             rcpt: entry.mail_from.clone(),
             domain,

@@ -35,6 +35,8 @@ pub struct Smtp {
     /// Wakes the queue runner when a message was spooled.
     pub(crate) queue_wake: Notify,
     pub(crate) auth_failure_delay: Duration,
+    /// Sieve, filters, autoresponder and forwarding for local recipients (issue 5).
+    pub(crate) pipeline: postfach_delivery::Pipeline,
 }
 
 /// The bound SMTP listeners (bound by the caller, so that errors name the option).
@@ -60,6 +62,7 @@ impl Smtp {
                 s.commands_per_minute_per_ip,
             ),
             auth_failure_delay: Duration::from_millis(s.auth_failure_delay_ms),
+            pipeline: postfach_delivery::Pipeline::new(dir.clone(), &cfg.hostname),
             dir,
             cfg,
             tls: TlsAcceptor::from(tls),

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postfach_core::mail::summarize;
 use postfach_store::{BlobId, QueueEntry, QueueRcpt};
 use tokio::sync::{Semaphore, watch};
 
@@ -98,15 +97,19 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     let pending: Vec<&QueueRcpt> = rcpts.iter().filter(|r| r.status == "pending").collect();
     let mut failures: Vec<Failure> = Vec::new();
 
-    // Local recipients: into the INBOX, exactly once.
+    // Local recipients: through the delivery pipeline (Sieve, filters, autoresponder,
+    // forwarding), each committed exactly once.
     if pending.iter().any(|r| r.is_local) {
-        let summary = summarize(&blob);
+        let raw = Arc::new(blob.clone());
         for r in pending.iter().filter(|r| r.is_local) {
-            match dir.deliver_to_inbox(&entry, r, &summary).await {
-                Ok(Some(uid)) => {
-                    tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, uid, "delivered")
+            match smtp.pipeline.deliver(&entry, r, raw.clone()).await {
+                Ok(done) if done.delivered => {
+                    tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, stored = ?done.stored, queued = ?done.queued, "delivered");
+                    if !done.queued.is_empty() {
+                        smtp.queue_wake.notify_one();
+                    }
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(queue_id = entry.id, rcpt = %r.rcpt, error = %e, "local delivery failed; will retry");
                     let _ = dir.queue_rcpt_result(r.id, "pending", &e.to_string()).await;

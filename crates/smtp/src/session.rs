@@ -752,6 +752,25 @@ impl Session {
                 return self.error(format!("554 5.7.1 {rcpt}... Relay access denied"));
             }
             Rcpt::Local(local) => {
+                // F7 with the block action "refuse": the sender hears it now (no backscatter).
+                if self.login.is_none() {
+                    match self
+                        .smtp
+                        .dir
+                        .sender_refused(local.address_id, &txn.mail_from)
+                        .await
+                    {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            return self.error(format!(
+                                "550 5.7.1 {rcpt}... The recipient does not accept mail from this sender"
+                            ));
+                        }
+                        Err(_) => {
+                            return self.reply("451 4.3.0 Temporary failure, try again later");
+                        }
+                    }
+                }
                 let size = txn.declared_size as i64;
                 if local.storage_used_bytes >= local.storage_quota_bytes
                     || local.storage_used_bytes + size > local.storage_quota_bytes
@@ -759,7 +778,7 @@ impl Session {
                     return self.reply(format!("452 4.2.2 {rcpt}... Mailbox full"));
                 }
             }
-            Rcpt::Remote { .. } => {}
+            Rcpt::Remote { .. } | Rcpt::Reverse { .. } => {}
         }
         let mut notify = 0;
         for (bit, value) in [
@@ -939,6 +958,15 @@ impl Session {
                 },
                 Rcpt::Remote { domain } => NewQueueRcpt {
                     rcpt: r.rcpt.clone(),
+                    domain: domain.clone(),
+                    is_local: false,
+                    notify: r.notify,
+                    orcpt: r.orcpt.clone(),
+                    ..Default::default()
+                },
+                // F11: a bounce to one of our SRS addresses goes back to the original sender.
+                Rcpt::Reverse { original, domain } => NewQueueRcpt {
+                    rcpt: original.clone(),
                     domain: domain.clone(),
                     is_local: false,
                     notify: r.notify,

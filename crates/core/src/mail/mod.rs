@@ -9,8 +9,11 @@ mod deliver;
 mod dns;
 mod folders;
 mod mailbox;
+mod plan;
 mod queue;
 mod routing;
+pub mod settings;
+pub mod srs;
 mod submit;
 
 pub use access::{
@@ -30,6 +33,7 @@ pub use deliver::{MessageSummary, summarize};
 pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;
 pub use mailbox::{MailboxView, MessageView};
+pub use plan::{Committed, DeliveryContext, DeliveryPlan, FileAction, Outgoing, autoreply_key};
 pub use queue::{QueueRcptView, QueueView, SpoolRequest};
 pub use routing::{LocalRcpt, Rcpt, Via};
 pub use submit::MailboxLogin;

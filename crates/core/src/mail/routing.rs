@@ -45,9 +45,44 @@ pub enum Rcpt {
     },
     /// A hosted domain without such an address, alias or catchall.
     NoSuchUser,
+    /// A valid SRS address of ours (F11): a bounce of forwarded mail, relayed back to the
+    /// original sender (`original`, in `domain`) without authentication.
+    Reverse {
+        original: String,
+        domain: String,
+    },
 }
 
 impl Directory {
+    /// F11: a bounce to one of our SRS addresses goes back to where the forwarded message came
+    /// from — a hosted mailbox, or a remote address relayed without authentication. An SRS
+    /// address we did not make (or too old) does not exist.
+    async fn resolve_srs(&self, local: &str) -> Result<Rcpt> {
+        let srs = self.srs().await?;
+        let Some(original) = srs.reverse(local, self.now()) else {
+            return Ok(Rcpt::NoSuchUser);
+        };
+        let Some((ol, od)) = original.rsplit_once('@') else {
+            return Ok(Rcpt::NoSuchUser);
+        };
+        let Ok(domain) = validate::domain(od) else {
+            return Ok(Rcpt::NoSuchUser);
+        };
+        let mut tx = self.store.begin().await?;
+        if tx.service_by_domain(&domain).await?.is_some() {
+            drop(tx);
+            // One of ours: resolve it like any recipient (but never as SRS again).
+            if ol.to_ascii_lowercase().starts_with("srs") {
+                return Ok(Rcpt::NoSuchUser);
+            }
+            return Box::pin(self.resolve_rcpt(&original)).await;
+        }
+        Ok(Rcpt::Reverse {
+            original: format!("{ol}@{domain}"),
+            domain,
+        })
+    }
+
     /// The canonical form of `domain` if a mail service here serves it (client
     /// auto-configuration answers for hosted domains only).
     pub async fn hosted_domain(&self, domain: &str) -> Result<Option<String>> {
@@ -71,6 +106,10 @@ impl Directory {
             return Ok(Rcpt::Remote { domain });
         };
         let full = raw_local.to_ascii_lowercase();
+        if full.starts_with("srs0=") || full.starts_with("srs1=") {
+            drop(tx);
+            return self.resolve_srs(raw_local).await;
+        }
         let mut candidates = vec![full.clone()];
         if let Some((base, _tag)) = full.split_once('+')
             && !base.is_empty()

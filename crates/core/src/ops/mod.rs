@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod audit;
 pub mod domains;
+pub mod filters;
 pub mod import;
 pub mod orgs;
 pub mod services;

@@ -5,7 +5,9 @@
 mod api;
 mod autoconfig;
 mod cli;
+mod delivery;
 mod imap;
+mod managesieve;
 mod pop3;
 mod server;
 mod smtp;

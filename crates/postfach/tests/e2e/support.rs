@@ -113,7 +113,33 @@ impl Data {
         c.env("POSTFACH_QUEUE_RETRY_MAX_SECONDS", "2");
         c.env("POSTFACH_SMTP_AUTH_FAILURE_DELAY_MS", "10");
         c.env("POSTFACH_DNS_TIMEOUT_SECONDS", "2");
+        // A clock the test can move (`advance_clock`); absent file = real time.
+        c.env(
+            "POSTFACH_TESTING_CLOCK_FILE",
+            self.path().join("clock-offset"),
+        );
         c
+    }
+
+    /// Moves the clock of this instance (server and CLI) forward by `seconds`.
+    pub fn advance_clock(&self, seconds: i64) {
+        let file = self.path().join("clock-offset");
+        let now: i64 = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        std::fs::write(&file, (now + seconds).to_string()).unwrap();
+    }
+
+    /// Waits (up to 30 s) until the queue is empty: everything accepted has been delivered
+    /// or relayed, including what the delivery pipeline queued (replies, forwards).
+    pub fn wait_queue_empty(&self) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            self.json(&["queue", "list"])
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+        });
+        assert!(ok, "queue still holds: {}", self.ok(&["queue", "list"]));
     }
 
     /// Adds `line` to the `[section]` of postfach.toml.
@@ -141,7 +167,16 @@ impl Data {
     pub fn wait_messages(&self, address: &str, folder: &str, n: usize) -> Vec<serde_json::Value> {
         let mut last = Vec::new();
         let ok = wait_until(Duration::from_secs(20), || {
-            last = self.messages(address, folder);
+            // The folder may not exist yet (delivery creates Promotions, Sieve targets…).
+            let r = self.run(&["mailbox", "list", address, "--folder", folder, "--json"]);
+            last = if r.ok {
+                serde_json::from_str::<serde_json::Value>(&r.stdout)
+                    .ok()
+                    .and_then(|v| v.as_array().cloned())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             last.len() >= n
         });
         assert!(
