@@ -3,6 +3,7 @@
 //! webmail will join this router.
 
 mod api;
+mod api_filters;
 mod autoconfig;
 pub mod error;
 mod extract;
@@ -87,12 +88,20 @@ impl Modify for Complete {
         api::get_address, api::update_address, api::delete_address, api::set_address_password,
         api::rename_address, api::folder_roles, api::set_folder_role, api::list_aliases, api::add_alias, api::delete_alias,
         api::audit, api::health,
+        api_filters::list_autoreplies, api_filters::put_autoreply, api_filters::set_autoreply_active,
+        api_filters::delete_autoreply, api_filters::reset_autoreplies, api_filters::get_filters,
+        api_filters::set_filters, api_filters::get_service_filters, api_filters::set_service_filters,
+        api_filters::get_lists, api_filters::add_list_entry, api_filters::delete_list_entry,
+        api_filters::list_scripts, api_filters::get_script, api_filters::put_script,
+        api_filters::delete_script, api_filters::set_active_script, api_filters::get_signature,
+        api_filters::set_signature, api_filters::delivery_log,
     ),
     modifiers(&Complete),
     tags(
         (name = "auth", description = "Sessions"),
         (name = "organizations"), (name = "users"), (name = "domains"), (name = "services"),
         (name = "addresses"), (name = "aliases"), (name = "audit"), (name = "operations"),
+        (name = "delivery", description = "Sieve, autoresponders, filters and lists of the delivery pipeline"),
     )
 )]
 pub struct ApiDoc;
@@ -204,6 +213,55 @@ pub fn router(dir: Directory) -> Router {
         )
         .route("/aliases/{alias}", delete(api::delete_alias))
         .route("/audit", get(api::audit))
+        // Delivery pipeline (issue 5).
+        .route(
+            "/addresses/{address}/autoreplies",
+            get(api_filters::list_autoreplies).post(api_filters::put_autoreply),
+        )
+        .route(
+            "/addresses/{address}/autoreplies/reset",
+            post(api_filters::reset_autoreplies),
+        )
+        .route(
+            "/addresses/{address}/autoreplies/{name}",
+            delete(api_filters::delete_autoreply),
+        )
+        .route(
+            "/addresses/{address}/autoreplies/{name}/active",
+            put(api_filters::set_autoreply_active),
+        )
+        .route(
+            "/addresses/{address}/filters",
+            get(api_filters::get_filters).patch(api_filters::set_filters),
+        )
+        .route(
+            "/addresses/{address}/delivery-log",
+            get(api_filters::delivery_log),
+        )
+        .route(
+            "/services/{domain}/filters",
+            get(api_filters::get_service_filters).patch(api_filters::set_service_filters),
+        )
+        .route("/lists/{target}", get(api_filters::get_lists))
+        .route("/lists/{target}/{kind}", post(api_filters::add_list_entry))
+        .route(
+            "/lists/{target}/{kind}/{entry}",
+            delete(api_filters::delete_list_entry),
+        )
+        .route(
+            "/sieve/{target}",
+            get(api_filters::list_scripts).put(api_filters::set_active_script),
+        )
+        .route(
+            "/sieve/{target}/{name}",
+            get(api_filters::get_script)
+                .put(api_filters::put_script)
+                .delete(api_filters::delete_script),
+        )
+        .route(
+            "/signatures/{target}",
+            get(api_filters::get_signature).put(api_filters::set_signature),
+        )
         .route("/openapi.json", get(openapi));
     Router::new()
         .nest("/api/v1", v1)

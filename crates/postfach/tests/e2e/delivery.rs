@@ -834,3 +834,96 @@ fn sieve_and_autoresponder_on_postgresql() {
         "one reply per week"
     );
 }
+
+#[test]
+fn the_api_offers_the_same_settings_with_clear_errors() {
+    let (d, s, _sink, _dir) = setup(Data::sqlite());
+    let api = crate::api::Client::login(&s, &d.admin_login, &d.admin_password);
+    let info = "info@acme.example";
+
+    // Sieve: a syntax error is a 400 naming the line; a good script is stored and activated.
+    let (st, body) = api.put(
+        &format!("/api/v1/sieve/{info}/bad"),
+        json!({"source": "require \"fileinto\";\nfileinto \"x\"\nkeep;\n"}),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 3"),
+        "{body}"
+    );
+    let (st, body) = api.put(
+        &format!("/api/v1/sieve/{info}/main"),
+        json!({"source": "require \"fileinto\";\nif header :contains \"subject\" \"api\" { fileinto \"Api\"; }\n", "activate": true}),
+    );
+    assert_eq!((st, &body["active"]), (200, &json!(true)), "{body}");
+    let (st, body) = api.get(&format!("/api/v1/sieve/{info}"));
+    assert_eq!((st, body[0]["name"].as_str()), (200, Some("main")));
+    deliver(
+        &s,
+        "anna@remote.example",
+        info,
+        &msg("anna@remote.example", info, "via api", "", "x"),
+    );
+    d.wait_messages(info, "Api", 1);
+    let (st, _) = api.delete(&format!("/api/v1/sieve/{info}/main"));
+    assert_eq!(st, 409, "the active script cannot be deleted");
+
+    // Autoresponder: validation errors, then one saved and active.
+    let (st, body) = api.post(
+        &format!("/api/v1/addresses/{info}/autoreplies"),
+        json!({"name": "away", "message": "Away.", "weekdays": ["funday"]}),
+    );
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = api.post(
+        &format!("/api/v1/addresses/{info}/autoreplies"),
+        json!({"name": "away", "message": "Away.", "active": true, "exclude": ["@x.example"]}),
+    );
+    assert_eq!((st, &body["active"]), (200, &json!(true)), "{body}");
+    let (st, body) = api.post(
+        &format!("/api/v1/addresses/{info}/autoreplies/reset"),
+        json!({}),
+    );
+    assert_eq!((st, &body["forgotten"]), (200, &json!(0)), "{body}");
+
+    // Lists and filters.
+    let (st, body) = api.post(
+        &format!("/api/v1/lists/{info}/allow"),
+        json!({"entry": info}),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["warnings"].as_array().unwrap().len(), 1, "{body}");
+    let (st, body) = api.post(
+        &format!("/api/v1/lists/{info}/maybe"),
+        json!({"entry": "@x.example"}),
+    );
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = api.patch(
+        &format!("/api/v1/addresses/{info}/filters"),
+        json!({"promotions": true}),
+    );
+    assert_eq!(
+        (st, &body["spam"], &body["promotions"]),
+        (200, &json!(true), &json!(true)),
+        "{body}"
+    );
+    let (st, body) = api.patch(
+        "/api/v1/services/acme.example/filters",
+        json!({"spam_threshold": 0}),
+    );
+    assert_eq!(st, 400, "{body}");
+    let (st, body) = api.patch(
+        "/api/v1/services/acme.example/filters",
+        json!({"block_action": "refuse", "external_marking": true}),
+    );
+    assert_eq!(
+        (st, &body["block_action"], &body["external_marking"]),
+        (200, &json!("refuse"), &json!(true)),
+        "{body}"
+    );
+    // Without credentials: 401.
+    let (st, _) = crate::api::Client::new(&s).get(&format!("/api/v1/sieve/{info}"));
+    assert_eq!(st, 401);
+}
