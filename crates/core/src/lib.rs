@@ -129,6 +129,8 @@ pub struct Directory {
     login_throttle: Arc<throttle::LoginThrottle>,
     /// Ids of mailboxes that changed (IMAP sessions and IDLE listen here).
     changes: tokio::sync::broadcast::Sender<i64>,
+    /// The platform's SRS key, read from the store once (it never changes once created).
+    srs: Arc<tokio::sync::OnceCell<Arc<mail::srs::Srs>>>,
 }
 
 impl Directory {
@@ -140,6 +142,7 @@ impl Directory {
             clock: Arc::new(SystemClock),
             login_throttle: Arc::new(throttle::LoginThrottle::new(Default::default())),
             changes: tokio::sync::broadcast::channel(4096).0,
+            srs: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 

@@ -10,6 +10,33 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// Why a SASL PLAIN response (RFC 4616) was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainError {
+    /// Not `[authzid] NUL authcid NUL passwd`.
+    Malformed,
+    /// An authorization identity other than the login (we do not let anyone act as another).
+    AuthzMismatch,
+}
+
+/// Splits a decoded SASL PLAIN response into (login, password); every login surface (SMTP,
+/// IMAP, POP3, ManageSieve) uses this one.
+pub fn sasl_plain(decoded: &[u8]) -> std::result::Result<(String, String), PlainError> {
+    let mut parts = decoded.split(|&b| b == 0);
+    let (Some(authz), Some(user), Some(pass), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(PlainError::Malformed);
+    };
+    if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
+        return Err(PlainError::AuthzMismatch);
+    }
+    Ok((
+        String::from_utf8_lossy(user).into_owned(),
+        String::from_utf8_lossy(pass).into_owned(),
+    ))
+}
+
 /// argon2id (the crate's default algorithm) with its default, OWASP-recommended parameters.
 pub fn hash_password_blocking(password: &str) -> Result<String> {
     Argon2::default()

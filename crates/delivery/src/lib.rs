@@ -21,7 +21,7 @@ use mail_parser::MessageParser;
 use postfach_core::mail::settings::{self, AUTOREPLY_INTERVAL};
 use postfach_core::mail::srs::Srs;
 use postfach_core::mail::{
-    Committed, DeliveryContext, DeliveryPlan, FileAction, Outgoing, autoreply_key,
+    Committed, DeliveryContext, DeliveryPlan, FileAction, Outgoing, autoreply_key, summarize,
 };
 use postfach_core::{Directory, Result};
 use postfach_store::{QueueEntry, QueueRcpt};
@@ -381,7 +381,7 @@ impl Pipeline {
             (entry.mail_from.clone(), rcpt.rcpt.clone(), rcpt.via.clone());
         let handle = tokio::runtime::Handle::current();
         // Sieve and the scorer are CPU work (regular expressions, MIME): off the async threads.
-        let plan = tokio::task::spawn_blocking(move || {
+        let (plan, original) = tokio::task::spawn_blocking(move || {
             let memory = StoreMemory {
                 dir,
                 address_id,
@@ -394,13 +394,15 @@ impl Pipeline {
                 hostname: &hostname,
                 now,
             };
-            plan(&raw, &ctx, &facts, &srs, &memory)
+            (plan(&raw, &ctx, &facts, &srs, &memory), summarize(&raw))
         })
         .await
         .map_err(|e| postfach_core::Error::Internal(format!("delivery pipeline failed: {e}")))?;
         for (kind, detail) in &plan.log {
             tracing::info!(queue_id = entry.id, rcpt = %rcpt.rcpt, kind = %kind, "{detail}");
         }
-        self.dir.commit_delivery(entry, rcpt, &plan).await
+        self.dir
+            .commit_delivery(entry, rcpt, &plan, &original)
+            .await
     }
 }

@@ -33,6 +33,19 @@ pub struct SieveFile {
     pub raw: Option<Vec<u8>>,
 }
 
+impl SieveFile {
+    /// A copy in the default place, as it came.
+    fn keep() -> Self {
+        SieveFile {
+            folder: None,
+            special_use: None,
+            flags: 0,
+            keywords: Vec::new(),
+            raw: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SieveOutcome {
     pub files: Vec<SieveFile>,
@@ -152,13 +165,7 @@ pub fn run(
             out.error.get_or_insert(format!("script {:?}: {e}", s.name));
         }
     } else if user_keeps && service.active().is_some() {
-        out.files.push(SieveFile {
-            folder: None,
-            special_use: None,
-            flags: 0,
-            keywords: Vec::new(),
-            raw: None,
-        });
+        out.files.push(SieveFile::keep());
     }
     out
 }
@@ -172,29 +179,19 @@ fn run_one(
     env: &SieveEnv<'_>,
     memory: &dyn Memory,
 ) -> SieveOutcome {
-    let mut out = SieveOutcome {
+    // A script that fails keeps the message (and says why).
+    let failed = |error: String| SieveOutcome {
         ran: true,
+        error: Some(error),
+        files: vec![SieveFile::keep()],
         ..Default::default()
-    };
-    let keep_default = || SieveFile {
-        folder: None,
-        special_use: None,
-        flags: 0,
-        keywords: Vec::new(),
-        raw: None,
     };
     let script = match compile(source) {
         Ok(s) => s,
-        Err(e) => {
-            out.error = Some(e);
-            out.files.push(keep_default());
-            return out;
-        }
+        Err(e) => return failed(e),
     };
     let Some(parsed) = MessageParser::default().parse(raw) else {
-        out.error = Some("the message cannot be parsed".into());
-        out.files.push(keep_default());
-        return out;
+        return failed("the message cannot be parsed".into());
     };
     let mut instance = runtime
         .filter_parsed(parsed)
@@ -207,11 +204,7 @@ fn run_one(
     while let Some(result) = instance.run(input) {
         input = Input::True;
         match result {
-            Err(e) => {
-                out.error = Some(format!("{e:?}"));
-                out.files.push(keep_default());
-                return out;
-            }
+            Err(e) => return failed(format!("{e:?}")),
             Ok(event) => match event {
                 Event::IncludeScript { name, optional } => {
                     // `:personal` names the user's scripts, `:global` the service's.
@@ -221,17 +214,9 @@ fn run_one(
                     };
                     match doc.and_then(|d| d.get(n)).map(|s| compile(&s.source)) {
                         Some(Ok(s)) => input = Input::Script { name, script: s },
-                        Some(Err(e)) => {
-                            out.error = Some(format!("included script {n:?}: {e}"));
-                            out.files.push(keep_default());
-                            return out;
-                        }
+                        Some(Err(e)) => return failed(format!("included script {n:?}: {e}")),
                         None if optional => input = Input::False,
-                        None => {
-                            out.error = Some(format!("included script {n:?} does not exist"));
-                            out.files.push(keep_default());
-                            return out;
-                        }
+                        None => return failed(format!("included script {n:?} does not exist")),
                     }
                 }
                 Event::MailboxExists { mailboxes, .. } => {

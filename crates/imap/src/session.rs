@@ -874,23 +874,19 @@ impl Session {
                 }
             }
         };
-        let mut parts = data.split(|&b| b == 0);
-        let (Some(authz), Some(user), Some(pass), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return self.bad(tag, "Malformed PLAIN response");
+        let (user, pass) = match postfach_core::secret::sasl_plain(&data) {
+            Ok(up) => up,
+            Err(postfach_core::secret::PlainError::Malformed) => {
+                return self.bad(tag, "Malformed PLAIN response");
+            }
+            Err(postfach_core::secret::PlainError::AuthzMismatch) => {
+                return self.no(
+                    tag,
+                    Some(code("AUTHORIZATIONFAILED")),
+                    "Authorization identity must match",
+                );
+            }
         };
-        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
-            return self.no(
-                tag,
-                Some(code("AUTHORIZATIONFAILED")),
-                "Authorization identity must match",
-            );
-        }
-        let (user, pass) = (
-            String::from_utf8_lossy(user).into_owned(),
-            String::from_utf8_lossy(pass).into_owned(),
-        );
         self.authenticate(tag, &user, &pass).await;
     }
 

@@ -326,17 +326,15 @@ impl Session {
         let Ok(data) = base64::engine::general_purpose::STANDARD.decode(&encoded) else {
             return self.no("", "Invalid base64");
         };
-        let mut parts = data.split(|&b| b == 0);
-        let (Some(authz), Some(user), Some(pass), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return self.no("", "Malformed PLAIN response");
+        let (user, pass) = match postfach_core::secret::sasl_plain(&data) {
+            Ok(up) => up,
+            Err(postfach_core::secret::PlainError::Malformed) => {
+                return self.no("", "Malformed PLAIN response");
+            }
+            Err(postfach_core::secret::PlainError::AuthzMismatch) => {
+                return self.no("", "The authorization identity must be the login");
+            }
         };
-        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
-            return self.no("", "The authorization identity must be the login");
-        }
-        let user = String::from_utf8_lossy(user).into_owned();
-        let pass = String::from_utf8_lossy(pass).into_owned();
         match self
             .server
             .dir

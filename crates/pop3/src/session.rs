@@ -390,17 +390,15 @@ impl Session {
         let Ok(data) = base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) else {
             return self.error("Invalid base64");
         };
-        let mut parts = data.split(|&b| b == 0);
-        let (Some(authz), Some(user), Some(pass), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return self.error("Malformed PLAIN response");
+        let (user, pass) = match postfach_core::secret::sasl_plain(&data) {
+            Ok(up) => up,
+            Err(postfach_core::secret::PlainError::Malformed) => {
+                return self.error("Malformed PLAIN response");
+            }
+            Err(postfach_core::secret::PlainError::AuthzMismatch) => {
+                return self.error("[AUTH] Authorization identity must match");
+            }
         };
-        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
-            return self.error("[AUTH] Authorization identity must match");
-        }
-        let user = String::from_utf8_lossy(user).into_owned();
-        let pass = String::from_utf8_lossy(pass).into_owned();
         self.login(&user, &pass, guard).await;
     }
 

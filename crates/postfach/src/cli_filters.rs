@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use postfach_core::filters::{ListKind, ListView};
+use postfach_core::filters::{FilterView, ListKind, ListView};
 use postfach_core::mail::settings::{Autoreply, BlockAction};
 use postfach_core::{Actor, AddressChanges, Directory};
 
@@ -193,6 +193,14 @@ fn list_human(v: &ListView) {
     for w in &v.warnings {
         println!("warning: {w}");
     }
+}
+
+fn filter_fields(v: &FilterView) {
+    fields(&[
+        ("address", v.address.clone()),
+        ("spam filter", yes_no(v.spam)),
+        ("promotions/social", yes_no(v.promotions)),
+    ])
 }
 
 fn read_file(path: &PathBuf) -> Result<String> {
@@ -382,23 +390,11 @@ pub async fn spam(dir: &Directory, a: &Actor, out: &Out, cmd: SpamCmd) -> Result
             let v = dir
                 .filters_set(a, &address, Some(state.on()), promotions.map(OnOff::on))
                 .await?;
-            out.show(&v, |v| {
-                fields(&[
-                    ("address", v.address.clone()),
-                    ("spam filter", yes_no(v.spam)),
-                    ("promotions/social", yes_no(v.promotions)),
-                ])
-            });
+            out.show(&v, filter_fields);
         }
         SpamCmd::Show { address } => {
             let v = dir.filters_get(a, &address).await?;
-            out.show(&v, |v| {
-                fields(&[
-                    ("address", v.address.clone()),
-                    ("spam filter", yes_no(v.spam)),
-                    ("promotions/social", yes_no(v.promotions)),
-                ])
-            });
+            out.show(&v, filter_fields);
         }
         SpamCmd::Service {
             domain,

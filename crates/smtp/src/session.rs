@@ -17,6 +17,7 @@ use std::time::Duration;
 use base64::Engine;
 use postfach_core::Error as CoreError;
 use postfach_core::mail::{MailboxLogin, Rcpt, SpoolRequest};
+use postfach_core::secret;
 use postfach_store::{NewQueueEntry, NewQueueRcpt};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, LineReceiver, RequestReceiver};
 use smtp_proto::{
@@ -588,20 +589,17 @@ impl Session {
         match state {
             Sasl::Plain => {
                 // RFC 4616: [authzid] NUL authcid NUL passwd
-                let mut parts = decoded.split(|&b| b == 0);
-                let (Some(authz), Some(user), Some(pass), None) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    self.error("501 5.5.2 Malformed PLAIN response");
-                    return Next::Commands;
+                let (user, pass) = match secret::sasl_plain(&decoded) {
+                    Ok(up) => up,
+                    Err(secret::PlainError::Malformed) => {
+                        self.error("501 5.5.2 Malformed PLAIN response");
+                        return Next::Commands;
+                    }
+                    Err(secret::PlainError::AuthzMismatch) => {
+                        self.error("535 5.7.8 Authorization identity must match the login");
+                        return Next::Commands;
+                    }
                 };
-                let user = String::from_utf8_lossy(user).into_owned();
-                let authz = String::from_utf8_lossy(authz).into_owned();
-                if !authz.is_empty() && !authz.eq_ignore_ascii_case(&user) {
-                    self.error("535 5.7.8 Authorization identity must match the login");
-                    return Next::Commands;
-                }
-                let pass = String::from_utf8_lossy(pass).into_owned();
                 self.authenticate(&user, &pass).await;
             }
             Sasl::LoginUser => {

@@ -192,12 +192,22 @@ impl Directory {
     }
 
     /// The platform's SRS key, created on first use and shared by every node (it lives in the
-    /// store, so a bounce is recognised whichever node receives it).
-    pub async fn srs(&self) -> Result<Srs> {
+    /// store, so a bounce is recognised whichever node receives it); read once per process.
+    pub async fn srs(&self) -> Result<std::sync::Arc<Srs>> {
+        self.srs
+            .get_or_try_init(|| async {
+                let secret = self.srs_secret().await?;
+                Ok(std::sync::Arc::new(Srs::new(secret.as_bytes())))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn srs_secret(&self) -> Result<String> {
         {
             let mut tx = self.store.begin().await?;
             if let Some(v) = tx.settings_get("global", 0, SRS_SECRET).await? {
-                return Ok(Srs::new(v.as_bytes()));
+                return Ok(v);
             }
         }
         let mut secret = [0u8; 32];
@@ -214,48 +224,35 @@ impl Directory {
             .await?
             .unwrap_or(hex);
         tx.commit().await?;
-        Ok(Srs::new(v.as_bytes()))
+        Ok(v)
     }
 
     /// Applies a plan (see the module documentation). Blobs are written first (an orphan blob
-    /// after a crash is harmless); everything else in one transaction.
+    /// after a crash is harmless); everything else in one transaction. `original` is the
+    /// summary of the spooled message (the caller has parsed it already).
     pub async fn commit_delivery(
         &self,
         entry: &QueueEntry,
         rcpt: &QueueRcpt,
         plan: &DeliveryPlan,
+        original: &MessageSummary,
     ) -> Result<Committed> {
         let address_id = rcpt.address_id.ok_or_else(|| {
             Error::Conflict(format!("recipient {} has no local address", rcpt.rcpt))
         })?;
-        // Blobs and summaries of changed copies.
+        // Changed copies get their own blob and summary; the others share the spooled one.
         let mut copies = Vec::new();
         for f in &plan.files {
-            let (blob_id, size, summary) = match &f.raw {
+            copies.push(match &f.raw {
                 Some(raw) => (
+                    f,
                     self.blobs.put(raw).await?.to_string(),
                     raw.len() as i64,
                     summarize(raw),
                 ),
-                None => (entry.blob_id.clone(), entry.size, MessageSummary::default()),
-            };
-            copies.push((f, blob_id, size, summary));
+                None => (f, entry.blob_id.clone(), entry.size, original.clone()),
+            });
         }
-        // The original's summary is read once, lazily.
-        let needs_original = copies.iter().any(|(f, ..)| f.raw.is_none());
-        let original_summary = if needs_original {
-            let raw = self
-                .blobs
-                .get(
-                    &postfach_store::BlobId::parse(&entry.blob_id).ok_or_else(|| {
-                        Error::Internal(format!("malformed blob id {}", entry.blob_id))
-                    })?,
-                )
-                .await?;
-            summarize(&raw)
-        } else {
-            Default::default()
-        };
         let mut outgoing = Vec::new();
         for o in &plan.outgoing {
             let blob = self.blobs.put(&o.raw).await?;
@@ -308,11 +305,6 @@ impl Directory {
         };
         let mut touched = BTreeSet::new();
         for (f, blob_id, size, summary) in copies {
-            let summary = if f.raw.is_some() {
-                summary
-            } else {
-                original_summary.clone()
-            };
             let mb = self.pipeline_folder(&mut *tx, address_id, f).await?;
             let m = tx
                 .message_append(
