@@ -24,6 +24,7 @@ use postfach_store::{BlobStore, NewAudit, Store, Tx};
 pub use error::{Error, Result};
 pub use ops::addresses::AddressChanges;
 pub use ops::filters;
+pub use ops::reports;
 pub use ops::services::{NewServiceRequest, ServiceChanges};
 pub use policy::Policy;
 
@@ -57,6 +58,17 @@ impl Actor {
     }
 
     /// Platform operators (and the local CLI) may act on every organization.
+    /// Refuses anyone but a platform operator: "only platform operators may {what}".
+    pub(crate) fn require_operator(&self, what: &str) -> Result<()> {
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "only platform operators may {what}"
+            )))
+        }
+    }
+
     pub fn is_operator(&self) -> bool {
         match self {
             Actor::Cli(_) | Actor::System => true,

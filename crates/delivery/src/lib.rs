@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod message;
 pub mod reply;
+pub mod rspamd;
 pub mod sieve_run;
 pub mod spam;
 
@@ -46,6 +47,8 @@ pub struct Facts<'a> {
     /// Our host name (Message-IDs, the authserv-id of our Authentication-Results).
     pub hostname: &'a str,
     pub now: i64,
+    /// The external scorer's verdict (Rspamd), when one is configured and answered.
+    pub external_spam: Option<spam::SpamVerdict>,
 }
 
 /// Decides what happens to one recipient's copy.
@@ -111,7 +114,16 @@ pub fn plan(
             format!("No, score=0.0 required={required:.1} tests=ALLOW_LIST"),
         ));
     } else if ctx.filters.spam {
-        let v = spam::score(&msg, required, facts.hostname);
+        let v = match &facts.external_spam {
+            Some(v) => v.clone(),
+            None => {
+                let tokens = postfach_core::mail::bayes::tokens(&msg);
+                let p = memory
+                    .bayes(&tokens)
+                    .and_then(|e| e.spam_probability(&tokens));
+                spam::score(&msg, required, facts.hostname, p)
+            }
+        };
         // Clean mail keeps the spooled copy untouched (one blob shared by all recipients).
         if !v.tests.is_empty() {
             headers.push(("X-Spam-Status".into(), v.status()));
@@ -331,6 +343,7 @@ pub fn plan(
 pub struct Pipeline {
     dir: Directory,
     hostname: Arc<str>,
+    rspamd: Option<Arc<rspamd::Rspamd>>,
 }
 
 struct StoreMemory {
@@ -348,13 +361,22 @@ impl Memory for StoreMemory {
                 None
             })
     }
+
+    fn bayes(&self, tokens: &[i64]) -> Option<postfach_core::mail::bayes::Evidence> {
+        self.handle
+            .block_on(self.dir.bayes_evidence(self.address_id, tokens))
+            .map_err(|e| tracing::warn!(error = %e, "reading the Bayes token store failed"))
+            .ok()
+    }
 }
 
 impl Pipeline {
-    pub fn new(dir: Directory, hostname: &str) -> Self {
+    pub fn new(dir: Directory, hostname: &str, spam: &rspamd::SpamSettings) -> Self {
         Pipeline {
             dir,
             hostname: hostname.into(),
+            rspamd: (spam.backend == rspamd::SpamBackend::Rspamd)
+                .then(|| Arc::new(rspamd::Rspamd::new(spam))),
         }
     }
 
@@ -380,19 +402,42 @@ impl Pipeline {
         let (sender, rcpt_addr, via) =
             (entry.mail_from.clone(), rcpt.rcpt.clone(), rcpt.via.clone());
         let handle = tokio::runtime::Handle::current();
-        // Sieve and the scorer are CPU work (regular expressions, MIME): off the async threads.
+        let rspamd = self.rspamd.clone().filter(|_| ctx.filters.spam);
+        let (queue_id, submitter) = (
+            entry.id,
+            entry.sender_address_id.map(|_| entry.mail_from.clone()),
+        );
+        // Sieve and the scorer are CPU work (regular expressions, MIME) and Rspamd a blocking
+        // HTTP call: off the async threads.
         let (plan, original) = tokio::task::spawn_blocking(move || {
             let memory = StoreMemory {
                 dir,
                 address_id,
                 handle,
             };
+            let external_spam = rspamd.and_then(|r| {
+                let (ip, helo) = client_of(&raw);
+                let env = rspamd::Envelope {
+                    mail_from: &sender,
+                    rcpt: &rcpt_addr,
+                    queue_id,
+                    ip,
+                    helo,
+                    user: submitter.as_deref(),
+                };
+                r.check(&raw, &env, ctx.service.spam_threshold)
+                    .map_err(|e| {
+                        tracing::warn!(queue_id, error = %e, "Rspamd failed; the built-in scorer decides")
+                    })
+                    .ok()
+            });
             let facts = Facts {
                 sender: &sender,
                 rcpt: &rcpt_addr,
                 via: &via,
                 hostname: &hostname,
                 now,
+                external_spam,
             };
             (plan(&raw, &ctx, &facts, &srs, &memory), summarize(&raw))
         })
@@ -405,4 +450,22 @@ impl Pipeline {
             .commit_delivery(entry, rcpt, &plan, &original)
             .await
     }
+}
+
+/// The SMTP client's address and HELO name from our own (topmost) Received field.
+fn client_of(raw: &[u8]) -> (Option<String>, Option<String>) {
+    let Some(msg) = MessageParser::default().parse_headers(raw) else {
+        return (None, None);
+    };
+    let Some(r) = msg.received() else {
+        return (None, None);
+    };
+    let host = |h: &mail_parser::Host<'_>| match h {
+        mail_parser::Host::Name(n) => n.to_string(),
+        mail_parser::Host::IpAddr(ip) => ip.to_string(),
+    };
+    (
+        r.from_ip().map(|ip| ip.to_string()),
+        r.helo().or(r.from.as_ref()).map(host),
+    )
 }

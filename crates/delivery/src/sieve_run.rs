@@ -66,6 +66,10 @@ pub struct SieveOutcome {
 pub trait Memory {
     /// When `key` was last remembered for this address.
     fn seen_at(&self, key: &str) -> Option<i64>;
+    /// The Bayesian classifier's evidence for these tokens (F5); None = no classifier.
+    fn bayes(&self, _tokens: &[i64]) -> Option<postfach_core::mail::bayes::Evidence> {
+        None
+    }
 }
 
 pub struct SieveEnv<'a> {

@@ -12,7 +12,7 @@ pub struct SpamVerdict {
     pub score: f64,
     pub required: f64,
     /// (rule, points), in the order they fired.
-    pub tests: Vec<(&'static str, f64)>,
+    pub tests: Vec<(String, f64)>,
 }
 
 impl SpamVerdict {
@@ -22,7 +22,7 @@ impl SpamVerdict {
 
     /// `X-Spam-Status` value.
     pub fn status(&self) -> String {
-        let tests: Vec<&str> = self.tests.iter().map(|(t, _)| *t).collect();
+        let tests: Vec<&str> = self.tests.iter().map(|(t, _)| t.as_str()).collect();
         format!(
             "{}, score={:.1} required={:.1} tests={}",
             if self.is_spam() { "Yes" } else { "No" },
@@ -62,12 +62,18 @@ const PHRASES: &[(&str, &str, f64)] = &[
     ("dear friend", "DEAR_FRIEND", 1.2),
 ];
 
-/// Scores a message. `required` is the mail service's threshold.
-pub fn score(msg: &Message<'_>, required: f64, our_authserv: &str) -> SpamVerdict {
-    let mut tests: Vec<(&'static str, f64)> = Vec::new();
-    let mut add = |t: &'static str, p: f64| {
-        if !tests.iter().any(|(x, _)| *x == t) {
-            tests.push((t, p));
+/// Scores a message. `required` is the mail service's threshold; `bayes` the Bayesian
+/// classifier's spam probability, when it has been trained enough.
+pub fn score(
+    msg: &Message<'_>,
+    required: f64,
+    our_authserv: &str,
+    bayes: Option<f64>,
+) -> SpamVerdict {
+    let mut tests: Vec<(String, f64)> = Vec::new();
+    let mut add = |t: &str, p: f64| {
+        if !tests.iter().any(|(x, _)| x == t) {
+            tests.push((t.to_string(), p));
         }
     };
 
@@ -201,6 +207,10 @@ pub fn score(msg: &Message<'_>, required: f64, our_authserv: &str) -> SpamVerdic
         add("PRIORITY_HIGH", 0.5);
     }
 
+    if let Some((rule, points)) = bayes.and_then(postfach_core::mail::bayes::rule) {
+        add(rule, points);
+    }
+
     let score = tests.iter().map(|(_, p)| p).sum::<f64>();
     SpamVerdict {
         // `+ 0.0` turns the -0.0 of an empty sum into 0.0 for display.
@@ -222,6 +232,7 @@ mod tests {
             &MessageParser::default().parse(ham).unwrap(),
             5.0,
             "mx.test",
+            None,
         );
         assert!(!v.is_spam(), "{}", v.status());
         assert_eq!(v.status(), "No, score=0.0 required=5.0 tests=none");
@@ -231,6 +242,7 @@ mod tests {
             &MessageParser::default().parse(spam).unwrap(),
             5.0,
             "mx.test",
+            None,
         );
         assert!(v.is_spam(), "{}", v.status());
         assert!(v.status().starts_with("Yes, score="));
@@ -242,18 +254,19 @@ mod tests {
             "URL_NUMERIC_IP",
             "MISSING_DATE",
         ] {
-            assert!(
-                v.tests.iter().any(|(x, _)| *x == t),
-                "{t} in {}",
-                v.status()
-            );
+            assert!(v.tests.iter().any(|(x, _)| x == t), "{t} in {}", v.status());
         }
     }
 
     #[test]
     fn foreign_authentication_results_are_ignored() {
         let m = b"Authentication-Results: other.example; spf=fail\r\nFrom: a@x.org\r\nSubject: hi\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\nhi\r\n";
-        let v = score(&MessageParser::default().parse(m).unwrap(), 5.0, "mx.test");
+        let v = score(
+            &MessageParser::default().parse(m).unwrap(),
+            5.0,
+            "mx.test",
+            None,
+        );
         assert!(v.tests.is_empty(), "{}", v.status());
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use postfach_core::filters::{FilterView, ListKind, ListView};
 use postfach_core::mail::settings::{Autoreply, BlockAction};
+use postfach_core::reports::ReportKind;
 use postfach_core::{Actor, AddressChanges, Directory};
 
 use crate::cli::Out;
@@ -126,6 +127,15 @@ pub enum SpamCmd {
     },
     /// An address's filter switches.
     Show { address: String },
+    /// Report a message as spam, phishing or not spam ("ham"): trains the classifier, moves
+    /// it into (or out of) Spam, and records spam/phishing for `postfach reports list`.
+    Report {
+        address: String,
+        folder: String,
+        uid: i64,
+        #[arg(long, value_enum)]
+        kind: ReportKindArg,
+    },
     /// Service-wide: what a block-list hit does, external-mail marking, spam threshold.
     Service {
         domain: String,
@@ -135,6 +145,34 @@ pub enum SpamCmd {
         external_marking: Option<OnOff>,
         #[arg(long)]
         threshold: Option<f64>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ReportKindArg {
+    Spam,
+    Phishing,
+    Ham,
+}
+
+impl From<ReportKindArg> for ReportKind {
+    fn from(k: ReportKindArg) -> Self {
+        match k {
+            ReportKindArg::Spam => ReportKind::Spam,
+            ReportKindArg::Phishing => ReportKind::Phishing,
+            ReportKindArg::Ham => ReportKind::Ham,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportsCmd {
+    /// Messages users reported as spam or phishing, newest first.
+    List {
+        #[arg(long = "kind", value_enum)]
+        kind: Option<ReportKindArg>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
     },
 }
 
@@ -196,10 +234,22 @@ fn list_human(v: &ListView) {
 }
 
 fn filter_fields(v: &FilterView) {
+    let b = &v.bayes;
     fields(&[
         ("address", v.address.clone()),
         ("spam filter", yes_no(v.spam)),
         ("promotions/social", yes_no(v.promotions)),
+        (
+            "bayes trained",
+            format!(
+                "{} spam, {} ham here; {} spam, {} ham platform-wide (needs {} of each)",
+                b.spam_learned,
+                b.ham_learned,
+                b.global_spam_learned,
+                b.global_ham_learned,
+                b.min_learns
+            ),
+        ),
     ])
 }
 
@@ -396,6 +446,35 @@ pub async fn spam(dir: &Directory, a: &Actor, out: &Out, cmd: SpamCmd) -> Result
             let v = dir.filters_get(a, &address).await?;
             out.show(&v, filter_fields);
         }
+        SpamCmd::Report {
+            address,
+            folder,
+            uid,
+            kind,
+        } => {
+            let v = dir
+                .report_message(a, &address, &folder, uid, kind.into())
+                .await?;
+            out.show(&v, |v| {
+                fields(&[
+                    ("trained", yes_no(v.trained)),
+                    (
+                        "moved to",
+                        match (&v.moved_to, v.uid) {
+                            (Some(f), Some(u)) => format!("{f} (UID {u})"),
+                            _ => "-".into(),
+                        },
+                    ),
+                    (
+                        "report",
+                        v.report
+                            .as_ref()
+                            .map(|r| format!("#{} ({})", r.id, r.kind))
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                ])
+            });
+        }
         SpamCmd::Service {
             domain,
             block_action,
@@ -522,5 +601,30 @@ pub async fn delivery_log(
             .collect();
         table(&["AT", "KIND", "DETAIL"], &rows)
     });
+    Ok(())
+}
+
+pub async fn reports(dir: &Directory, a: &Actor, out: &Out, cmd: ReportsCmd) -> Result<()> {
+    match cmd {
+        ReportsCmd::List { kind, limit } => {
+            let list = dir.reports_list(a, kind.map(Into::into), limit).await?;
+            out.show(&list, |l| {
+                let rows: Vec<Vec<String>> = l
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.to_string(),
+                            r.reported_at.clone(),
+                            r.kind.clone(),
+                            r.address.clone(),
+                            r.from.clone(),
+                            r.subject.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "AT", "KIND", "ADDRESS", "FROM", "SUBJECT"], &rows)
+            });
+        }
+    }
     Ok(())
 }

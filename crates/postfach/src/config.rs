@@ -12,7 +12,7 @@ use postfach_core::Policy;
 use postfach_core::policy::{ApiPolicy, Limits, Offer, PasswordRules, Platform, default_offers};
 use postfach_imap::ImapSettings;
 use postfach_pop3::Pop3Settings;
-use postfach_smtp::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
+use postfach_smtp::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings, SpamSettings};
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
@@ -163,6 +163,7 @@ pub struct Config {
     pub dns: DnsSettings,
     pub imap: ImapSettings,
     pub pop3: Pop3Settings,
+    pub spam: SpamSettings,
     /// O1: static routes, recipient domain → `host:port`.
     pub routes: BTreeMap<String, String>,
     pub offers: BTreeMap<String, Offer>,
@@ -185,6 +186,7 @@ impl Default for Config {
             dns: DnsSettings::default(),
             imap: ImapSettings::default(),
             pop3: Pop3Settings::default(),
+            spam: SpamSettings::default(),
             routes: BTreeMap::new(),
             offers: default_offers(),
         }
@@ -222,6 +224,7 @@ impl Config {
             queue: self.queue.clone(),
             dns: self.dns.clone(),
             routes: self.routes.clone(),
+            spam: self.spam.clone(),
         }
     }
 
@@ -443,6 +446,16 @@ login_timeout_seconds = 120
 # Per client IP: connections at once, new connections per minute.
 max_connections_per_ip = 20
 connections_per_minute_per_ip = 120
+
+[spam]
+# Who scores incoming mail (F5): "builtin" (rules, authentication results and a Bayesian
+# classifier trained by moving mail into and out of Spam) or "rspamd" (an operator's Rspamd;
+# its score is compared with each mail service's threshold; if it cannot be reached the
+# built-in scorer decides).
+backend = "builtin"
+rspamd_url = "http://127.0.0.1:11333"
+rspamd_password = ""
+rspamd_timeout_seconds = 15
 
 [routes]
 # Static routes for remote mail: "example.net" = "relay.example.net:25"

@@ -120,10 +120,13 @@ pub struct SmtpConfig {
     pub dns: DnsSettings,
     /// Static routes: recipient domain → `host:port` (O1 operator routes).
     pub routes: BTreeMap<String, String>,
+    /// The spam filter's backend (F5).
+    pub spam: postfach_delivery::rspamd::SpamSettings,
 }
 
 impl SmtpConfig {
     pub fn validate(&self) -> Result<(), String> {
+        self.spam.validate()?;
         let s = &self.smtp;
         if s.max_message_size < 1024 {
             return Err("smtp.max_message_size must be at least 1024".into());

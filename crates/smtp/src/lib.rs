@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use config::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
+pub use postfach_delivery::rspamd::{SpamBackend, SpamSettings};
 pub use session::Kind;
 pub use verdict::{bogus_helo, forbidden_attachment};
 
@@ -62,7 +63,7 @@ impl Smtp {
                 s.commands_per_minute_per_ip,
             ),
             auth_failure_delay: Duration::from_millis(s.auth_failure_delay_ms),
-            pipeline: postfach_delivery::Pipeline::new(dir.clone(), &cfg.hostname),
+            pipeline: postfach_delivery::Pipeline::new(dir.clone(), &cfg.hostname, &cfg.spam),
             dir,
             cfg,
             tls: TlsAcceptor::from(tls),

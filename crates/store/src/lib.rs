@@ -262,6 +262,39 @@ pub trait Tx: Send {
     /// The newest entries first.
     async fn delivery_log_list(&mut self, address_id: i64, limit: i64) -> Result<Vec<DeliveryLog>>;
 
+    // -- Bayes classifier and reports (issue 5, F5)
+    /// Counts of `tokens` in the store `scope_id` (0 = platform-wide, else an address id);
+    /// tokens never seen are left out.
+    async fn bayes_counts(&mut self, scope_id: i64, tokens: &[i64]) -> Result<Vec<TokenCount>>;
+    /// (spam, ham) messages the store was trained with.
+    async fn bayes_totals(&mut self, scope_id: i64) -> Result<(i64, i64)>;
+    /// Adds `spam`/`ham` (which may be negative, to un-train) to every token and the totals.
+    async fn bayes_learn(
+        &mut self,
+        scope_id: i64,
+        tokens: &[i64],
+        spam: i64,
+        ham: i64,
+    ) -> Result<()>;
+    /// What `address_id` trained the message `msg_key` as ("spam"/"ham").
+    async fn bayes_trained_get(&mut self, address_id: i64, msg_key: &str)
+    -> Result<Option<String>>;
+    async fn bayes_trained_put(
+        &mut self,
+        address_id: i64,
+        msg_key: &str,
+        class: &str,
+        at: i64,
+    ) -> Result<()>;
+    async fn report_insert(&mut self, r: &Report) -> Result<Report>;
+    /// The newest first; `org_id` None = all organizations.
+    async fn report_list(
+        &mut self,
+        org_id: Option<i64>,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Report>>;
+
     // -- the spool / queue
     async fn queue_insert(
         &mut self,

@@ -322,3 +322,27 @@ pub struct DeliveryLog {
     pub kind: String,
     pub detail: String,
 }
+
+/// Counts of one token in one Bayes store (F5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct TokenCount {
+    pub token: i64,
+    pub spam: i64,
+    pub ham: i64,
+}
+
+/// A message a user reported as spam or phishing, kept for the operator (F5).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Report {
+    pub id: i64,
+    pub org_id: i64,
+    pub address: String,
+    pub kind: String,
+    pub mail_from: String,
+    pub subject: String,
+    pub message_id: String,
+    /// The reported message's header block (bounded), for tracing where it came from.
+    pub headers: String,
+    pub reported_by: String,
+    pub at: i64,
+}

@@ -13,12 +13,13 @@ use postfach_core::filters::{
     SieveScriptView,
 };
 use postfach_core::mail::settings::{Autoreply, BlockAction, SieveScript, Signature};
+use postfach_core::reports::{ReportKind, ReportOutcome, ReportView};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -342,4 +343,56 @@ pub async fn delivery_log(
     ApiPath(address): ApiPath<String>,
 ) -> ApiResult<Json<Vec<DeliveryLogView>>> {
     Ok(Json(s.dir.delivery_log(&a, &address, 100).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    /// The folder the message is in (`INBOX`, `Spam`…).
+    pub folder: String,
+    pub uid: i64,
+    /// `spam`, `phishing` or `ham` ("not spam").
+    pub kind: ReportKind,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportsQuery {
+    /// `spam` or `phishing`; both when absent.
+    pub kind: Option<ReportKind>,
+    /// 1–1000, default 50.
+    pub limit: Option<i64>,
+}
+
+/// Report a message as spam, phishing or not spam (F5): trains the classifier, moves the
+/// message into Spam (or back to INBOX) and records spam/phishing for the operator.
+#[utoipa::path(post, path = "/api/v1/addresses/{address}/reports", tag = "delivery", security(("bearer" = [])),
+    params(("address" = String, Path)), request_body = ReportBody,
+    responses((status = 200, body = ReportOutcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn report_message(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(address): ApiPath<String>,
+    ApiJson(b): ApiJson<ReportBody>,
+) -> ApiResult<Json<ReportOutcome>> {
+    Ok(Json(
+        s.dir
+            .report_message(&a, &address, &b.folder, b.uid, b.kind)
+            .await?,
+    ))
+}
+
+/// Messages users reported, newest first (platform operators).
+#[utoipa::path(get, path = "/api/v1/reports", tag = "delivery", security(("bearer" = [])),
+    params(ReportsQuery), responses((status = 200, body = [ReportView]), (status = 403, body = ErrorBody)))]
+pub async fn list_reports(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiQuery(q): ApiQuery<ReportsQuery>,
+) -> ApiResult<Json<Vec<ReportView>>> {
+    Ok(Json(
+        s.dir
+            .reports_list(&a, q.kind, q.limit.unwrap_or(50))
+            .await?,
+    ))
 }

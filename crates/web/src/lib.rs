@@ -94,7 +94,8 @@ impl Modify for Complete {
         api_filters::get_lists, api_filters::add_list_entry, api_filters::delete_list_entry,
         api_filters::list_scripts, api_filters::get_script, api_filters::put_script,
         api_filters::delete_script, api_filters::set_active_script, api_filters::get_signature,
-        api_filters::set_signature, api_filters::delivery_log,
+        api_filters::set_signature, api_filters::delivery_log, api_filters::report_message,
+        api_filters::list_reports,
     ),
     modifiers(&Complete),
     tags(
@@ -238,6 +239,11 @@ pub fn router(dir: Directory) -> Router {
             "/addresses/{address}/delivery-log",
             get(api_filters::delivery_log),
         )
+        .route(
+            "/addresses/{address}/reports",
+            post(api_filters::report_message),
+        )
+        .route("/reports", get(api_filters::list_reports))
         .route(
             "/services/{domain}/filters",
             get(api_filters::get_service_filters).patch(api_filters::set_service_filters),

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use postfach_store::{BlobId, Mailbox, MailboxStats, Message, NewMessage, Tx};
 
 use crate::error::{Error, Result};
-use crate::mail::MailboxLogin;
+use crate::mail::{Class, MailboxLogin};
 use crate::{Actor, Directory, validate};
 
 /// The hierarchy separator of folder names.
@@ -544,6 +544,16 @@ impl Directory {
             .into_iter()
             .filter(|m| wanted.contains(&m.uid))
             .collect();
+        let junk_keywords = change.op != FlagOp::Remove
+            && change
+                .keywords
+                .iter()
+                .any(|k| Class::of_keyword(k).is_some());
+        let before = if junk_keywords {
+            current.clone()
+        } else {
+            Vec::new()
+        };
         let mut writes = Vec::new();
         let mut modified = Vec::new();
         let mut changed = std::collections::HashSet::new();
@@ -577,6 +587,9 @@ impl Directory {
         tx.commit().await?;
         if !writes.is_empty() {
             self.changed(mailbox_id);
+        }
+        if junk_keywords {
+            self.train_on_keywords(mailbox_id, &before, &current).await;
         }
         Ok(StoreOutcome {
             modseq,
@@ -639,7 +652,7 @@ impl Directory {
     }
 
     /// Copies (and with `remove`, moves) messages between two mailboxes in one transaction.
-    /// Returns (source UID, new UID) pairs.
+    /// Returns (source UID, new UID) pairs with the message's blob.
     async fn transfer(
         &self,
         tx: &mut dyn Tx,
@@ -647,7 +660,7 @@ impl Directory {
         uids: &[i64],
         to: i64,
         remove: bool,
-    ) -> Result<Vec<(i64, i64)>> {
+    ) -> Result<Vec<((i64, i64), String)>> {
         let messages: std::collections::HashMap<i64, Message> = tx
             .message_list(from)
             .await?
@@ -675,10 +688,10 @@ impl Directory {
                     },
                 )
                 .await?;
-            pairs.push((m.uid, copy.uid));
+            pairs.push(((m.uid, copy.uid), m.blob_id.clone()));
         }
         if remove && !pairs.is_empty() {
-            let moved: Vec<i64> = pairs.iter().map(|p| p.0).collect();
+            let moved: Vec<i64> = pairs.iter().map(|p| p.0.0).collect();
             tx.messages_delete(from, &moved).await?;
         }
         Ok(pairs)
@@ -715,12 +728,23 @@ impl Directory {
             Self::over_quota(a.storage_used_bytes, added, a.storage_quota_bytes)?;
             tx.address_add_usage(address_id, added).await?;
         }
-        let pairs = self.transfer(&mut *tx, from, uids, dst.id, remove).await?;
+        let src_role = tx
+            .mailbox_by_id(from)
+            .await?
+            .map(|m| m.special_use)
+            .unwrap_or_default();
+        let blobs = self.transfer(&mut *tx, from, uids, dst.id, remove).await?;
         tx.commit().await?;
         self.changed(dst.id);
         if remove {
             self.changed(from);
         }
+        // F5: into Spam trains spam, out of Spam trains ham.
+        if let Some(class) = Class::of_move(&src_role, &dst.special_use) {
+            let trained = blobs.iter().map(|(_, b)| b.clone()).collect();
+            self.train_quietly(address_id, trained, class).await;
+        }
+        let pairs = blobs.into_iter().map(|(p, _)| p).collect();
         Ok((dst.uidvalidity, pairs))
     }
 

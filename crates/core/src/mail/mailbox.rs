@@ -48,16 +48,6 @@ fn flag_names(bits: i64, keywords: &str) -> Vec<String> {
         .collect()
 }
 
-fn require_operator(actor: &Actor) -> Result<()> {
-    if actor.is_operator() {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(
-            "only platform operators may look into mailboxes".into(),
-        ))
-    }
-}
-
 impl Directory {
     async fn mailbox_of(
         &self,
@@ -77,7 +67,7 @@ impl Directory {
 
     /// The folders of an address with their message counts.
     pub async fn list_mailboxes(&self, actor: &Actor, address: &str) -> Result<Vec<MailboxView>> {
-        require_operator(actor)?;
+        actor.require_operator("look into mailboxes")?;
         let mut tx = self.store.begin().await?;
         let (_, a) = self.load_address(&mut *tx, address).await?;
         let mut out = Vec::new();
@@ -100,7 +90,7 @@ impl Directory {
         address: &str,
         folder: &str,
     ) -> Result<Vec<MessageView>> {
-        require_operator(actor)?;
+        actor.require_operator("look into mailboxes")?;
         let (_, mailbox) = self.mailbox_of(address, folder).await?;
         let mut tx = self.store.begin().await?;
         Ok(tx
@@ -128,7 +118,7 @@ impl Directory {
         folder: &str,
         uid: i64,
     ) -> Result<Vec<u8>> {
-        require_operator(actor)?;
+        actor.require_operator("look into mailboxes")?;
         let (a, mailbox) = self.mailbox_of(address, folder).await?;
         let m = {
             let mut tx = self.store.begin().await?;

@@ -5,6 +5,7 @@
 //! calls these; the rules live here.
 
 pub mod access;
+pub mod bayes;
 mod deliver;
 mod dns;
 mod folders;
@@ -15,6 +16,7 @@ mod routing;
 pub mod settings;
 pub mod srs;
 mod submit;
+mod training;
 
 pub use access::{
     AppendRequest, Changes, FlagChange, FlagOp, Snapshot, StoreOutcome, folder_name, special_use,
@@ -37,3 +39,4 @@ pub use plan::{Committed, DeliveryContext, DeliveryPlan, FileAction, Outgoing, a
 pub use queue::{QueueRcptView, QueueView, SpoolRequest};
 pub use routing::{LocalRcpt, Rcpt, Via};
 pub use submit::MailboxLogin;
+pub use training::{BayesStats, Class};

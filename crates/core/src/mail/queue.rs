@@ -45,16 +45,6 @@ pub struct QueueView {
     pub recipients: Vec<QueueRcptView>,
 }
 
-fn require_operator(actor: &Actor) -> Result<()> {
-    if actor.is_operator() {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(
-            "only platform operators may manage the queue".into(),
-        ))
-    }
-}
-
 impl Directory {
     /// Commits a message to the spool. Returns the queue id.
     pub async fn spool(&self, req: &SpoolRequest) -> Result<i64> {
@@ -179,7 +169,7 @@ impl Directory {
 
     /// `postfach queue list`.
     pub async fn queue_list(&self, actor: &Actor) -> Result<Vec<QueueView>> {
-        require_operator(actor)?;
+        actor.require_operator("manage the queue")?;
         let mut tx = self.store.begin().await?;
         let mut out = Vec::new();
         for e in tx.queue_list().await? {
@@ -191,7 +181,7 @@ impl Directory {
 
     /// `postfach queue retry ID`: the next attempt happens now.
     pub async fn queue_retry(&self, actor: &Actor, id: i64) -> Result<QueueView> {
-        require_operator(actor)?;
+        actor.require_operator("manage the queue")?;
         let mut tx = self.store.begin_write().await?;
         let e = tx
             .queue_get(id)
@@ -215,7 +205,7 @@ impl Directory {
 
     /// `postfach queue remove ID`: drops an entry without delivering or bouncing it.
     pub async fn queue_remove(&self, actor: &Actor, id: i64) -> Result<QueueView> {
-        require_operator(actor)?;
+        actor.require_operator("manage the queue")?;
         let mut tx = self.store.begin_write().await?;
         let e = tx
             .queue_get(id)

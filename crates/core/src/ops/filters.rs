@@ -50,7 +50,7 @@ impl Target {
 
 /// Whether the autoresponder or something else is being changed (M11 applies to the former).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum What {
+pub(crate) enum What {
     Filters,
     Autoresponder,
 }
@@ -86,6 +86,8 @@ pub struct FilterView {
     pub address: String,
     pub spam: bool,
     pub promotions: bool,
+    /// How far the Bayesian classifier has been trained (F5).
+    pub bayes: crate::mail::BayesStats,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -120,7 +122,7 @@ fn same_address(a: &str, b: &str) -> bool {
 impl Directory {
     /// Resolves `target` (an address or a domain) and checks that `actor` may read
     /// (`write == false`) or change it.
-    async fn settings_target(
+    pub(crate) async fn settings_target(
         &self,
         tx: &mut dyn Tx,
         actor: &Actor,
@@ -596,10 +598,20 @@ impl Directory {
             .address_target(&mut *tx, actor, address, false, What::Filters)
             .await?;
         let f: AddressFilters = settings::load(&mut *tx, t.scope()).await?;
+        drop(tx);
+        self.filter_view(&t, &f).await
+    }
+
+    async fn filter_view(&self, t: &Target, f: &AddressFilters) -> Result<FilterView> {
+        let id = match t {
+            Target::Address(_, a) => a.id,
+            Target::Service(_) => crate::mail::bayes::GLOBAL,
+        };
         Ok(FilterView {
             address: t.name(),
             spam: f.spam,
             promotions: f.promotions,
+            bayes: self.bayes_stats(id).await?,
         })
     }
 
@@ -632,11 +644,7 @@ impl Directory {
         )
         .await?;
         tx.commit().await?;
-        Ok(FilterView {
-            address: t.name(),
-            spam: f.spam,
-            promotions: f.promotions,
-        })
+        self.filter_view(&t, &f).await
     }
 
     pub async fn service_filters_get(

@@ -8,6 +8,7 @@ pub mod domains;
 pub mod filters;
 pub mod import;
 pub mod orgs;
+pub mod reports;
 pub mod services;
 pub mod tokens;
 pub mod users;

@@ -14,7 +14,7 @@ const DAY: i64 = 86_400;
 
 /// acme.example (info, jean, alias hello → info) and catch.example (with catchall); mail for
 /// remote.example goes to a sink. Returns (data, server, sink, sink dir).
-fn setup(d: Data) -> (Data, Server, Peer, PathBuf) {
+pub(crate) fn setup(d: Data) -> (Data, Server, Peer, PathBuf) {
     d.service("acme.example", "standard", None);
     d.service("catch.example", "standard", None);
     for a in [
@@ -41,7 +41,7 @@ fn setup(d: Data) -> (Data, Server, Peer, PathBuf) {
     (d, s, sink, dir)
 }
 
-fn msg(from: &str, to: &str, subject: &str, extra: &str, body: &str) -> String {
+pub(crate) fn msg(from: &str, to: &str, subject: &str, extra: &str, body: &str) -> String {
     let id = postfach_store::testing::TempDir::new("mid");
     let mid = id.path().file_name().unwrap().to_string_lossy().to_string();
     format!(

@@ -11,4 +11,5 @@ mod managesieve;
 mod pop3;
 mod server;
 mod smtp;
+mod spam;
 mod support;

@@ -4,14 +4,14 @@
 //! integers, `CAST(… AS BIGINT)` for aggregates (PostgreSQL's `SUM(bigint)` is `numeric`).
 
 use async_trait::async_trait;
-use sqlx::{Pool, Transaction};
+use sqlx::{AssertSqlSafe, Pool, Transaction};
 
 use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
 use crate::{
     Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, DeliveryLog, DkimKey, Domain,
     Grant, MailService, Mailbox, MailboxStats, Membership, Message, NewAddress, NewAudit,
     NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser, Org,
-    QueueEntry, QueueRcpt, Result, Store, StoreError, Tx, User,
+    QueueEntry, QueueRcpt, Report, Result, Store, StoreError, TokenCount, Tx, User,
 };
 
 pub struct SqlStore {
@@ -139,6 +139,17 @@ impl SqlTx {
 }
 
 /// `UPDATE`/`DELETE` of one row by id: anything but exactly one row means it vanished.
+/// Values per statement when a list is bound as placeholders (both backends allow far more).
+const CHUNK: usize = 400;
+
+/// `$first, $first+1, …` (`n` of them).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn one_row(result: <Db as sqlx::Database>::QueryResult) -> Result<()> {
     match result.rows_affected() {
         1 => Ok(()),
@@ -545,11 +556,14 @@ impl Tx for SqlTx {
     }
 
     async fn address_delete(&mut self, id: i64) -> Result<()> {
-        // Settings documents are keyed by scope, not by a foreign key.
-        sqlx::query("DELETE FROM settings WHERE scope = 'address' AND scope_id = $1")
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
+        // Settings documents and Bayes stores are keyed by scope, not by a foreign key.
+        for sql in [
+            "DELETE FROM settings WHERE scope = 'address' AND scope_id = $1",
+            "DELETE FROM bayes_tokens WHERE scope_id = $1",
+            "DELETE FROM bayes_totals WHERE scope_id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *self.tx).await?;
+        }
         one_row(
             sqlx::query("DELETE FROM addresses WHERE id = $1")
                 .bind(id)
@@ -984,6 +998,162 @@ impl Tx for SqlTx {
              ORDER BY id DESC LIMIT $2",
         )
         .bind(address_id)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
+    async fn bayes_counts(&mut self, scope_id: i64, tokens: &[i64]) -> Result<Vec<TokenCount>> {
+        let mut out = Vec::with_capacity(tokens.len());
+        for chunk in tokens.chunks(CHUNK) {
+            // Only numbered placeholders are spliced into the text; every value is bound.
+            let sql = format!(
+                "SELECT token, spam, ham FROM bayes_tokens WHERE scope_id = $1 AND token IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, TokenCount>(AssertSqlSafe(sql)).bind(scope_id);
+            for t in chunk {
+                q = q.bind(t);
+            }
+            out.extend(q.fetch_all(&mut *self.tx).await?);
+        }
+        Ok(out)
+    }
+
+    async fn bayes_totals(&mut self, scope_id: i64) -> Result<(i64, i64)> {
+        Ok(
+            sqlx::query_as("SELECT spam, ham FROM bayes_totals WHERE scope_id = $1")
+                .bind(scope_id)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .unwrap_or((0, 0)),
+        )
+    }
+
+    async fn bayes_learn(
+        &mut self,
+        scope_id: i64,
+        tokens: &[i64],
+        spam: i64,
+        ham: i64,
+    ) -> Result<()> {
+        // PostgreSQL refuses an upsert that touches one row twice: each token once.
+        let mut tokens = tokens.to_vec();
+        tokens.sort_unstable();
+        tokens.dedup();
+        for chunk in tokens.chunks(CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${}, $2, $3)", i + 4))
+                .collect();
+            let sql = format!(
+                "INSERT INTO bayes_tokens (scope_id, token, spam, ham) VALUES {} \
+                 ON CONFLICT (scope_id, token) DO UPDATE SET \
+                 spam = bayes_tokens.spam + excluded.spam, ham = bayes_tokens.ham + excluded.ham",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .bind(scope_id)
+                .bind(spam)
+                .bind(ham);
+            for t in chunk {
+                q = q.bind(t);
+            }
+            q.execute(&mut *self.tx).await?;
+            if spam < 0 || ham < 0 {
+                // Un-training: tokens no message counts any more are forgotten.
+                let sql = format!(
+                    "DELETE FROM bayes_tokens WHERE scope_id = $1 AND spam <= 0 AND ham <= 0 \
+                     AND token IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(scope_id);
+                for t in chunk {
+                    q = q.bind(t);
+                }
+                q.execute(&mut *self.tx).await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO bayes_totals (scope_id, spam, ham) VALUES ($1, $2, $3) \
+             ON CONFLICT (scope_id) DO UPDATE SET \
+             spam = bayes_totals.spam + excluded.spam, ham = bayes_totals.ham + excluded.ham",
+        )
+        .bind(scope_id)
+        .bind(spam)
+        .bind(ham)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn bayes_trained_get(
+        &mut self,
+        address_id: i64,
+        msg_key: &str,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT class FROM bayes_trained WHERE address_id = $1 AND msg_key = $2",
+        )
+        .bind(address_id)
+        .bind(msg_key)
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
+    async fn bayes_trained_put(
+        &mut self,
+        address_id: i64,
+        msg_key: &str,
+        class: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO bayes_trained (address_id, msg_key, class, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (address_id, msg_key) DO UPDATE SET class = $3, at = $4",
+        )
+        .bind(address_id)
+        .bind(msg_key)
+        .bind(class)
+        .bind(at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn report_insert(&mut self, r: &Report) -> Result<Report> {
+        Ok(sqlx::query_as(
+            "INSERT INTO reports (org_id, address, kind, mail_from, subject, message_id, headers, \
+             reported_by, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING id, org_id, address, kind, mail_from, subject, message_id, headers, \
+             reported_by, at",
+        )
+        .bind(r.org_id)
+        .bind(&r.address)
+        .bind(&r.kind)
+        .bind(&r.mail_from)
+        .bind(&r.subject)
+        .bind(&r.message_id)
+        .bind(&r.headers)
+        .bind(&r.reported_by)
+        .bind(r.at)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    async fn report_list(
+        &mut self,
+        org_id: Option<i64>,
+        kind: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Report>> {
+        Ok(sqlx::query_as(
+            "SELECT id, org_id, address, kind, mail_from, subject, message_id, headers, \
+             reported_by, at FROM reports \
+             WHERE ($1 IS NULL OR org_id = $1) AND ($2 IS NULL OR kind = $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(org_id)
+        .bind(kind)
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?)

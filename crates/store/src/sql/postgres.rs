@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "delivery",
         include_str!("../../migrations/postgres/0005_delivery.sql"),
     ),
+    (
+        6,
+        "bayes",
+        include_str!("../../migrations/postgres/0006_bayes.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "delivery",
         include_str!("../../migrations/sqlite/0005_delivery.sql"),
     ),
+    (
+        6,
+        "bayes",
+        include_str!("../../migrations/sqlite/0006_bayes.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {
