@@ -26,6 +26,7 @@ pub use ops::addresses::AddressChanges;
 pub use ops::filters;
 pub use ops::reports;
 pub use ops::services::{NewServiceRequest, ServiceChanges};
+pub use ops::templates;
 pub use policy::Policy;
 
 /// Who is acting. Every operation takes one; rules and the audit log (M12) depend on it.

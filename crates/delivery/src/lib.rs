@@ -15,6 +15,7 @@ pub mod reply;
 pub mod rspamd;
 pub mod sieve_run;
 pub mod spam;
+pub mod tnef;
 
 use std::sync::Arc;
 
@@ -158,11 +159,38 @@ pub fn plan(
         headers.push(("X-Postfach-External".into(), "yes".into()));
         body = insert_banner(raw, &msg, EXTERNAL_BANNER);
     }
-    let local_raw: Option<Vec<u8>> = if headers.is_empty() && body.is_none() {
+    let mut local_raw: Option<Vec<u8>> = if headers.is_empty() && body.is_none() {
         None
     } else {
         Some(prepend_headers(body.as_deref().unwrap_or(raw), &headers))
     };
+    // F12: winmail.dat unpacked into ordinary attachments (of the stored copy only).
+    if tnef::has_tnef(&msg) {
+        let unpacked = {
+            let base = local_raw.as_deref().unwrap_or(raw);
+            let reparsed = local_raw
+                .as_ref()
+                .and_then(|l| MessageParser::default().parse(l.as_slice()));
+            tnef::unpack(
+                base,
+                reparsed.as_ref().unwrap_or(&msg),
+                ctx.service.tnef_keep_original,
+            )
+        };
+        match unpacked {
+            Some(u) => {
+                local_raw = Some(u);
+                plan.log.push((
+                    "tnef".into(),
+                    "winmail.dat unpacked into ordinary attachments".into(),
+                ));
+            }
+            None => plan.log.push((
+                "tnef".into(),
+                "a winmail.dat part held no files that could be unpacked; kept as it is".into(),
+            )),
+        }
+    }
     let filed_raw = local_raw.as_deref().unwrap_or(raw);
 
     // F9: Sieve (not for blocked mail: it is discarded into Spam as it is).

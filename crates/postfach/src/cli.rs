@@ -80,6 +80,9 @@ pub enum Command {
     /// Signatures of an address or of a mail service (M8).
     #[command(subcommand)]
     Signature(crate::cli_filters::SignatureCmd),
+    /// Templates of a mail service: delivery defaults for new addresses or in bulk (M8).
+    #[command(subcommand)]
+    Template(crate::cli_filters::TemplateCmd),
     /// Messages users reported as spam or phishing (F5).
     #[command(subcommand)]
     Reports(crate::cli_filters::ReportsCmd),
@@ -786,6 +789,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sieve(cmd) => crate::cli_filters::sieve(dir, a, &out, cmd).await?,
         Command::Signature(cmd) => crate::cli_filters::signature(dir, a, &out, cmd).await?,
         Command::Reports(cmd) => crate::cli_filters::reports(dir, a, &out, cmd).await?,
+        Command::Template(cmd) => crate::cli_filters::template(dir, a, &out, cmd).await?,
         Command::DeliveryLog { address, limit } => {
             crate::cli_filters::delivery_log(dir, a, &out, &address, limit).await?
         }

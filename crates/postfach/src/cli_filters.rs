@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use postfach_core::filters::{FilterView, ListKind, ListView};
-use postfach_core::mail::settings::{Autoreply, BlockAction};
+use postfach_core::mail::settings::{Autoreply, BlockAction, Template};
 use postfach_core::reports::ReportKind;
 use postfach_core::{Actor, AddressChanges, Directory};
 
@@ -145,6 +145,9 @@ pub enum SpamCmd {
         external_marking: Option<OnOff>,
         #[arg(long)]
         threshold: Option<f64>,
+        /// F12: keep winmail.dat beside the files unpacked from it.
+        #[arg(long)]
+        tnef_keep_original: Option<OnOff>,
     },
 }
 
@@ -173,6 +176,47 @@ pub enum ReportsCmd {
         kind: Option<ReportKindArg>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplateCmd {
+    /// Save a template of a mail service (same name: replaced).
+    Put {
+        domain: String,
+        name: String,
+        #[arg(long)]
+        spam: Option<OnOff>,
+        #[arg(long)]
+        promotions: Option<OnOff>,
+        #[arg(long)]
+        signature: Option<String>,
+        /// An autoresponder (named like the template) with this message.
+        #[arg(long)]
+        autoreply_message: Option<String>,
+        #[arg(long, requires = "autoreply_message")]
+        autoreply_subject: Option<String>,
+        /// The autoresponder starts active.
+        #[arg(long, requires = "autoreply_message")]
+        autoreply_active: bool,
+        /// Apply to every new address of the service.
+        #[arg(long)]
+        default: bool,
+    },
+    List {
+        domain: String,
+    },
+    Del {
+        domain: String,
+        name: String,
+    },
+    /// Apply a template to the named addresses, or with --all to every address.
+    Apply {
+        domain: String,
+        name: String,
+        addresses: Vec<String>,
+        #[arg(long, conflicts_with = "addresses")]
+        all: bool,
     },
 }
 
@@ -480,8 +524,13 @@ pub async fn spam(dir: &Directory, a: &Actor, out: &Out, cmd: SpamCmd) -> Result
             block_action,
             external_marking,
             threshold,
+            tnef_keep_original,
         } => {
-            let v = if block_action.is_none() && external_marking.is_none() && threshold.is_none() {
+            let v = if block_action.is_none()
+                && external_marking.is_none()
+                && threshold.is_none()
+                && tnef_keep_original.is_none()
+            {
                 dir.service_filters_get(a, &domain).await?
             } else {
                 dir.service_filters_set(
@@ -493,6 +542,7 @@ pub async fn spam(dir: &Directory, a: &Actor, out: &Out, cmd: SpamCmd) -> Result
                     }),
                     external_marking.map(OnOff::on),
                     threshold,
+                    tnef_keep_original.map(OnOff::on),
                 )
                 .await?
             };
@@ -508,6 +558,7 @@ pub async fn spam(dir: &Directory, a: &Actor, out: &Out, cmd: SpamCmd) -> Result
                     ),
                     ("external marking", yes_no(v.external_marking)),
                     ("spam threshold", format!("{:.1}", v.spam_threshold)),
+                    ("winmail.dat kept", yes_no(v.tnef_keep_original)),
                 ])
             });
         }
@@ -627,4 +678,107 @@ pub async fn reports(dir: &Directory, a: &Actor, out: &Out, cmd: ReportsCmd) -> 
         }
     }
     Ok(())
+}
+
+pub async fn template(dir: &Directory, a: &Actor, out: &Out, cmd: TemplateCmd) -> Result<()> {
+    match cmd {
+        TemplateCmd::Put {
+            domain,
+            name,
+            spam,
+            promotions,
+            signature,
+            autoreply_message,
+            autoreply_subject,
+            autoreply_active,
+            default,
+        } => {
+            let autoreply = autoreply_message.map(|message| Autoreply {
+                name: name.clone(),
+                subject: autoreply_subject.unwrap_or_default(),
+                message,
+                active: autoreply_active,
+                ..Default::default()
+            });
+            let t = Template {
+                name,
+                spam: spam.map(OnOff::on),
+                promotions: promotions.map(OnOff::on),
+                signature,
+                autoreply,
+                default,
+            };
+            let t = dir.template_put(a, &domain, &t).await?;
+            out.show(&t, |t| template_table(std::slice::from_ref(t)));
+        }
+        TemplateCmd::List { domain } => {
+            let list = dir.template_list(a, &domain).await?;
+            out.show(&list, |l| template_table(l));
+        }
+        TemplateCmd::Del { domain, name } => {
+            dir.template_delete(a, &domain, &name).await?;
+            out.show(&serde_json::json!({"deleted": name}), |_| {
+                println!("Deleted template {name:?} of {domain}")
+            });
+        }
+        TemplateCmd::Apply {
+            domain,
+            name,
+            addresses,
+            all,
+        } => {
+            if addresses.is_empty() && !all {
+                anyhow::bail!("name the addresses to apply {name} to, or use --all");
+            }
+            let r = dir
+                .template_apply(a, &domain, &name, (!all).then_some(addresses.as_slice()))
+                .await?;
+            out.show(&r, |r| {
+                println!(
+                    "Applied {} to {} address(es): {}",
+                    r.template,
+                    r.applied.len(),
+                    r.applied.join(", ")
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn template_table(list: &[Template]) {
+    let opt = |v: Option<bool>| v.map(yes_no).unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                yes_no(t.default),
+                opt(t.spam),
+                opt(t.promotions),
+                yes_no(t.signature.is_some()),
+                t.autoreply
+                    .as_ref()
+                    .map(|r| {
+                        format!(
+                            "{} ({})",
+                            r.name,
+                            if r.active { "active" } else { "inactive" }
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "DEFAULT",
+            "SPAM",
+            "PROMOTIONS",
+            "SIGNATURE",
+            "AUTOREPLY",
+        ],
+        &rows,
+    )
 }

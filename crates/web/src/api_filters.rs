@@ -12,8 +12,9 @@ use postfach_core::filters::{
     AutoreplyView, DeliveryLogView, FilterView, ListKind, ListView, ServiceFilterView,
     SieveScriptView,
 };
-use postfach_core::mail::settings::{Autoreply, BlockAction, SieveScript, Signature};
+use postfach_core::mail::settings::{Autoreply, BlockAction, SieveScript, Signature, Template};
 use postfach_core::reports::{ReportKind, ReportOutcome, ReportView};
+use postfach_core::templates::TemplateApplied;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -53,6 +54,8 @@ pub struct ServiceFilterChanges {
     pub block_action: Option<BlockAction>,
     pub external_marking: Option<bool>,
     pub spam_threshold: Option<f64>,
+    /// F12: keep winmail.dat beside the files unpacked from it.
+    pub tnef_keep_original: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -196,6 +199,7 @@ pub async fn set_service_filters(
                 b.block_action,
                 b.external_marking,
                 b.spam_threshold,
+                b.tnef_keep_original,
             )
             .await?,
     ))
@@ -393,6 +397,68 @@ pub async fn list_reports(
     Ok(Json(
         s.dir
             .reports_list(&a, q.kind, q.limit.unwrap_or(50))
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    /// Addresses of the service; null or absent = every address.
+    #[serde(default)]
+    pub addresses: Option<Vec<String>>,
+}
+
+/// The templates of a mail service (M8).
+#[utoipa::path(get, path = "/api/v1/services/{domain}/templates", tag = "delivery", security(("bearer" = [])),
+    params(("domain" = String, Path)), responses((status = 200, body = [Template]), (status = 404, body = ErrorBody)))]
+pub async fn list_templates(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(domain): ApiPath<String>,
+) -> ApiResult<Json<Vec<Template>>> {
+    Ok(Json(s.dir.template_list(&a, &domain).await?))
+}
+
+/// Save a template (same name: replaced; `default`: applied to every new address).
+#[utoipa::path(post, path = "/api/v1/services/{domain}/templates", tag = "delivery", security(("bearer" = [])),
+    params(("domain" = String, Path)), request_body = Template,
+    responses((status = 200, body = Template), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn put_template(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(domain): ApiPath<String>,
+    ApiJson(b): ApiJson<Template>,
+) -> ApiResult<Json<Template>> {
+    Ok(Json(s.dir.template_put(&a, &domain, &b).await?))
+}
+
+/// Delete a template.
+#[utoipa::path(delete, path = "/api/v1/services/{domain}/templates/{name}", tag = "delivery", security(("bearer" = [])),
+    params(("domain" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_template(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath((domain, name)): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.dir.template_delete(&a, &domain, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Apply a template to addresses of the service (all when none are named).
+#[utoipa::path(post, path = "/api/v1/services/{domain}/templates/{name}/apply", tag = "delivery", security(("bearer" = [])),
+    params(("domain" = String, Path), ("name" = String, Path)), request_body = ApplyBody,
+    responses((status = 200, body = TemplateApplied), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn apply_template(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath((domain, name)): ApiPath<(String, String)>,
+    ApiJson(b): ApiJson<ApplyBody>,
+) -> ApiResult<Json<TemplateApplied>> {
+    Ok(Json(
+        s.dir
+            .template_apply(&a, &domain, &name, b.addresses.as_deref())
             .await?,
     ))
 }

@@ -95,7 +95,8 @@ impl Modify for Complete {
         api_filters::list_scripts, api_filters::get_script, api_filters::put_script,
         api_filters::delete_script, api_filters::set_active_script, api_filters::get_signature,
         api_filters::set_signature, api_filters::delivery_log, api_filters::report_message,
-        api_filters::list_reports,
+        api_filters::list_reports, api_filters::list_templates, api_filters::put_template,
+        api_filters::delete_template, api_filters::apply_template,
     ),
     modifiers(&Complete),
     tags(
@@ -244,6 +245,18 @@ pub fn router(dir: Directory) -> Router {
             post(api_filters::report_message),
         )
         .route("/reports", get(api_filters::list_reports))
+        .route(
+            "/services/{domain}/templates",
+            get(api_filters::list_templates).post(api_filters::put_template),
+        )
+        .route(
+            "/services/{domain}/templates/{name}",
+            delete(api_filters::delete_template),
+        )
+        .route(
+            "/services/{domain}/templates/{name}/apply",
+            post(api_filters::apply_template),
+        )
         .route(
             "/services/{domain}/filters",
             get(api_filters::get_service_filters).patch(api_filters::set_service_filters),

@@ -287,6 +287,9 @@ pub struct ServiceFilters {
     pub external_marking: bool,
     #[serde(default = "default_threshold")]
     pub spam_threshold: f64,
+    /// F12: keep the winmail.dat part beside the files unpacked from it.
+    #[serde(default = "yes")]
+    pub tnef_keep_original: bool,
 }
 
 fn default_threshold() -> f64 {
@@ -301,6 +304,7 @@ impl Default for ServiceFilters {
             block_action: BlockAction::Spam,
             external_marking: false,
             spam_threshold: DEFAULT_SPAM_THRESHOLD,
+            tnef_keep_original: true,
         }
     }
 }
@@ -350,6 +354,54 @@ pub struct Signature {
 
 impl Document for Signature {
     const NAME: &'static str = "signature";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates (M8)
+
+/// Templates a mail service keeps at most.
+pub const MAX_TEMPLATES: usize = 20;
+
+/// Delivery defaults for addresses: applied to every new address of the service when
+/// `default` is set, or to chosen (or all) addresses on request. Unset fields leave an
+/// address's own setting alone.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub name: String,
+    /// F5: the spam filter on or off.
+    #[serde(default)]
+    pub spam: Option<bool>,
+    /// F6: Promotions/SocialNetworks sorting.
+    #[serde(default)]
+    pub promotions: Option<bool>,
+    /// M8: the address's signature.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// F10: an autoresponder saved into the address's list (replacing one of the same name).
+    #[serde(default)]
+    pub autoreply: Option<Autoreply>,
+    /// Applied to every address created in the service (one template at most).
+    #[serde(default)]
+    pub default: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Templates {
+    pub list: Vec<Template>,
+}
+
+impl Document for Templates {
+    const NAME: &'static str = "templates";
+}
+
+impl Templates {
+    pub fn get(&self, name: &str) -> Option<&Template> {
+        self.list.iter().find(|t| t.name == name)
+    }
+    pub fn default_template(&self) -> Option<&Template> {
+        self.list.iter().find(|t| t.default)
+    }
 }
 
 #[cfg(test)]

@@ -191,6 +191,8 @@ impl Directory {
             tx.forwards_set(a.id, &spec.forward_to).await?;
         }
         self.create_default_folders(tx, a.id).await?;
+        // M8: the service's default template, in the same transaction.
+        let template = self.apply_default_template(tx, &svc, &a).await?;
         tx.creation_log_insert(svc.id, spec.local, now).await?;
         self.audit(
             tx,
@@ -203,6 +205,7 @@ impl Directory {
                 "storage_quota_bytes": quota,
                 "forward_to": spec.forward_to,
                 "forward_keep_copy": spec.forward_keep_copy,
+                "template": template,
             }),
         )
         .await?;

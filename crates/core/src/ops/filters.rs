@@ -96,6 +96,8 @@ pub struct ServiceFilterView {
     pub block_action: BlockAction,
     pub external_marking: bool,
     pub spam_threshold: f64,
+    /// F12: winmail.dat kept beside the files unpacked from it.
+    pub tnef_keep_original: bool,
 }
 
 /// Which list of [`ListView`].
@@ -389,60 +391,7 @@ impl Directory {
         address: &str,
         new: &Autoreply,
     ) -> Result<AutoreplyView> {
-        let mut a = new.clone();
-        a.name = a.name.trim().to_string();
-        if a.name.is_empty() || a.name.chars().count() > 100 || a.name.chars().any(char::is_control)
-        {
-            return Err(Error::invalid("name", "use 1 to 100 characters"));
-        }
-        if a.message.trim().is_empty() || a.message.len() > MAX_AUTOREPLY_MESSAGE {
-            return Err(Error::invalid(
-                "message",
-                format!("write a message of at most {MAX_AUTOREPLY_MESSAGE} bytes"),
-            ));
-        }
-        if a.subject.chars().any(char::is_control) || a.subject.chars().count() > 200 {
-            return Err(Error::invalid(
-                "subject",
-                "one line of at most 200 characters",
-            ));
-        }
-        let start = a
-            .start
-            .as_deref()
-            .map(|s| settings::parse_time("start", s))
-            .transpose()?;
-        let end = a
-            .end
-            .as_deref()
-            .map(|s| settings::parse_time("end", s))
-            .transpose()?;
-        if let (Some(s), Some(e)) = (start, end)
-            && e <= s
-        {
-            return Err(Error::invalid("end", "the end must come after the start"));
-        }
-        let mut days = Vec::new();
-        for d in &a.weekdays {
-            let d = d.trim().to_lowercase();
-            let d: String = d.chars().take(3).collect();
-            if !WEEKDAYS.contains(&d.as_str()) {
-                return Err(Error::invalid(
-                    "weekdays",
-                    format!("{d:?}: use mon, tue, wed, thu, fri, sat, sun"),
-                ));
-            }
-            if !days.contains(&d) {
-                days.push(d);
-            }
-        }
-        a.weekdays = days;
-        a.exclude = a
-            .exclude
-            .iter()
-            .filter(|e| !e.trim().is_empty())
-            .map(|e| settings::list_entry(e))
-            .collect::<Result<_>>()?;
+        let mut a = checked_autoreply(new)?;
         let mut tx = self.store.begin_write().await?;
         let t = self
             .address_target(&mut *tx, actor, address, true, What::Autoresponder)
@@ -465,21 +414,7 @@ impl Directory {
             a.from = None;
         }
         let mut doc: Autoreplies = settings::load(&mut *tx, t.scope()).await?;
-        match doc.list.iter().position(|x| x.name == a.name) {
-            Some(i) => doc.list[i] = a.clone(),
-            None if doc.list.len() >= MAX_AUTOREPLIES => {
-                return Err(Error::Conflict(format!(
-                    "{} already has {MAX_AUTOREPLIES} autoresponders; delete one first",
-                    t.name()
-                )));
-            }
-            None => doc.list.push(a.clone()),
-        }
-        if a.active {
-            for x in &mut doc.list {
-                x.active = x.name == a.name;
-            }
-        }
+        upsert_autoreply(&mut doc, &a, &t.name())?;
         settings::save(&mut *tx, t.scope(), &doc, self.now()).await?;
         self.settings_audit(
             &mut *tx,
@@ -668,6 +603,7 @@ impl Directory {
         block_action: Option<BlockAction>,
         external_marking: Option<bool>,
         spam_threshold: Option<f64>,
+        tnef_keep_original: Option<bool>,
     ) -> Result<ServiceFilterView> {
         let mut tx = self.store.begin_write().await?;
         let svc = self.load_service(&mut *tx, domain).await?;
@@ -679,6 +615,9 @@ impl Directory {
         }
         if let Some(m) = external_marking {
             f.external_marking = m;
+        }
+        if let Some(k) = tnef_keep_original {
+            f.tnef_keep_original = k;
         }
         if let Some(t) = spam_threshold {
             if !(0.5..=100.0).contains(&t) {
@@ -860,6 +799,7 @@ fn service_filter_view(svc: &MailService, f: &ServiceFilters) -> ServiceFilterVi
         block_action: f.block_action,
         external_marking: f.external_marking,
         spam_threshold: f.spam_threshold,
+        tnef_keep_original: f.tnef_keep_original,
     }
 }
 
@@ -898,4 +838,83 @@ impl Directory {
             })
             .collect())
     }
+}
+
+/// An autoresponder's fields checked and normalised (name, message, subject, schedule,
+/// weekdays, exclusions); `from` is checked against the address by the caller.
+pub(crate) fn checked_autoreply(new: &Autoreply) -> Result<Autoreply> {
+    let mut a = new.clone();
+    a.name = a.name.trim().to_string();
+    if a.name.is_empty() || a.name.chars().count() > 100 || a.name.chars().any(char::is_control) {
+        return Err(Error::invalid("name", "use 1 to 100 characters"));
+    }
+    if a.message.trim().is_empty() || a.message.len() > MAX_AUTOREPLY_MESSAGE {
+        return Err(Error::invalid(
+            "message",
+            format!("write a message of at most {MAX_AUTOREPLY_MESSAGE} bytes"),
+        ));
+    }
+    if a.subject.chars().any(char::is_control) || a.subject.chars().count() > 200 {
+        return Err(Error::invalid(
+            "subject",
+            "one line of at most 200 characters",
+        ));
+    }
+    let start = a
+        .start
+        .as_deref()
+        .map(|s| settings::parse_time("start", s))
+        .transpose()?;
+    let end = a
+        .end
+        .as_deref()
+        .map(|s| settings::parse_time("end", s))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (start, end)
+        && e <= s
+    {
+        return Err(Error::invalid("end", "the end must come after the start"));
+    }
+    let mut days = Vec::new();
+    for d in &a.weekdays {
+        let d = d.trim().to_lowercase();
+        let d: String = d.chars().take(3).collect();
+        if !WEEKDAYS.contains(&d.as_str()) {
+            return Err(Error::invalid(
+                "weekdays",
+                format!("{d:?}: use mon, tue, wed, thu, fri, sat, sun"),
+            ));
+        }
+        if !days.contains(&d) {
+            days.push(d);
+        }
+    }
+    a.weekdays = days;
+    a.exclude = a
+        .exclude
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| settings::list_entry(e))
+        .collect::<Result<_>>()?;
+    Ok(a)
+}
+
+/// Saves `a` into an address's list (replacing one of the same name); an active one
+/// deactivates the others (F10: one active at a time).
+pub(crate) fn upsert_autoreply(doc: &mut Autoreplies, a: &Autoreply, owner: &str) -> Result<()> {
+    match doc.list.iter().position(|x| x.name == a.name) {
+        Some(i) => doc.list[i] = a.clone(),
+        None if doc.list.len() >= MAX_AUTOREPLIES => {
+            return Err(Error::Conflict(format!(
+                "{owner} already has {MAX_AUTOREPLIES} autoresponders; delete one first"
+            )));
+        }
+        None => doc.list.push(a.clone()),
+    }
+    if a.active {
+        for x in &mut doc.list {
+            x.active = x.name == a.name;
+        }
+    }
+    Ok(())
 }

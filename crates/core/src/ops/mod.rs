@@ -10,6 +10,7 @@ pub mod import;
 pub mod orgs;
 pub mod reports;
 pub mod services;
+pub mod templates;
 pub mod tokens;
 pub mod users;
 

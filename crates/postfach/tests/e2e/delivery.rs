@@ -927,3 +927,183 @@ fn the_api_offers_the_same_settings_with_clear_errors() {
     let (st, _) = crate::api::Client::new(&s).get(&format!("/api/v1/sieve/{info}"));
     assert_eq!(st, 401);
 }
+
+/// The named leaf parts of a stored message as Python's `email` package reads them:
+/// [[filename, content], …].
+fn py_attachments(raw: &str) -> Value {
+    let r = python(
+        "import email, email.policy, json, sys\n\
+         m = email.message_from_string(sys.argv[1], policy=email.policy.default)\n\
+         print(json.dumps([[p.get_filename(), p.get_payload(decode=True).decode('latin-1')] for p in m.walk() if not p.is_multipart() and p.get_filename()]))\n",
+        &[raw],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+#[test]
+fn winmail_dat_is_unpacked_into_ordinary_attachments() {
+    let (d, s, _sink, _dir) = setup(Data::sqlite());
+    let info = "info@acme.example";
+    // An Outlook-style message; the tool checks its winmail.dat with Debian's `tnef` first.
+    let outlook = |subject: &str| {
+        let out = std::process::Command::new("python3")
+            .arg(crate::support::tool("tnef_mail.py"))
+            .args(["boss@corp.example", info, subject])
+            .args(["report.txt=Quarterly figures", "notes.txt=See page 2"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    deliver(&s, "boss@corp.example", info, &outlook("Report"));
+    let inbox = d.wait_messages(info, "INBOX", 1);
+    let raw = d.message(info, inbox[0]["uid"].as_i64().unwrap());
+    assert!(raw.contains("X-Postfach-TNEF: unpacked 2 file(s)"), "{raw}");
+    let att = py_attachments(&raw);
+    assert_eq!(
+        att,
+        json!([
+            ["winmail.dat", att[0][1]],
+            ["report.txt", "Quarterly figures"],
+            ["notes.txt", "See page 2"]
+        ]),
+        "{raw}"
+    );
+
+    // The mail service may drop the original.
+    d.ok(&[
+        "spam",
+        "service",
+        "acme.example",
+        "--tnef-keep-original",
+        "off",
+    ]);
+    deliver(&s, "boss@corp.example", info, &outlook("Report 2"));
+    let inbox = d.wait_messages(info, "INBOX", 2);
+    let uid = inbox.iter().find(|m| m["subject"] == "Report 2").unwrap()["uid"]
+        .as_i64()
+        .unwrap();
+    let raw = d.message(info, uid);
+    let att = py_attachments(&raw);
+    assert_eq!(
+        att,
+        json!([
+            ["report.txt", "Quarterly figures"],
+            ["notes.txt", "See page 2"]
+        ]),
+        "{raw}"
+    );
+    assert!(raw.contains("See attached."), "{raw}");
+}
+
+#[test]
+fn templates_give_new_addresses_their_defaults_and_apply_in_bulk() {
+    let (d, s, _sink, _dir) = setup(Data::sqlite());
+    let err = d.fails(&["template", "put", "acme.example", "empty"]);
+    assert!(err.contains("at least one"), "{err}");
+    d.ok(&[
+        "template",
+        "put",
+        "acme.example",
+        "staff",
+        "--spam",
+        "off",
+        "--signature",
+        "Acme GmbH, Berlin",
+        "--autoreply-message",
+        "I am away until Monday.",
+        "--default",
+    ]);
+    let list = d.json(&["template", "list", "acme.example"]);
+    assert_eq!(
+        (&list[0]["name"], &list[0]["default"]),
+        (&json!("staff"), &json!(true))
+    );
+
+    // A new address starts with the default template's settings …
+    d.ok(&["address", "add", "new@acme.example", "--password", PW]);
+    assert_eq!(d.json(&["spam", "show", "new@acme.example"])["spam"], false);
+    assert_eq!(
+        d.json(&["signature", "show", "new@acme.example"])["text"],
+        "Acme GmbH, Berlin"
+    );
+    let replies = d.json(&["autoreply", "list", "new@acme.example"]);
+    assert_eq!(
+        (&replies[0]["name"], &replies[0]["active"]),
+        (&json!("staff"), &json!(false)),
+        "{replies}"
+    );
+    // … and so does one from a CSV import; existing ones are untouched until applied.
+    let csv = d.write(
+        "import.csv",
+        &format!("local_part,password,forward_to,delete_after_forward\ncsv,{PW},,\n"),
+    );
+    d.ok(&["address", "import", "acme.example", csv.to_str().unwrap()]);
+    assert_eq!(d.json(&["spam", "show", "csv@acme.example"])["spam"], false);
+    assert_eq!(d.json(&["spam", "show", "info@acme.example"])["spam"], true);
+
+    let err = d.fails(&["template", "apply", "acme.example", "staff"]);
+    assert!(err.contains("--all"), "{err}");
+    let err = d.fails(&[
+        "template",
+        "apply",
+        "acme.example",
+        "staff",
+        "info@catch.example",
+    ]);
+    assert!(err.contains("not an address of acme.example"), "{err}");
+    d.ok(&[
+        "template",
+        "apply",
+        "acme.example",
+        "staff",
+        "info@acme.example",
+    ]);
+    assert_eq!(
+        d.json(&["spam", "show", "info@acme.example"])["spam"],
+        false
+    );
+
+    // The API offers the same; applying to all reaches every address of the service.
+    let api = crate::api::Client::login(&s, &d.admin_login, &d.admin_password);
+    let (st, body) = api.post(
+        "/api/v1/services/acme.example/templates",
+        json!({"name": "strict", "spam": true, "promotions": true}),
+    );
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = api.post(
+        "/api/v1/services/acme.example/templates/strict/apply",
+        json!({}),
+    );
+    assert_eq!(st, 200, "{body}");
+    // info, jean, new and csv
+    assert_eq!(body["applied"].as_array().unwrap().len(), 4, "{body}");
+    assert_eq!(
+        d.json(&["spam", "show", "jean@acme.example"])["promotions"],
+        true
+    );
+    let (st, _) = api.post(
+        "/api/v1/services/acme.example/templates/nope/apply",
+        json!({}),
+    );
+    assert_eq!(st, 404);
+    let (st, body) = api.post(
+        "/api/v1/services/acme.example/templates",
+        json!({"name": "x", "colour": "red"}),
+    );
+    assert_eq!(st, 400, "{body}");
+    let (st, _) = api.delete("/api/v1/services/acme.example/templates/strict");
+    assert_eq!(st, 204);
+    assert_eq!(
+        d.json(&["template", "list", "acme.example"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
