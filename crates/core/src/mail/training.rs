@@ -10,6 +10,9 @@ use crate::Directory;
 use crate::error::Result;
 use crate::mail::bayes::{self, Evidence, GLOBAL};
 
+/// Messages trained before an IMAP command answers; more are trained in the background.
+const TRAIN_INLINE: usize = 100;
+
 /// What a user said a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -135,13 +138,28 @@ impl Directory {
 
     /// Training after a user's action must never fail that action (the move has happened):
     /// errors are logged.
+    ///
+    /// Small batches are trained before the command answers (the next delivery already sees
+    /// them); a large one (a whole folder dragged into Spam) goes on in the background so
+    /// that the client does not time out waiting for it.
     pub(crate) async fn train_quietly(&self, address_id: i64, blobs: Vec<String>, class: Class) {
         if blobs.is_empty() {
             return;
         }
-        match self.train(address_id, &blobs, class).await {
-            Ok(n) => tracing::info!(address_id, n, class = class.as_str(), "trained"),
-            Err(e) => tracing::warn!(address_id, error = %e, "training the spam filter failed"),
+        let inline = blobs.len() <= TRAIN_INLINE;
+        let dir = self.clone();
+        let work = async move {
+            match dir.train(address_id, &blobs, class).await {
+                Ok(n) => tracing::info!(address_id, n, class = class.as_str(), "trained"),
+                Err(e) => {
+                    tracing::warn!(address_id, error = %e, "training the spam filter failed")
+                }
+            }
+        };
+        if inline {
+            work.await
+        } else {
+            tokio::spawn(work);
         }
     }
 
