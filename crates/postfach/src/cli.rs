@@ -83,6 +83,9 @@ pub enum Command {
     /// Templates of a mail service: delivery defaults for new addresses or in bulk (M8).
     #[command(subcommand)]
     Template(crate::cli_filters::TemplateCmd),
+    /// The store itself (issue 6).
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Messages users reported as spam or phishing (F5).
     #[command(subcommand)]
     Reports(crate::cli_filters::ReportsCmd),
@@ -92,6 +95,14 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Verify the store's invariants: every message body present and intact, UIDs below
+    /// UIDNEXT, MODSEQs not above HIGHESTMODSEQ, storage counters, queue bodies. Exits
+    /// non-zero when anything is wrong.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -789,6 +800,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sieve(cmd) => crate::cli_filters::sieve(dir, a, &out, cmd).await?,
         Command::Signature(cmd) => crate::cli_filters::signature(dir, a, &out, cmd).await?,
         Command::Reports(cmd) => crate::cli_filters::reports(dir, a, &out, cmd).await?,
+        Command::Store(StoreCmd::Check) => {
+            let r = dir.store_check(a).await?;
+            out.show(&r, |r| {
+                println!(
+                    "Checked {} addresses, {} folders, {} messages, {} queue entries, {} bodies.",
+                    r.addresses, r.mailboxes, r.messages, r.queue_entries, r.blobs_verified
+                );
+                for p in &r.problems {
+                    println!("problem: {p}");
+                }
+                if r.problems.is_empty() {
+                    println!("The store is consistent.");
+                }
+            });
+            if !r.problems.is_empty() {
+                anyhow::bail!("the store has {} problem(s)", r.problems.len());
+            }
+        }
         Command::Template(cmd) => crate::cli_filters::template(dir, a, &out, cmd).await?,
         Command::DeliveryLog { address, limit } => {
             crate::cli_filters::delivery_log(dir, a, &out, &address, limit).await?

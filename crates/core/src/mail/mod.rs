@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod bayes;
+mod check;
 mod deliver;
 mod dns;
 mod folders;
@@ -31,6 +32,7 @@ pub mod flag {
     pub const DELETED: i64 = 8;
     pub const DRAFT: i64 = 16;
 }
+pub use check::StoreReport;
 pub use deliver::{MessageSummary, summarize};
 pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;

@@ -5,6 +5,7 @@
 mod api;
 mod autoconfig;
 mod cli;
+mod crash;
 mod delivery;
 mod imap;
 mod managesieve;
