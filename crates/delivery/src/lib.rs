@@ -480,6 +480,29 @@ impl Pipeline {
     }
 }
 
+/// Runs the message-level steps of the pipeline that read untrusted bytes — MIME parsing,
+/// the spam rules and Bayes tokens, the external banner, winmail.dat unpacking and the
+/// Received parser — on arbitrary input (the `delivery_message` fuzz target, issue 6).
+pub fn exercise(raw: &[u8]) {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return;
+    };
+    let tokens = postfach_core::mail::bayes::tokens(&msg);
+    let _ = spam::score(&msg, 5.0, "fuzz.invalid", Some(0.5));
+    let _ = classify::classify(&msg);
+    let _ = insert_banner(raw, &msg, EXTERNAL_BANNER);
+    let _ = client_of(raw);
+    if tnef::has_tnef(&msg) {
+        for keep in [true, false] {
+            if let Some(out) = tnef::unpack(raw, &msg, keep) {
+                // What we store must parse again.
+                assert!(MessageParser::default().parse(&out).is_some());
+            }
+        }
+    }
+    let _ = (tokens, reply::may_answer("a@b.example", &msg));
+}
+
 /// The SMTP client's address and HELO name from our own (topmost) Received field.
 fn client_of(raw: &[u8]) -> (Option<String>, Option<String>) {
     let Some(msg) = MessageParser::default().parse_headers(raw) else {

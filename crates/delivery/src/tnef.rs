@@ -398,3 +398,14 @@ pub(crate) mod tests {
         assert!(unpack(plain, &msg, true).is_none());
     }
 }
+
+#[cfg(test)]
+mod exercise_tests {
+    #[test]
+    fn the_fuzz_entry_point_takes_anything() {
+        crate::exercise(&super::tests::message_with_winmail(&[("a.txt", b"x")]));
+        crate::exercise(b"");
+        crate::exercise(b"\xff\xfe garbage\r\n\r\n");
+        crate::exercise(b"Content-Type: application/ms-tnef\r\n\r\nnot tnef");
+    }
+}
