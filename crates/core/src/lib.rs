@@ -10,6 +10,7 @@ pub mod error;
 pub mod limits;
 pub mod mail;
 pub mod model;
+pub mod net;
 mod ops;
 pub mod policy;
 pub mod secret;

@@ -12,10 +12,10 @@ mod session;
 mod shim;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use postfach_core::Directory;
 use postfach_core::limits::Limiter;
+use postfach_core::net::accept_loop;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -129,26 +129,12 @@ impl Imap {
     ) {
         for (listener, implicit_tls) in [(listeners.imap, false), (listeners.imaps, true)] {
             let imap = self.clone();
-            let mut stop = stop.clone();
-            tasks.spawn(async move {
-                loop {
-                    if *stop.borrow() {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = stop.changed() => continue,
-                        accepted = listener.accept() => match accepted {
-                            Ok((tcp, peer)) => {
-                                tokio::spawn(session::Session::run(imap.clone(), tcp, peer, implicit_tls));
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "IMAP accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        }
-                    }
-                }
-            });
+            tasks.spawn(accept_loop(
+                listener,
+                stop.clone(),
+                "IMAP",
+                move |tcp, peer| session::Session::run(imap.clone(), tcp, peer, implicit_tls),
+            ));
         }
     }
 }

@@ -36,10 +36,10 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use postfach_core::Error as CoreError;
 use postfach_core::mail::{AppendRequest, FlagChange, FlagOp, MailboxLogin, StoreOutcome};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use postfach_core::net::Stream;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
-use tokio_rustls::server::TlsStream;
 
 use crate::framing::{Framed, Framer, SearchReturn};
 use crate::selected::{ANSWERED, DELETED, DRAFT, FLAGGED, Meta, SEEN, Selected, Update};
@@ -47,33 +47,6 @@ use crate::shim::{ListExt, Shimmed};
 use crate::{Imap, fetch, mutf7, search};
 
 const SEPARATOR: char = '/';
-
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Closed,
-}
-
-impl Stream {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-            Stream::Closed => Ok(0),
-        }
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.write_all(data).await,
-            Stream::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
 
 pub(crate) struct Session {
     /// This connection's place in the per-IP count; first, so that it is released before the
@@ -288,13 +261,9 @@ impl Session {
                 return;
             }
         };
-        let (stream, tls) = if implicit_tls {
-            match tokio::time::timeout(Duration::from_secs(30), imap.tls.accept(tcp)).await {
-                Ok(Ok(s)) => (Stream::Tls(Box::new(s)), true),
-                _ => return,
-            }
-        } else {
-            (Stream::Plain(tcp), false)
+        let tls = implicit_tls;
+        let Some(stream) = Stream::accept(tcp, &imap.tls, tls).await else {
+            return;
         };
         let feed = imap.dir.mailbox_changes();
         let framer = Framer::new(
@@ -794,16 +763,10 @@ impl Session {
         }
         // RFC 3207-style: whatever was pipelined before the handshake is discarded.
         self.framer.clear();
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+        if self.stream.start_tls(&self.imap.tls).await {
+            self.tls = true;
+        } else {
             self.quit = true;
-            return;
-        };
-        match tokio::time::timeout(Duration::from_secs(30), self.imap.tls.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                self.stream = Stream::Tls(Box::new(tls));
-                self.tls = true;
-            }
-            _ => self.quit = true,
         }
     }
 

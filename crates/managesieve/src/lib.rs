@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use postfach_core::Directory;
 use postfach_core::limits::Limiter;
+use postfach_core::net::accept_loop;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -45,25 +46,11 @@ impl ManageSieve {
         tasks: &mut JoinSet<()>,
     ) {
         let server = self.clone();
-        let mut stop = stop.clone();
-        tasks.spawn(async move {
-            loop {
-                if *stop.borrow() {
-                    return;
-                }
-                tokio::select! {
-                    _ = stop.changed() => continue,
-                    accepted = listener.accept() => match accepted {
-                        Ok((tcp, peer)) => {
-                            tokio::spawn(session::Session::run(server.clone(), tcp, peer));
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "ManageSieve accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            }
-        });
+        tasks.spawn(accept_loop(
+            listener,
+            stop.clone(),
+            "ManageSieve",
+            move |tcp, peer| session::Session::run(server.clone(), tcp, peer),
+        ));
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use postfach_core::Directory;
 use postfach_core::limits::Limiter;
+use postfach_core::net::accept_loop;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -114,26 +115,12 @@ impl Pop3 {
     ) {
         for (listener, implicit_tls) in [(listeners.pop3, false), (listeners.pop3s, true)] {
             let pop3 = self.clone();
-            let mut stop = stop.clone();
-            tasks.spawn(async move {
-                loop {
-                    if *stop.borrow() {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = stop.changed() => continue,
-                        accepted = listener.accept() => match accepted {
-                            Ok((tcp, peer)) => {
-                                tokio::spawn(session::Session::run(pop3.clone(), tcp, peer, implicit_tls));
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "POP3 accept failed");
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                            }
-                        }
-                    }
-                }
-            });
+            tasks.spawn(accept_loop(
+                listener,
+                stop.clone(),
+                "POP3",
+                move |tcp, peer| session::Session::run(pop3.clone(), tcp, peer, implicit_tls),
+            ));
         }
     }
 }

@@ -6,15 +6,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use postfach_core::Error as CoreError;
 use postfach_core::mail::flag::SEEN;
 use postfach_core::mail::{FlagChange, FlagOp, MailboxLogin};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use postfach_core::net::Stream;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use crate::Pop3;
 
@@ -22,33 +21,6 @@ use crate::Pop3;
 const MAX_LINE: usize = 8 * 1024;
 /// Unknown or malformed commands tolerated before the connection is closed.
 const MAX_ERRORS: usize = 20;
-
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Closed,
-}
-
-impl Stream {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-            Stream::Closed => Ok(0),
-        }
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.write_all(data).await,
-            Stream::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
-}
 
 /// One message of the maildrop as listed at login.
 struct Entry {
@@ -156,13 +128,9 @@ impl Session {
                 return;
             }
         };
-        let (stream, tls) = if implicit_tls {
-            match tokio::time::timeout(Duration::from_secs(30), pop3.tls.accept(tcp)).await {
-                Ok(Ok(s)) => (Stream::Tls(Box::new(s)), true),
-                _ => return,
-            }
-        } else {
-            (Stream::Plain(tcp), false)
+        let tls = implicit_tls;
+        let Some(stream) = Stream::accept(tcp, &pop3.tls, tls).await else {
+            return;
         };
         let mut guard = LockGuard {
             pop3: pop3.clone(),
@@ -339,18 +307,12 @@ impl Session {
         }
         // RFC 2595 §4: the client must not have sent anything more; whatever it did is dropped.
         self.buf.clear();
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+        if self.stream.start_tls(&self.pop3.tls).await {
+            self.tls = true;
+            // RFC 2595 §4: forget what was learned before TLS.
+            self.state = State::Authorization { user: None };
+        } else {
             self.quit = true;
-            return;
-        };
-        match tokio::time::timeout(Duration::from_secs(30), self.pop3.tls.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                self.stream = Stream::Tls(Box::new(tls));
-                self.tls = true;
-                // RFC 2595 §4: forget what was learned before TLS.
-                self.state = State::Authorization { user: None };
-            }
-            _ => self.quit = true,
         }
     }
 

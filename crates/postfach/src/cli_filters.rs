@@ -133,8 +133,9 @@ pub enum SpamCmd {
         address: String,
         folder: String,
         uid: i64,
-        #[arg(long, value_enum)]
-        kind: ReportKindArg,
+        /// spam, phishing or ham (not spam).
+        #[arg(long, value_parser = report_kind)]
+        kind: ReportKind,
     },
     /// Service-wide: what a block-list hit does, external-mail marking, spam threshold.
     Service {
@@ -151,29 +152,18 @@ pub enum SpamCmd {
     },
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
-pub enum ReportKindArg {
-    Spam,
-    Phishing,
-    Ham,
-}
-
-impl From<ReportKindArg> for ReportKind {
-    fn from(k: ReportKindArg) -> Self {
-        match k {
-            ReportKindArg::Spam => ReportKind::Spam,
-            ReportKindArg::Phishing => ReportKind::Phishing,
-            ReportKindArg::Ham => ReportKind::Ham,
-        }
-    }
+/// `spam`, `phishing` or `ham` (not spam).
+fn report_kind(s: &str) -> std::result::Result<ReportKind, String> {
+    ReportKind::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ReportsCmd {
     /// Messages users reported as spam or phishing, newest first.
     List {
-        #[arg(long = "kind", value_enum)]
-        kind: Option<ReportKindArg>,
+        /// spam or phishing.
+        #[arg(long, value_parser = report_kind)]
+        kind: Option<ReportKind>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -496,9 +486,7 @@ pub async fn spam(dir: &Directory, a: &Actor, out: &Out, cmd: SpamCmd) -> Result
             uid,
             kind,
         } => {
-            let v = dir
-                .report_message(a, &address, &folder, uid, kind.into())
-                .await?;
+            let v = dir.report_message(a, &address, &folder, uid, kind).await?;
             out.show(&v, |v| {
                 fields(&[
                     ("trained", yes_no(v.trained)),
@@ -658,7 +646,7 @@ pub async fn delivery_log(
 pub async fn reports(dir: &Directory, a: &Actor, out: &Out, cmd: ReportsCmd) -> Result<()> {
     match cmd {
         ReportsCmd::List { kind, limit } => {
-            let list = dir.reports_list(a, kind.map(Into::into), limit).await?;
+            let list = dir.reports_list(a, kind, limit).await?;
             out.show(&list, |l| {
                 let rows: Vec<Vec<String>> = l
                     .iter()

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use mail_auth::MessageAuthenticator;
 use postfach_core::Directory;
+use postfach_core::net::accept_loop;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -84,35 +85,15 @@ impl Smtp {
             (listeners.submission, Kind::Submission),
             (listeners.submissions, Kind::Submissions),
         ] {
-            tasks.spawn(accept_loop(self.clone(), listener, kind, stop.clone()));
+            let smtp = self.clone();
+            tasks.spawn(accept_loop(
+                listener,
+                stop.clone(),
+                "SMTP",
+                move |tcp, peer| session::Session::run(smtp.clone(), kind, tcp, peer),
+            ));
         }
         tasks.spawn(runner::run(self.clone(), stop.clone()));
-    }
-}
-
-async fn accept_loop(
-    smtp: Arc<Smtp>,
-    listener: TcpListener,
-    kind: Kind,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        tokio::select! {
-            _ = stop.changed() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    tokio::spawn(session::Session::run(smtp.clone(), kind, tcp, peer));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, ?kind, "SMTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
     }
 }
 

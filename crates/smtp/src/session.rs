@@ -17,6 +17,7 @@ use std::time::Duration;
 use base64::Engine;
 use postfach_core::Error as CoreError;
 use postfach_core::mail::{MailboxLogin, Rcpt, SpoolRequest};
+use postfach_core::net::Stream;
 use postfach_core::secret;
 use postfach_store::{NewQueueEntry, NewQueueRcpt};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, LineReceiver, RequestReceiver};
@@ -24,9 +25,8 @@ use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, MAIL_RET_FULL, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE,
     RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, Request,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 use crate::Smtp;
 use crate::verdict;
@@ -40,34 +40,6 @@ pub enum Kind {
     Submission,
     /// Submission with implicit TLS (465, RFC 8314).
     Submissions,
-}
-
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while upgrading.
-    Closed,
-}
-
-impl Stream {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-            Stream::Closed => Ok(0),
-        }
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.write_all(data).await,
-            Stream::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
 }
 
 /// An accepted recipient of the current transaction.
@@ -169,13 +141,9 @@ impl Session {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (stream, tls) = if kind == Kind::Submissions {
-            match tokio::time::timeout(Duration::from_secs(30), smtp.tls.accept(tcp)).await {
-                Ok(Ok(s)) => (Stream::Tls(Box::new(s)), true),
-                _ => return,
-            }
-        } else {
-            (Stream::Plain(tcp), false)
+        let tls = kind == Kind::Submissions;
+        let Some(stream) = Stream::accept(tcp, &smtp.tls, tls).await else {
+            return;
         };
         let session = Session {
             _slot: slot,
@@ -407,20 +375,14 @@ impl Session {
     }
 
     async fn upgrade(&mut self) -> bool {
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+        if !self.stream.start_tls(&self.smtp.tls).await {
             return false;
-        };
-        match tokio::time::timeout(Duration::from_secs(30), self.smtp.tls.accept(tcp)).await {
-            Ok(Ok(tls)) => {
-                self.stream = Stream::Tls(Box::new(tls));
-                self.tls = true;
-                self.helo = None;
-                self.login = None;
-                self.txn = None;
-                true
-            }
-            _ => false,
         }
+        self.tls = true;
+        self.helo = None;
+        self.login = None;
+        self.txn = None;
+        true
     }
 
     fn is_submission(&self) -> bool {

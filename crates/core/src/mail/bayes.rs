@@ -179,14 +179,6 @@ pub fn tokens(msg: &Message<'_>) -> Vec<i64> {
     v
 }
 
-/// Tokens of raw message bytes (an unparseable message has none).
-pub fn tokens_of(raw: &[u8]) -> Vec<i64> {
-    MessageParser::default()
-        .parse(raw)
-        .map(|m| tokens(&m))
-        .unwrap_or_default()
-}
-
 /// What the classifier knows for one message: the combined counts of its tokens and the
 /// combined totals.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -284,18 +276,25 @@ pub fn rule(p: f64) -> Option<(&'static str, f64)> {
     })
 }
 
-/// The key that makes training idempotent per message: its Message-ID, or for a message
-/// without one, a hash of its tokens.
-pub fn message_key(raw: &[u8]) -> String {
-    let parsed = MessageParser::default().parse_headers(raw);
-    match parsed.as_ref().and_then(|m| m.message_id()) {
+/// What training needs of a raw message, from one parse: the key that makes training
+/// idempotent per message (its Message-ID, or for a message without one, a hash of its
+/// tokens) and its tokens.
+pub fn learnable(raw: &[u8]) -> (String, Vec<i64>) {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return (
+            format!("raw:{:x}", hash(&String::from_utf8_lossy(raw))),
+            Vec::new(),
+        );
+    };
+    let t = tokens(&msg);
+    let key = match msg.message_id() {
         Some(id) => format!("mid:{id}"),
         None => {
-            let t = tokens_of(raw);
             let joined: String = t.iter().map(|x| format!("{x:x}")).collect();
             format!("tokens:{:x}", hash(&joined))
         }
-    }
+    };
+    (key, t)
 }
 
 #[cfg(test)]
@@ -303,7 +302,7 @@ mod tests {
     use super::*;
 
     fn parse(raw: &str) -> Vec<i64> {
-        tokens_of(raw.as_bytes())
+        learnable(raw.as_bytes()).1
     }
 
     fn msg(subject: &str, body: &str) -> String {
@@ -378,6 +377,7 @@ mod tests {
 
     #[test]
     fn message_key_prefers_message_id() {
+        let message_key = |raw: &[u8]| learnable(raw).0;
         assert_eq!(message_key(msg("a", "b").as_bytes()), "mid:a@x");
         let no_id = b"Subject: x\r\n\r\nhello world\r\n";
         assert!(message_key(no_id).starts_with("tokens:"));

@@ -109,31 +109,41 @@ impl Directory {
         let mut changed = 0;
         for blob in blobs {
             let raw = self.message_body(blob).await?;
-            let (key, tokens) = tokio::task::spawn_blocking(move || {
-                (bayes::message_key(&raw), bayes::tokens_of(&raw))
-            })
-            .await
-            .map_err(|e| crate::Error::Internal(format!("tokenizing failed: {e}")))?;
-            let mut tx = self.store.begin_write().await?;
-            let before = tx.bayes_trained_get(address_id, &key).await?;
-            if before.as_deref() == Some(class.as_str()) {
-                continue;
+            if self.train_raw(address_id, raw, class).await? {
+                changed += 1;
             }
-            if let Some(prev) = before {
-                let prev = if prev == "spam" {
-                    Class::Spam
-                } else {
-                    Class::Ham
-                };
-                learn(&mut *tx, address_id, &tokens, prev, -1).await?;
-            }
-            learn(&mut *tx, address_id, &tokens, class, 1).await?;
-            tx.bayes_trained_put(address_id, &key, class.as_str(), self.now())
-                .await?;
-            tx.commit().await?;
-            changed += 1;
         }
         Ok(changed)
+    }
+
+    /// Trains one message; false if it had been trained as `class` already.
+    pub(crate) async fn train_raw(
+        &self,
+        address_id: i64,
+        raw: Vec<u8>,
+        class: Class,
+    ) -> Result<bool> {
+        let (key, tokens) = tokio::task::spawn_blocking(move || bayes::learnable(&raw))
+            .await
+            .map_err(|e| crate::Error::Internal(format!("tokenizing failed: {e}")))?;
+        let mut tx = self.store.begin_write().await?;
+        let before = tx.bayes_trained_get(address_id, &key).await?;
+        if before.as_deref() == Some(class.as_str()) {
+            return Ok(false);
+        }
+        if let Some(prev) = before {
+            let prev = if prev == "spam" {
+                Class::Spam
+            } else {
+                Class::Ham
+            };
+            learn(&mut *tx, address_id, &tokens, prev, -1).await?;
+        }
+        learn(&mut *tx, address_id, &tokens, class, 1).await?;
+        tx.bayes_trained_put(address_id, &key, class.as_str(), self.now())
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Training after a user's action must never fail that action (the move has happened):

@@ -145,10 +145,8 @@ impl Directory {
             ReportKind::Ham => Class::Ham,
             ReportKind::Spam | ReportKind::Phishing => Class::Spam,
         };
-        let trained = self
-            .train(a.id, std::slice::from_ref(&message.blob_id), class)
-            .await?
-            > 0;
+        let raw = self.message_body(&message.blob_id).await?;
+        let trained = self.train_raw(a.id, raw.clone(), class).await?;
         let in_junk = mailbox.special_use.eq_ignore_ascii_case("\\Junk");
         let target = match (class, in_junk) {
             (Class::Spam, false) => junk.map(|j| j.name),
@@ -164,7 +162,6 @@ impl Directory {
         }
         let mut report = None;
         if kind != ReportKind::Ham {
-            let raw = self.message_body(&message.blob_id).await?;
             let summary = crate::mail::summarize(&raw);
             let mut tx = self.store.begin_write().await?;
             let r = tx
