@@ -41,6 +41,9 @@ pub struct ImapSettings {
     pub max_connections_per_ip: usize,
     /// New connections per minute from one client IP.
     pub connections_per_minute_per_ip: u32,
+    /// Allow LOGIN/AUTHENTICATE without TLS from a loopback address (a webmail or proxy on
+    /// the same host, load tests). Off by default: credentials travel only inside TLS (P1).
+    pub plaintext_auth_on_loopback: bool,
 }
 
 impl Default for ImapSettings {
@@ -53,6 +56,7 @@ impl Default for ImapSettings {
             max_errors: 20,
             max_connections_per_ip: 50,
             connections_per_minute_per_ip: 300,
+            plaintext_auth_on_loopback: false,
         }
     }
 }

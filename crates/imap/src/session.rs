@@ -56,6 +56,8 @@ pub(crate) struct Session {
     peer: SocketAddr,
     stream: Stream,
     tls: bool,
+    /// Credentials may be sent: TLS is on, or the operator allows plain text on loopback.
+    private: bool,
     framer: Framer,
     out: Vec<u8>,
     login: Option<MailboxLogin>,
@@ -71,7 +73,8 @@ pub(crate) struct Session {
     feed: broadcast::Receiver<i64>,
 }
 
-fn capabilities(tls: bool, authenticated: bool) -> String {
+/// `private`: credentials may be sent (TLS, or plain text on loopback when the operator allows it).
+fn capabilities(tls: bool, private: bool, authenticated: bool) -> String {
     let mut caps = vec![
         "IMAP4rev1",
         "IMAP4rev2",
@@ -81,10 +84,12 @@ fn capabilities(tls: bool, authenticated: bool) -> String {
         "ID",
     ];
     if !authenticated {
-        if tls {
+        if !tls {
+            caps.push("STARTTLS");
+        }
+        if private {
             caps.push("AUTH=PLAIN");
         } else {
-            caps.push("STARTTLS");
             caps.push("LOGINDISABLED");
         }
         return caps.join(" ");
@@ -270,12 +275,14 @@ impl Session {
             imap.settings.max_literal_size,
             imap.settings.max_line_length,
         );
+        let private = tls || (imap.settings.plaintext_auth_on_loopback && peer.ip().is_loopback());
         let session = Session {
             _slot: slot,
             imap,
             peer,
             stream,
             tls,
+            private,
             framer,
             out: Vec::with_capacity(4096),
             login: None,
@@ -442,7 +449,7 @@ impl Session {
     async fn serve(mut self) {
         let greeting = format!(
             "* OK [CAPABILITY {}] {} Postfach IMAP ready",
-            capabilities(self.tls, false),
+            capabilities(self.tls, self.private, false),
             self.imap.hostname
         );
         self.raw(greeting);
@@ -520,7 +527,7 @@ impl Session {
         let authenticated = self.login.is_some();
         match cmd.body {
             CommandBody::Capability => {
-                let caps = capabilities(self.tls, authenticated);
+                let caps = capabilities(self.tls, self.private, authenticated);
                 self.raw(format!("* CAPABILITY {caps}"));
                 self.ok(&tag, "CAPABILITY completed");
             }
@@ -542,7 +549,7 @@ impl Session {
                 self.ok(&tag, "ID completed");
             }
             CommandBody::Login { username, password } if !authenticated => {
-                if !self.tls {
+                if !self.private {
                     self.no(
                         &tag,
                         Some(code("PRIVACYREQUIRED")),
@@ -765,6 +772,7 @@ impl Session {
         self.framer.clear();
         if self.stream.start_tls(&self.imap.tls).await {
             self.tls = true;
+            self.private = true;
         } else {
             self.quit = true;
         }
@@ -781,7 +789,7 @@ impl Session {
                 tracing::info!(peer = %self.peer, login = %login.address, "IMAP login");
                 self.login = Some(login);
                 self.framer.authenticated = true;
-                let caps = capabilities(self.tls, true);
+                let caps = capabilities(self.tls, self.private, true);
                 let code = Code::Other(CodeOther::unvalidated(
                     format!("CAPABILITY {caps}").into_bytes(),
                 ));
@@ -813,7 +821,7 @@ impl Session {
         if !matches!(mechanism, AuthMechanism::Plain) {
             return self.no(tag, None, "Unsupported mechanism; use PLAIN");
         }
-        if !self.tls {
+        if !self.private {
             return self.no(
                 tag,
                 Some(code("PRIVACYREQUIRED")),

@@ -34,6 +34,9 @@ pub struct Pop3Settings {
     pub max_connections_per_ip: usize,
     /// New connections per minute from one client IP.
     pub connections_per_minute_per_ip: u32,
+    /// Allow USER/PASS and AUTH without TLS from a loopback address (a webmail or proxy on
+    /// the same host, load tests). Off by default: credentials travel only inside TLS (P1).
+    pub plaintext_auth_on_loopback: bool,
 }
 
 impl Default for Pop3Settings {
@@ -43,6 +46,7 @@ impl Default for Pop3Settings {
             login_timeout_seconds: 120,
             max_connections_per_ip: 20,
             connections_per_minute_per_ip: 120,
+            plaintext_auth_on_loopback: false,
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct Pop3 {
     /// minutes).
     pub(crate) autologout: Duration,
     pub(crate) login_timeout: Duration,
+    pub(crate) plaintext_auth_on_loopback: bool,
     pub(crate) limiter: Arc<Limiter>,
 }
 
@@ -99,6 +104,7 @@ impl Pop3 {
             locked: Mutex::new(HashSet::new()),
             autologout: Duration::from_secs(settings.autologout_minutes * 60),
             login_timeout: Duration::from_secs(settings.login_timeout_seconds),
+            plaintext_auth_on_loopback: settings.plaintext_auth_on_loopback,
             limiter: Limiter::new(
                 settings.max_connections_per_ip,
                 settings.connections_per_minute_per_ip,

@@ -51,6 +51,8 @@ pub(crate) struct Session {
     peer: SocketAddr,
     stream: Stream,
     tls: bool,
+    /// Credentials may be sent: TLS is on, or the operator allows plain text on loopback.
+    private: bool,
     buf: Vec<u8>,
     out: Vec<u8>,
     state: State,
@@ -136,12 +138,14 @@ impl Session {
             pop3: pop3.clone(),
             address_id: None,
         };
+        let plaintext_ok = pop3.plaintext_auth_on_loopback;
         let mut session = Session {
             _slot: slot,
             pop3,
             peer,
             stream,
             tls,
+            private: tls || (plaintext_ok && peer.ip().is_loopback()),
             buf: Vec::with_capacity(1024),
             out: Vec::with_capacity(4096),
             state: State::Authorization { user: None },
@@ -239,7 +243,7 @@ impl Session {
                 }
                 (State::Authorization { .. }, "STLS") => self.stls().await,
                 (State::Authorization { .. }, "USER") => {
-                    if !self.tls {
+                    if !self.private {
                         self.error("[AUTH] Plaintext login is not allowed; use STLS first");
                     } else if rest.trim().is_empty() {
                         self.error("USER needs a mailbox name");
@@ -283,9 +287,10 @@ impl Session {
             "EXPIRE NEVER",
         ];
         if matches!(self.state, State::Authorization { .. }) {
-            if self.tls {
+            if self.private {
                 caps.extend(["USER", "SASL PLAIN"]);
-            } else {
+            }
+            if !self.tls {
                 caps.push("STLS");
             }
         }
@@ -309,6 +314,7 @@ impl Session {
         self.buf.clear();
         if self.stream.start_tls(&self.pop3.tls).await {
             self.tls = true;
+            self.private = true;
             // RFC 2595 §4: forget what was learned before TLS.
             self.state = State::Authorization { user: None };
         } else {
@@ -321,7 +327,7 @@ impl Session {
         let Some(mechanism) = args.first() else {
             // The pre-RFC 5034 way of asking for the mechanisms.
             self.line("+OK Mechanisms follow");
-            if self.tls {
+            if self.private {
                 self.line("PLAIN");
             }
             self.line(".");
@@ -330,7 +336,7 @@ impl Session {
         if !mechanism.eq_ignore_ascii_case("PLAIN") {
             return self.error("Unsupported mechanism; use PLAIN");
         }
-        if !self.tls {
+        if !self.private {
             return self.error("[AUTH] Authentication is not allowed before STLS");
         }
         let encoded = match args.get(1) {

@@ -437,6 +437,8 @@ max_errors = 20
 # connections per minute.
 max_connections_per_ip = 50
 connections_per_minute_per_ip = 300
+# Allow LOGIN without TLS from 127.0.0.1/::1 (a webmail or proxy on this host, load tests).
+plaintext_auth_on_loopback = false
 
 [pop3]
 # Minutes an idle client may stay connected (RFC 1939 asks for at least 10).
@@ -446,6 +448,8 @@ login_timeout_seconds = 120
 # Per client IP: connections at once, new connections per minute.
 max_connections_per_ip = 20
 connections_per_minute_per_ip = 120
+# Allow USER/PASS and AUTH without TLS from 127.0.0.1/::1.
+plaintext_auth_on_loopback = false
 
 [spam]
 # Who scores incoming mail (F5): "builtin" (rules, authentication results and a Bayesian

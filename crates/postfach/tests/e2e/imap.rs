@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::{Data, PW, Server, deliver, scripted};
+use crate::support::{Data, PW, Server, deliver, python, scripted};
 
 const ANN: &str = "ann@acme.example";
 
@@ -1373,4 +1373,44 @@ fn uidvalidity_is_stable_and_uids_are_not_reused_across_restarts() {
         json!(["1 3"]),
         "UID 2 is gone for good; the new message got 3"
     );
+}
+
+/// `plaintext_auth_on_loopback` (off by default, see the test above for the refusal): a
+/// webmail or proxy on the same host — or bench/run — may log in without TLS over loopback.
+#[test]
+fn plaintext_login_over_loopback_when_the_operator_allows_it() {
+    let d = setup();
+    let s = Server::start_opts(
+        &d,
+        &json!({}),
+        &[
+            ("POSTFACH_IMAP_PLAINTEXT_AUTH_ON_LOOPBACK", "true"),
+            ("POSTFACH_POP3_PLAINTEXT_AUTH_ON_LOOPBACK", "true"),
+        ],
+    );
+    deliver(
+        &s,
+        "carol@sender.example",
+        ANN,
+        &message("plain", "fetched without TLS"),
+    );
+    d.wait_messages(ANN, "INBOX", 1);
+    let (ok, body) = curl(
+        &format!("imap://127.0.0.1:{}/INBOX;UID=1", s.port("imap")),
+        &[],
+    );
+    assert!(ok && body.contains("fetched without TLS"), "{body}");
+    let (ok, body) = curl(&format!("pop3://127.0.0.1:{}/1", s.port("pop3")), &[]);
+    assert!(ok && body.contains("fetched without TLS"), "{body}");
+    // The greeting still offers STARTTLS next to AUTH=PLAIN.
+    let r = python(
+        "import imaplib,sys; c=imaplib.IMAP4('127.0.0.1', int(sys.argv[1])); print(' '.join(c.capabilities))",
+        &[&s.port("imap").to_string()],
+    );
+    assert!(
+        r.stdout.contains("STARTTLS") && r.stdout.contains("AUTH=PLAIN"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("LOGINDISABLED"), "{}", r.stdout);
 }
