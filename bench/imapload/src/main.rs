@@ -299,12 +299,21 @@ fn ops(a: &Args) -> Res<String> {
     let messages = a.n("messages", 10_000);
     let users = a.users();
     let clients = users.len();
+    // --ops select,store: only these (e.g. to profile one command); default all.
+    let only = a.0.get("ops").cloned().unwrap_or_default();
+    let selected: Vec<&'static str> = OPS
+        .iter()
+        .copied()
+        .filter(|o| only.is_empty() || only.split(',').any(|x| x == *o))
+        .collect();
     let barrier = Arc::new(Barrier::new(clients + 1));
-    let counts: Arc<Vec<AtomicU64>> = Arc::new(OPS.iter().map(|_| AtomicU64::new(0)).collect());
+    let counts: Arc<Vec<AtomicU64>> =
+        Arc::new(selected.iter().map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(std::sync::Mutex::new(None::<String>));
     let mut handles = Vec::new();
     for (i, user) in users.into_iter().enumerate() {
+        let selected = selected.clone();
         let (pw, barrier, counts, stop, failed) = (
             pw.clone(),
             barrier.clone(),
@@ -325,7 +334,7 @@ fn ops(a: &Args) -> Res<String> {
                     None
                 }
             };
-            for (k, name) in OPS.iter().enumerate() {
+            for (k, name) in selected.iter().enumerate() {
                 barrier.wait(); // phase start
                 while let Some(conn) = c.as_mut() {
                     if stop.load(Ordering::Relaxed) {
@@ -346,7 +355,7 @@ fn ops(a: &Args) -> Res<String> {
         }));
     }
     let mut out = Vec::new();
-    for (k, name) in OPS.iter().enumerate() {
+    for (k, name) in selected.iter().enumerate() {
         stop.store(false, Ordering::SeqCst);
         barrier.wait();
         let t = Instant::now();
@@ -434,7 +443,8 @@ fn count(a: &Args) -> Res<String> {
                 "only {total} of {expect} messages after {timeout:?}"
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Every 0.5 s: 100 STATUS commands per round are load too (the same on both servers).
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 

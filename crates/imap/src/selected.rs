@@ -185,7 +185,7 @@ impl Selected {
             if rev1 && !self.read_only {
                 // The first session to see new mail gets it as \Recent.
                 if let Ok(first) = dir
-                    .folder_claim_recent(self.mailbox_id, self.uidnext as i64)
+                    .folder_claim_recent(&changes.mailbox, self.uidnext as i64)
                     .await
                 {
                     for m in &new {

@@ -990,7 +990,7 @@ impl Session {
             && let Ok(first) = self
                 .imap
                 .dir
-                .folder_claim_recent(folder.id, snapshot.mailbox.uidnext)
+                .folder_claim_recent(&snapshot.mailbox, snapshot.mailbox.uidnext)
                 .await
         {
             for m in &sel.messages {

@@ -36,6 +36,10 @@ struct Maildrop {
     mailbox_id: i64,
     uidvalidity: i64,
     messages: Vec<Entry>,
+    /// UIDs retrieved in this session whose `\Seen` is still to be stored: written in one
+    /// transaction when the session ends (a write per RETR made RETR of 1,000 messages take
+    /// seconds: bench/RESULTS.md).
+    seen: Vec<i64>,
 }
 
 enum State {
@@ -153,6 +157,7 @@ impl Session {
             quit: false,
         };
         session.serve(&mut guard).await;
+        session.store_seen().await;
     }
 
     fn line(&mut self, s: impl AsRef<str>) {
@@ -436,6 +441,7 @@ impl Session {
             mailbox_id: snapshot.mailbox.id,
             uidvalidity: snapshot.mailbox.uidvalidity,
             messages,
+            seen: Vec::new(),
         }));
         self.line(format!("+OK Logged in; {count} messages ({size} octets)"));
     }
@@ -566,18 +572,8 @@ impl Session {
             let m = &mut drop.messages[i];
             if m.flags & SEEN == 0 {
                 m.flags |= SEEN;
-                // Added to whatever the flags are now: IMAP clients may have changed others.
-                let change = FlagChange {
-                    op: FlagOp::Add,
-                    bits: SEEN,
-                    keywords: Vec::new(),
-                };
-                let (uid, mailbox_id) = (m.uid, drop.mailbox_id);
-                let uids = [uid];
-                let done = self.pop3.dir.store_flags(mailbox_id, &uids, &change, None);
-                if let Err(e) = done.await {
-                    tracing::warn!(error = %e, "POP3 could not set \\Seen");
-                }
+                let uid = m.uid;
+                drop.seen.push(uid);
             }
         }
         if self.out.len() > 256 * 1024 && self.flush().await.is_err() {
@@ -585,8 +581,33 @@ impl Session {
         }
     }
 
+    /// Stores `\Seen` for what this session retrieved, added to whatever the flags are now
+    /// (IMAP clients may have changed others). Runs at QUIT and when the connection ends.
+    async fn store_seen(&mut self) {
+        let State::Transaction(drop) = &mut self.state else {
+            return;
+        };
+        let uids = std::mem::take(&mut drop.seen);
+        if uids.is_empty() {
+            return;
+        }
+        let change = FlagChange {
+            op: FlagOp::Add,
+            bits: SEEN,
+            keywords: Vec::new(),
+        };
+        let done = self
+            .pop3
+            .dir
+            .store_flags(drop.mailbox_id, &uids, &change, None);
+        if let Err(e) = done.await {
+            tracing::warn!(error = %e, "POP3 could not set \\Seen");
+        }
+    }
+
     /// The UPDATE state (RFC 1939 §6): expunge what was marked, then sign off.
     async fn update(&mut self) {
+        self.store_seen().await;
         let drop = self.maildrop();
         let uids: Vec<i64> = drop
             .messages

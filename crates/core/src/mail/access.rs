@@ -431,8 +431,15 @@ impl Directory {
         }))
     }
 
-    /// IMAP4rev1 \Recent: claims the folder's new messages for one session.
-    pub async fn folder_claim_recent(&self, mailbox_id: i64, upto: i64) -> Result<i64> {
+    /// IMAP4rev1 \Recent: claims the folder's new messages for one session. `seen` is the
+    /// folder as the caller read it: when every message below `upto` was claimed already
+    /// (`recent_uid` only grows), there is nothing to claim and no write — a SELECT of an
+    /// unchanged folder costs no transaction commit.
+    pub async fn folder_claim_recent(&self, seen: &Mailbox, upto: i64) -> Result<i64> {
+        if seen.recent_uid >= upto {
+            return Ok(seen.recent_uid);
+        }
+        let mailbox_id = seen.id;
         let mut tx = self.store.begin_write().await?;
         let first = tx.mailbox_claim_recent(mailbox_id, upto).await?;
         tx.commit().await?;
@@ -538,12 +545,7 @@ impl Directory {
         let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
         let mut tx = self.store.begin_write().await?;
         tx.mailbox_lock(mailbox_id).await?;
-        let mut current: Vec<Message> = tx
-            .message_list(mailbox_id)
-            .await?
-            .into_iter()
-            .filter(|m| wanted.contains(&m.uid))
-            .collect();
+        let mut current = messages_by_uid(&mut *tx, mailbox_id, &wanted).await?;
         let junk_keywords = change.op != FlagOp::Remove
             && change
                 .keywords
@@ -637,11 +639,9 @@ impl Directory {
         }
         let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
         let mut tx = self.store.begin_write().await?;
-        let size: i64 = tx
-            .message_list(mailbox_id)
+        let size: i64 = messages_by_uid(&mut *tx, mailbox_id, &wanted)
             .await?
             .iter()
-            .filter(|m| wanted.contains(&m.uid))
             .map(|m| m.size)
             .sum();
         tx.messages_delete(mailbox_id, uids).await?;
@@ -661,8 +661,8 @@ impl Directory {
         to: i64,
         remove: bool,
     ) -> Result<Vec<((i64, i64), String)>> {
-        let messages: std::collections::HashMap<i64, Message> = tx
-            .message_list(from)
+        let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
+        let messages: std::collections::HashMap<i64, Message> = messages_by_uid(tx, from, &wanted)
             .await?
             .into_iter()
             .map(|m| (m.uid, m))
@@ -872,6 +872,34 @@ fn crlf(raw: Vec<u8>) -> Vec<u8> {
 }
 
 /// The folder `name` of an address if it can hold messages (is not a `\Noselect` name).
+/// The messages of `uids` that exist, in UID order. A few are looked up one by one through
+/// the (mailbox, uid) key; for many, one scan of the folder is cheaper. (A STORE on one
+/// message of a 10,000-message folder read the whole folder before: bench/RESULTS.md.)
+async fn messages_by_uid(
+    tx: &mut dyn Tx,
+    mailbox_id: i64,
+    uids: &std::collections::HashSet<i64>,
+) -> Result<Vec<Message>> {
+    const ONE_BY_ONE: usize = 64;
+    if uids.len() <= ONE_BY_ONE {
+        let mut sorted: Vec<i64> = uids.iter().copied().collect();
+        sorted.sort_unstable();
+        let mut found = Vec::with_capacity(sorted.len());
+        for uid in sorted {
+            if let Some(m) = tx.message_get(mailbox_id, uid).await? {
+                found.push(m);
+            }
+        }
+        return Ok(found);
+    }
+    Ok(tx
+        .message_list(mailbox_id)
+        .await?
+        .into_iter()
+        .filter(|m| uids.contains(&m.uid))
+        .collect())
+}
+
 async fn selectable(tx: &mut dyn Tx, address_id: i64, name: &str) -> Result<Option<Mailbox>> {
     Ok(tx
         .mailbox_get(address_id, name)

@@ -70,7 +70,11 @@ pub async fn open(path: &Path) -> Result<SqliteStore> {
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         // The CLI and the server may write at the same time; wait for the lock rather than fail.
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(Duration::from_secs(30))
+        // sqlx runs each connection on a worker thread and hands rows over a channel; with
+        // room for a whole folder's index the worker is not parked and woken per row
+        // (a SELECT of a 1,000-message folder spent a third of its time switching threads).
+        .row_buffer_size(16 * 1024);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)
