@@ -54,7 +54,11 @@ fn not_hosted() -> Response {
 /// `local@domain` split, with the domain lower-cased; None for anything else.
 fn split_address(address: &str) -> Option<(String, String)> {
     let (local, domain) = address.trim().rsplit_once('@')?;
-    if local.is_empty() || domain.is_empty() || local.contains(char::is_whitespace) {
+    // No white space and no control characters: they are never part of an address, and the
+    // Apple profile puts the address into a Content-Disposition header, where a control
+    // character is invalid (found by the autoconfig_query fuzz target: a 500).
+    let bad = |c: char| c.is_whitespace() || c.is_control();
+    if local.is_empty() || domain.is_empty() || local.contains(bad) || domain.contains(bad) {
         return None;
     }
     Some((local.to_string(), domain.to_ascii_lowercase()))
@@ -391,6 +395,19 @@ pub async fn apple_profile(State(state): State<AppState>, Path(file): Path<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (fuzz target autoconfig_query): `GET /apple/%1E…@domain.mobileconfig` gave a
+    /// 500 because the control character reached the Content-Disposition header.
+    #[test]
+    fn addresses_with_control_characters_are_not_addresses() {
+        assert_eq!(split_address("\u{1e}\u{1e}fuzz@fuzz.example"), None);
+        assert_eq!(split_address("fuzz@fuzz\u{7}.example"), None);
+        assert_eq!(split_address("ann b@x.example"), None);
+        assert_eq!(
+            split_address("Ann@Example.ORG"),
+            Some(("Ann".to_string(), "example.org".to_string()))
+        );
+    }
 
     #[test]
     fn autodiscover_requests_are_read_with_their_namespace() {
