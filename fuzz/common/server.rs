@@ -113,12 +113,21 @@ fn start() -> Server {
         ("POSTFACH_DNS_NAMESERVERS", dns_stub()),
         ("POSTFACH_DNS_TIMEOUT_SECONDS", "1".to_string()),
         ("POSTFACH_SMTP_MAX_CONNECTIONS_PER_IP", "100000".to_string()),
-        ("POSTFACH_SMTP_CONNECTIONS_PER_MINUTE_PER_IP", "1000000000".to_string()),
-        ("POSTFACH_SMTP_COMMANDS_PER_MINUTE_PER_IP", "1000000000".to_string()),
+        (
+            "POSTFACH_SMTP_CONNECTIONS_PER_MINUTE_PER_IP",
+            "1000000000".to_string(),
+        ),
+        (
+            "POSTFACH_SMTP_COMMANDS_PER_MINUTE_PER_IP",
+            "1000000000".to_string(),
+        ),
         ("POSTFACH_SMTP_AUTH_FAILURE_DELAY_MS", "0".to_string()),
         ("POSTFACH_SMTP_MAX_MESSAGE_SIZE", "65536".to_string()),
         ("POSTFACH_POP3_MAX_CONNECTIONS_PER_IP", "100000".to_string()),
-        ("POSTFACH_POP3_CONNECTIONS_PER_MINUTE_PER_IP", "1000000000".to_string()),
+        (
+            "POSTFACH_POP3_CONNECTIONS_PER_MINUTE_PER_IP",
+            "1000000000".to_string(),
+        ),
     ];
     // SAFETY: set once, before the server's threads exist; the fuzz target is single-threaded
     // up to here.
@@ -136,7 +145,15 @@ fn start() -> Server {
     cli(&data, &["domain", "add", "fuzz.example", "--org", "Fuzz"]);
     cli(
         &data,
-        &["service", "add", "fuzz.example", "--org", "Fuzz", "--offer", "standard"],
+        &[
+            "service",
+            "add",
+            "fuzz.example",
+            "--org",
+            "Fuzz",
+            "--offer",
+            "standard",
+        ],
     );
     cli(&data, &["address", "add", ADDRESS, "--password", PASSWORD]);
 
@@ -154,7 +171,10 @@ fn start() -> Server {
     });
     let start = Instant::now();
     while TcpStream::connect(server.http).is_err() || TcpStream::connect(server.pop3).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "server did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // A few messages for POP3 RETR/TOP/DELE to work on.

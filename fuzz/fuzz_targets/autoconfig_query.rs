@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
         Some(p) => (header_safe(&rest[..p]), &rest[p + 1..]),
         None => ("mail.fuzz.example".to_string(), rest),
     };
-    let host = if host.is_empty() { "x".to_string() } else { host };
+    let host = if host.is_empty() {
+        "x".to_string()
+    } else {
+        host
+    };
     let request = match mode % 4 {
         0 => format!(
             "GET /mail/config-v1.1.xml?{} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
@@ -77,5 +81,9 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|r| r.get(..3))
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status line: {head:?}"));
-    assert!(status < 500, "server error {status} for {:?}", String::from_utf8_lossy(&request));
+    assert!(
+        status < 500,
+        "server error {status} for {:?}",
+        String::from_utf8_lossy(&request)
+    );
 });

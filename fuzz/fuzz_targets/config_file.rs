@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     // Environment overrides come from the tail after a NUL: KEY=VALUE lines.
     let (file, env) = text.split_once('\0').unwrap_or((text, ""));
     let vars: Vec<(&str, &str)> = env.lines().filter_map(|l| l.split_once('=')).collect();
-    let lookup = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+    let lookup = |k: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    };
     match postfach::config::parse(file, &lookup) {
         Ok(cfg) => {
             let _ = cfg.policy();

@@ -23,9 +23,7 @@ fuzz_target!(|data: &[u8]| {
         // RFC 5321 §4.2: every reply line is a three-digit code, then SP or "-".
         let b = line.as_bytes();
         assert!(
-            b.len() >= 4
-                && b[..3].iter().all(u8::is_ascii_digit)
-                && (b[3] == b' ' || b[3] == b'-'),
+            b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && (b[3] == b' ' || b[3] == b'-'),
             "malformed reply line {line:?} in {text:?}"
         );
     }
