@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::support::{Data, PW, Server, tool};
+use crate::support::{Data, PW, Server, run_tool, tool};
 
 const RCPT: &str = "info@acme.example";
 
@@ -106,17 +106,11 @@ fn crash_run(d: Data, kills: usize) {
 
     let s = Server::start(&d);
     d.wait_queue_empty();
-    let out = Command::new("python3")
-        .arg(tool("crash_client.py"))
-        .args(["verify", &s.port("imaps").to_string(), RCPT, PW])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_tool(
+        "crash_client.py",
+        &["verify", &s.port("imaps").to_string(), RCPT, PW],
     );
-    let inbox: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let inbox: Vec<Value> = serde_json::from_slice(&out).unwrap();
     drop(s);
 
     let acked: Vec<String> = lines(&acked);

@@ -947,18 +947,17 @@ fn winmail_dat_is_unpacked_into_ordinary_attachments() {
     let info = "info@acme.example";
     // An Outlook-style message; the tool checks its winmail.dat with Debian's `tnef` first.
     let outlook = |subject: &str| {
-        let out = std::process::Command::new("python3")
-            .arg(crate::support::tool("tnef_mail.py"))
-            .args(["boss@corp.example", info, subject])
-            .args(["report.txt=Quarterly figures", "notes.txt=See page 2"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = crate::support::run_tool(
+            "tnef_mail.py",
+            &[
+                "boss@corp.example",
+                info,
+                subject,
+                "report.txt=Quarterly figures",
+                "notes.txt=See page 2",
+            ],
         );
-        String::from_utf8(out.stdout).unwrap()
+        String::from_utf8(out).unwrap()
     };
     deliver(&s, "boss@corp.example", info, &outlook("Report"));
     let inbox = d.wait_messages(info, "INBOX", 1);

@@ -282,6 +282,22 @@ pub fn tool(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Runs one of the Python tools in `tests/e2e/tools` and returns its stdout; a failing tool
+/// fails the test with its stderr.
+pub fn run_tool(name: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("python3")
+        .arg(tool(name))
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs a Python script (an independent client) with arguments.
 pub fn python(script: &str, args: &[&str]) -> Run {
     Command::new("python3")
