@@ -145,6 +145,8 @@ pub struct Directory {
     changes: tokio::sync::broadcast::Sender<i64>,
     /// The platform's SRS key, read from the store once (it never changes once created).
     srs: Arc<tokio::sync::OnceCell<Arc<mail::srs::Srs>>>,
+    /// Message rows of recently selected folders (issue 6; `mail::index_cache`).
+    folder_index: Arc<mail::index_cache::IndexCache>,
 }
 
 impl Directory {
@@ -157,6 +159,7 @@ impl Directory {
             login_throttle: Arc::new(throttle::LoginThrottle::new(Default::default())),
             changes: tokio::sync::broadcast::channel(4096).0,
             srs: Arc::new(tokio::sync::OnceCell::new()),
+            folder_index: Arc::default(),
         }
     }
 

@@ -22,6 +22,7 @@ postfach_store::on_both!(
     mailbox_user_rights,
     validation_errors,
     mailbox_access,
+    folder_index_follows_changes_from_other_processes,
 );
 
 const PW: &str = "G7#kq2LmWz-x";
@@ -1248,5 +1249,84 @@ mod scenarios {
             ),
             "not_found"
         );
+    }
+
+    /// The folder index cache (issue 6) is never told of changes: another process (the CLI, a
+    /// second node) changes the folder, and the next snapshot must still be exactly what a
+    /// process without a cache reads.
+    pub async fn folder_index_follows_changes_from_other_processes(t: &TestStore) {
+        use postfach_core::mail::{AppendRequest, FlagChange, FlagOp};
+        let Env { dir: d, clock } = env(t);
+        service(&d, "Acme", "acme.test", "standard", None).await;
+        d.add_address(&cli(), "jean@acme.test", PW, Some(1))
+            .await
+            .unwrap();
+        let a = d
+            .mailbox_login("jean@acme.test", PW, None)
+            .await
+            .unwrap()
+            .address_id;
+        // A second Directory over the same store is another process: its own cache (and the
+        // same clock: everything below happens within one second).
+        let other = || {
+            let blobs =
+                Arc::new(postfach_store::FsBlobStore::open(t.dir.path().join("blobs")).unwrap());
+            Directory::new(t.store.clone(), blobs, Policy::default()).with_clock(clock.clone())
+        };
+        let d2 = other();
+        let msg = |s: &str| AppendRequest {
+            raw: format!("Subject: {s}\r\n\r\nbody\r\n").into_bytes(),
+            ..Default::default()
+        };
+        let same_as_fresh = |id: i64| {
+            let (d, fresh) = (d.clone(), other());
+            async move {
+                let cached = d.folder_snapshot(id).await.unwrap();
+                let read = fresh.folder_snapshot(id).await.unwrap();
+                assert_eq!(*cached.messages, *read.messages);
+                assert_eq!(cached.mailbox, read.mailbox);
+                cached
+            }
+        };
+        let inbox = d.folder(a, "INBOX").await.unwrap().unwrap();
+        for s in ["one", "two", "three"] {
+            d.append(a, "INBOX", msg(s)).await.unwrap();
+        }
+        assert_eq!(same_as_fresh(inbox.id).await.messages.len(), 3);
+        // Unchanged: served as it was.
+        assert_eq!(same_as_fresh(inbox.id).await.messages.len(), 3);
+
+        // Elsewhere: \Seen on 2, 1 expunged, a 4th appended.
+        let change = |bits| FlagChange {
+            op: FlagOp::Add,
+            bits,
+            keywords: vec![],
+        };
+        d2.store_flags(inbox.id, &[2], &change(1), None)
+            .await
+            .unwrap();
+        d2.store_flags(inbox.id, &[1], &change(8), None)
+            .await
+            .unwrap();
+        assert_eq!(d2.expunge_deleted(a, inbox.id, None).await.unwrap(), [1]);
+        d2.append(a, "INBOX", msg("four")).await.unwrap();
+        let snap = same_as_fresh(inbox.id).await;
+        let uids: Vec<(i64, i64)> = snap.messages.iter().map(|m| (m.uid, m.flags)).collect();
+        assert_eq!(uids, [(2, 1), (3, 0), (4, 0)]);
+        assert_eq!(snap.messages[2].subject, "four");
+
+        // A folder deleted and made again elsewhere (its id may come back): the new one.
+        let work = d.folder_create(a, "Work", "").await.unwrap();
+        d.append(a, "Work", msg("old")).await.unwrap();
+        assert_eq!(same_as_fresh(work.id).await.messages.len(), 1);
+        d2.folder_delete(a, "Work").await.unwrap();
+        let again = d2.folder_create(a, "Work", "").await.unwrap();
+        assert!(again.uidvalidity > work.uidvalidity, "RFC 9051 §2.3.1.1");
+        d2.append(a, "Work", msg("new")).await.unwrap();
+        let snap = same_as_fresh(again.id).await;
+        let subjects: Vec<&str> = snap.messages.iter().map(|m| m.subject.as_str()).collect();
+        assert_eq!(subjects, ["new"]);
+        d2.folder_delete(a, "Work").await.unwrap();
+        assert_eq!(code(d.folder_snapshot(again.id).await), "not_found");
     }
 }

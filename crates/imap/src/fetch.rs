@@ -46,6 +46,16 @@ pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
     MessageParser::default().parse(raw)
 }
 
+/// The header fields alone: all an ENVELOPE needs (a client's message list fetches nothing
+/// else from the message itself, and the body need not be parsed for it).
+pub fn parse_headers(raw: &[u8]) -> Option<Message<'_>> {
+    // A message without header fields is no header block to mail-parser; the full parse
+    // still serves it (as `parse` callers expect an answer for every message it reads).
+    MessageParser::default()
+        .parse_headers(raw)
+        .or_else(|| parse(raw))
+}
+
 /// A header field's raw value, unfolded, without the trailing CRLF.
 fn raw_header(m: &Message<'_>, name: &str) -> Option<String> {
     m.header_raw(name)
@@ -646,6 +656,23 @@ mod tests {
                 }
             }
             _ => panic!("multipart"),
+        }
+    }
+
+    #[test]
+    fn the_envelope_from_the_header_fields_alone_is_the_full_parse_envelope() {
+        let plain = b"From: Dora <dora@example.org>\r\nTo: a@b.example, \"C\" <c@d.example>\r\n\
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nDate: Tue, 24 Nov 2026 04:00:00 +0100\r\n\
+Message-ID: <x@y>\r\nIn-Reply-To: <w@y>\r\n\r\nbody\r\n";
+        for raw in [plain.as_slice(), NESTED, b"\r\njust a body\r\n", b""] {
+            for utf8 in [false, true] {
+                assert_eq!(
+                    parse(raw).map(|m| envelope(&m, utf8)),
+                    parse_headers(raw).map(|m| envelope(&m, utf8)),
+                    "{:?}",
+                    String::from_utf8_lossy(raw)
+                );
+            }
         }
     }
 }

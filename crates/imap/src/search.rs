@@ -1,6 +1,8 @@
 //! SEARCH (RFC 9051 §6.4.4) over a session's view of its mailbox: flags, sizes, dates and
-//! UID/sequence sets from the message index; FROM/TO/CC/BCC/SUBJECT/HEADER/BODY/TEXT and the
-//! SENT* dates from the message itself, parsed by mail-parser only when a criterion needs it.
+//! UID/sequence sets from the message index; SUBJECT and the SENT* dates from the summary the
+//! store keeps of each message (decoded subject, `Date:`), so that they need no message body;
+//! FROM/TO/CC/BCC/HEADER/BODY/TEXT from the message itself, parsed by mail-parser only when a
+//! criterion needs it.
 //! Text matches are case-insensitive substrings on decoded (UTF-8) text, as RFC 9051 asks.
 
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
@@ -11,25 +13,38 @@ use mail_parser::{Message, PartType};
 
 use crate::selected::{ANSWERED, DELETED, DRAFT, FLAGGED, Meta, SEEN};
 
-/// Whether any criterion needs the message content.
-pub fn needs_content(keys: &[SearchKey<'_>]) -> bool {
-    keys.iter().any(|k| match k {
-        SearchKey::Bcc(_)
-        | SearchKey::Body(_)
-        | SearchKey::Cc(_)
-        | SearchKey::From(_)
-        | SearchKey::Header(..)
-        | SearchKey::SentBefore(_)
-        | SearchKey::SentOn(_)
-        | SearchKey::SentSince(_)
-        | SearchKey::Subject(_)
-        | SearchKey::Text(_)
-        | SearchKey::To(_) => true,
-        SearchKey::And(v) => needs_content(v.as_ref()),
-        SearchKey::Not(k) => needs_content(std::slice::from_ref(k.as_ref())),
-        SearchKey::Or(a, b) => needs_content(&[(**a).clone(), (**b).clone()]),
-        _ => false,
-    })
+/// What the criteria need beyond the session's index: the stored summary of each message
+/// (SUBJECT and the SENT* dates, kept in the store's message row at delivery) and/or the
+/// message itself (everything else about content).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub summary: bool,
+    pub content: bool,
+}
+
+pub fn needs(keys: &[SearchKey<'_>]) -> Needs {
+    let mut n = Needs::default();
+    let mut todo: Vec<&SearchKey<'_>> = keys.iter().collect();
+    while let Some(k) = todo.pop() {
+        match k {
+            SearchKey::Subject(_)
+            | SearchKey::SentBefore(_)
+            | SearchKey::SentOn(_)
+            | SearchKey::SentSince(_) => n.summary = true,
+            SearchKey::Bcc(_)
+            | SearchKey::Body(_)
+            | SearchKey::Cc(_)
+            | SearchKey::From(_)
+            | SearchKey::Header(..)
+            | SearchKey::Text(_)
+            | SearchKey::To(_) => n.content = true,
+            SearchKey::And(v) => todo.extend(v.as_ref().iter()),
+            SearchKey::Not(k) => todo.push(k.as_ref()),
+            SearchKey::Or(a, b) => todo.extend([a.as_ref(), b.as_ref()]),
+            _ => {}
+        }
+    }
+    n
 }
 
 /// What a criterion is evaluated against.
@@ -41,6 +56,8 @@ pub struct Candidate<'a> {
     pub max_seq: u32,
     pub max_uid: u32,
     pub message: Option<&'a Message<'a>>,
+    /// The message's stored row (subject and `Date:` as delivery summarised them).
+    pub summary: Option<&'a postfach_store::Message>,
 }
 
 fn contains(haystack: &str, needle: &str) -> bool {
@@ -123,8 +140,13 @@ pub(crate) fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
     })
 }
 
-fn sent_day(m: &Message<'_>) -> Option<NaiveDate> {
-    m.date().map(|d| day(d.to_timestamp()))
+/// The day of the `Date:` header (RFC 9051 §6.4.4 SENT*: "disregarding time and timezone").
+fn sent_day(c: &Candidate<'_>) -> Option<NaiveDate> {
+    match (c.message, c.summary) {
+        (Some(m), _) => m.date().map(|d| day(d.to_timestamp())),
+        (None, Some(row)) => row.sent_at.map(day),
+        (None, None) => None,
+    }
 }
 
 pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
@@ -172,9 +194,16 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         SearchKey::To(s) => msg.is_some_and(|m| contains(&header_text(m, "To"), &text(s))),
         SearchKey::Cc(s) => msg.is_some_and(|m| contains(&header_text(m, "Cc"), &text(s))),
         SearchKey::Bcc(s) => msg.is_some_and(|m| contains(&header_text(m, "Bcc"), &text(s))),
-        SearchKey::Subject(s) => {
-            msg.is_some_and(|m| contains(&header_text(m, "Subject"), &text(s)))
-        }
+        // The decoded subject (RFC 2047), in the form the stored summary holds it, so that a
+        // key matches the same messages whether or not another key made us read them.
+        SearchKey::Subject(s) => match (msg, c.summary) {
+            (Some(m), _) => contains(
+                &postfach_core::mail::listing_text(m.subject().unwrap_or_default(), usize::MAX),
+                &text(s),
+            ),
+            (None, Some(row)) => contains(&row.subject, &text(s)),
+            (None, None) => false,
+        },
         SearchKey::Header(name, value) => msg.is_some_and(|m| {
             let name = text(name);
             m.header_raw(name.as_str()).is_some() && contains(&header_text(m, &name), &text(value))
@@ -184,9 +213,9 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
             let needle = text(s);
             contains(&headers_text(m), &needle) || contains(&body_text(m), &needle)
         }),
-        SearchKey::SentBefore(d) => msg.and_then(sent_day).is_some_and(|x| x < *d.as_ref()),
-        SearchKey::SentOn(d) => msg.and_then(sent_day).is_some_and(|x| x == *d.as_ref()),
-        SearchKey::SentSince(d) => msg.and_then(sent_day).is_some_and(|x| x >= *d.as_ref()),
+        SearchKey::SentBefore(d) => sent_day(c).is_some_and(|x| x < *d.as_ref()),
+        SearchKey::SentOn(d) => sent_day(c).is_some_and(|x| x == *d.as_ref()),
+        SearchKey::SentSince(d) => sent_day(c).is_some_and(|x| x >= *d.as_ref()),
         SearchKey::ModSequence { modseq, .. } => c.meta.modseq >= *modseq as i64,
     }
 }

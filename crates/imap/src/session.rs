@@ -1545,12 +1545,27 @@ impl Session {
         }
         self.sync_selected(uid).await;
         let Some(sel) = &self.selected else { return };
-        let content = search::needs_content(&criteria);
+        let needs = search::needs(&criteria);
+        // The stored rows (through the folder index cache: no body read) answer SUBJECT and
+        // SENT*; a subject cut at the summary's length limit is matched on the message.
+        let index = if needs.summary && !needs.content {
+            self.imap.dir.folder_snapshot(sel.mailbox_id).await.ok()
+        } else {
+            None
+        };
         let (max_seq, max_uid) = (sel.exists(), sel.max_uid());
         let mut hits = Vec::new();
         let mut highest_modseq = 0i64;
         for (i, meta) in sel.messages.iter().enumerate() {
-            let body = if content {
+            let summary = index.as_ref().and_then(|s| {
+                let at = s
+                    .messages
+                    .binary_search_by_key(&i64::from(meta.uid), |m| m.uid)
+                    .ok()?;
+                Some(&s.messages[at])
+                    .filter(|m| m.subject.len() < postfach_core::mail::SUMMARY_SUBJECT_CHARS)
+            });
+            let body = if needs.content || (needs.summary && summary.is_none()) {
                 self.imap.dir.message_body(&meta.blob_id).await.ok()
             } else {
                 None
@@ -1563,6 +1578,7 @@ impl Session {
                 max_seq,
                 max_uid,
                 message: parsed.as_ref(),
+                summary,
             };
             if criteria.iter().all(|k| search::matches(k, &c)) {
                 hits.push(if uid { meta.uid } else { i as u32 + 1 });
@@ -1712,6 +1728,25 @@ impl Session {
                     | MessageDataItemName::BinarySize { .. }
             )
         });
+        // Only ENVELOPE needs the message: its header fields are enough.
+        let headers_only = !names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::Body
+                    | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+            )
+        });
+        let parse: fn(&[u8]) -> Option<mail_parser::Message<'_>> = if headers_only {
+            fetch::parse_headers
+        } else {
+            fetch::parse
+        };
         let (read_only, mailbox_id) = {
             let sel = self.selected.as_ref().expect("selected");
             (sel.read_only, sel.mailbox_id)
@@ -1801,11 +1836,11 @@ impl Session {
             // without header fields, so that every item still gets an answer.
             let headless;
             let (part_raw, parsed) = match raw.as_deref() {
-                Some(r) => match fetch::parse(r) {
+                Some(r) => match parse(r) {
                     Some(m) => (Some(r), Some(m)),
                     None => {
                         headless = [b"\r\n".as_slice(), r].concat();
-                        (Some(headless.as_slice()), fetch::parse(&headless))
+                        (Some(headless.as_slice()), parse(&headless))
                     }
                 },
                 None => (None, None),

@@ -426,11 +426,11 @@ impl Session {
         tracing::info!(peer = %self.peer, login = %login.address, "POP3 login");
         let messages: Vec<Entry> = snapshot
             .messages
-            .into_iter()
+            .iter()
             .map(|m| Entry {
                 uid: m.uid,
                 size: m.size,
-                blob_id: m.blob_id,
+                blob_id: m.blob_id.clone(),
                 flags: m.flags,
                 deleted: false,
             })

@@ -7,10 +7,12 @@
 //! them for the wire. `INBOX` is case-insensitive and always spelled `INBOX`.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use postfach_store::{BlobId, Mailbox, MailboxStats, Message, NewMessage, Tx};
 
 use crate::error::{Error, Result};
+use crate::mail::index_cache::CachedIndex;
 use crate::mail::{Class, MailboxLogin};
 use crate::{Actor, Directory, validate};
 
@@ -85,10 +87,13 @@ pub fn folder_name(input: &str) -> Result<String> {
 }
 
 /// A selected mailbox as one transaction saw it.
+///
+/// The rows are shared with the folder index cache (`index_cache`) and other sessions: a
+/// snapshot is read-only.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub mailbox: Mailbox,
-    pub messages: Vec<Message>,
+    pub messages: Arc<Vec<Message>>,
 }
 
 /// What changed in a mailbox after some MODSEQ.
@@ -399,13 +404,37 @@ impl Directory {
     }
 
     /// Everything a session needs when it selects a folder.
+    ///
+    /// The rows come from the folder index cache when it holds them: one read of the folder
+    /// row tells whether they are current, and if not, the rows changed and the UIDs expunged
+    /// since bring them up to date (see `index_cache` for why that is exact).
     pub async fn folder_snapshot(&self, mailbox_id: i64) -> Result<Snapshot> {
         let mut tx = self.store.begin().await?;
         let mailbox = tx
             .mailbox_by_id(mailbox_id)
             .await?
             .ok_or_else(|| Self::no_folder(&mailbox_id.to_string()))?;
-        let messages = tx.message_list(mailbox_id).await?;
+        let cached = self
+            .folder_index
+            .take(mailbox_id)
+            .filter(|c| c.is_of(&mailbox) && c.highestmodseq <= mailbox.highestmodseq);
+        let entry = match cached {
+            Some(c) if c.highestmodseq == mailbox.highestmodseq => c,
+            Some(mut c) => {
+                let changed = tx
+                    .messages_changed_since(mailbox_id, c.highestmodseq)
+                    .await?;
+                let expunged = tx.expunged_since(mailbox_id, c.highestmodseq).await?;
+                c.apply(&mailbox, changed, &expunged);
+                c
+            }
+            None => {
+                let rows = Arc::new(tx.message_list(mailbox_id).await?);
+                CachedIndex::new(&mailbox, rows)
+            }
+        };
+        let messages = entry.messages.clone();
+        self.folder_index.put(mailbox_id, entry);
         Ok(Snapshot { mailbox, messages })
     }
 

@@ -13,6 +13,18 @@ pub struct MessageSummary {
     pub message_id: String,
 }
 
+/// Characters of the subject a summary keeps; a stored subject of fewer bytes is complete.
+pub const SUMMARY_SUBJECT_CHARS: usize = 1000;
+
+/// A header value as listings show it and the summary keeps it: control characters (a tab
+/// left by unfolding, say) become spaces, at most `max` characters.
+pub fn listing_text(s: &str, max: usize) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect()
+}
+
 /// Extracts the summary with the MIME parser; a message it cannot parse gets an empty one.
 pub fn summarize(raw: &[u8]) -> MessageSummary {
     let Some(m) = MessageParser::default().parse(raw) else {
@@ -28,16 +40,10 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
             (None, None) => String::new(),
         })
         .unwrap_or_default();
-    // Keep listings tidy: no control characters, bounded length.
-    let clean = |s: &str, max: usize| -> String {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(max)
-            .collect()
-    };
+    let clean = listing_text;
     MessageSummary {
         from: clean(&from, 500),
-        subject: clean(m.subject().unwrap_or_default(), 1000),
+        subject: clean(m.subject().unwrap_or_default(), SUMMARY_SUBJECT_CHARS),
         sent_at: m.date().map(|d| d.to_timestamp()),
         message_id: clean(m.message_id().unwrap_or_default(), 500),
     }

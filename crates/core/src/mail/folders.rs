@@ -16,10 +16,16 @@ pub const DEFAULT_FOLDERS: &[(&str, &str)] = &[
     ("Spam", "\\Junk"),
 ];
 
+/// Name of the highest UIDVALIDITY given out, in `settings` (scope global).
+const UIDVALIDITY_MARK: &str = "uidvalidity_given";
+
 impl Directory {
-    /// A UIDVALIDITY never used before by this address (RFC 9051 §2.3.1.1: a mailbox deleted
-    /// and re-created under the same name must get a new one): the current time, or one more
-    /// than the highest the address has, whichever is larger.
+    /// A UIDVALIDITY never used before (RFC 9051 §2.3.1.1: a mailbox deleted and re-created
+    /// under the same name must get a new one): the current time, or one more than the
+    /// highest ever given out, whichever is larger. The highest is kept in the store
+    /// (`settings`, scope global), because the folders that had it may be gone — deleted
+    /// a second ago, with their address even. So a folder's (id, UIDVALIDITY) never
+    /// comes back, even where SQLite reuses the id; the folder index cache relies on it.
     pub(crate) async fn next_uidvalidity(&self, tx: &mut dyn Tx, address_id: i64) -> Result<i64> {
         let highest = tx
             .mailbox_list(address_id)
@@ -28,8 +34,20 @@ impl Directory {
             .map(|m| m.uidvalidity)
             .max()
             .unwrap_or(0);
+        let given: i64 = tx
+            .settings_get("global", 0, UIDVALIDITY_MARK)
+            .await?
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
         // UIDVALIDITY is a 32-bit number; the time fits until 2106.
-        Ok(self.now().max(highest + 1).min(u32::MAX as i64))
+        let next = self
+            .now()
+            .max(highest + 1)
+            .max(given + 1)
+            .min(u32::MAX as i64);
+        tx.settings_put("global", 0, UIDVALIDITY_MARK, &next.to_string(), self.now())
+            .await?;
+        Ok(next)
     }
 
     pub(crate) async fn create_mailbox(

@@ -10,6 +10,7 @@ mod check;
 mod deliver;
 mod dns;
 mod folders;
+pub(crate) mod index_cache;
 mod mailbox;
 mod plan;
 mod queue;
@@ -33,7 +34,7 @@ pub mod flag {
     pub const DRAFT: i64 = 16;
 }
 pub use check::StoreReport;
-pub use deliver::{MessageSummary, summarize};
+pub use deliver::{MessageSummary, SUMMARY_SUBJECT_CHARS, listing_text, summarize};
 pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;
 pub use mailbox::{MailboxView, MessageView};

@@ -131,6 +131,16 @@ fn imaplib_rev1_session_select_fetch_search_store_copy_move_expunge_idle() {
             ["literal", "Grüße"],
             ["uid", "SEARCH", "CHARSET", "UTF-8", "SUBJECT"],
             ["uid", "SEARCH", "CHARSET", "KOI8-R", "ALL"],
+            ["uid", "SEARCH", "SENTON", "24-Nov-2026"],
+            ["uid", "SEARCH", "SENTBEFORE", "24-Nov-2026"],
+            [
+                "uid",
+                "SEARCH",
+                "SENTSINCE",
+                "24-Nov-2026",
+                "SUBJECT",
+                "\"aus k\""
+            ],
             [
                 "uid",
                 "FETCH",
@@ -219,10 +229,14 @@ fn imaplib_rev1_session_select_fetch_search_store_copy_move_expunge_idle() {
     assert_eq!(hits(11), "3");
     assert_eq!(hits(12), "3", "(apples OR big) AND NOT kiwi");
     assert_eq!(hits(14), "2", "UTF-8 search in an encoded subject");
+    // SENT*: the day of the Date: field (RFC 9051 §6.4.4), from the stored summary.
+    assert_eq!(hits(16), "2");
+    assert_eq!(hits(17), "1 3");
+    assert_eq!(hits(18), "2", "SUBJECT matches the decoded subject");
     assert_eq!(status(step(15)), "NO");
     assert!(all_text(step(15)).contains("BADCHARSET"), "{}", step(15));
     // FETCH: envelope, structure, sections, binary, partial.
-    let meta = all_text(step(16));
+    let meta = all_text(step(19));
     assert!(
         meta.contains("\"Dora\" NIL \"dora\" \"sender.example\""),
         "{meta}"
@@ -241,7 +255,7 @@ fn imaplib_rev1_session_select_fetch_search_store_copy_move_expunge_idle() {
         meta.contains("APPLICATION") && meta.contains("PDF") && meta.contains("MIXED"),
         "{meta}"
     );
-    let sections = all_text(step(17));
+    let sections = all_text(step(20));
     assert!(sections.contains("Viele Gr=C3=BC=C3=9Fe"), "{sections}");
     assert!(
         sections.contains("Content-Transfer-Encoding: quoted-printable"),
@@ -252,60 +266,60 @@ fn imaplib_rev1_session_select_fetch_search_store_copy_move_expunge_idle() {
         sections.contains("Viele Grüße"),
         "BINARY undoes the encoding: {sections}"
     );
-    let headers = all_text(step(18));
+    let headers = all_text(step(21));
     assert!(headers.contains("Subject: =?utf-8?q?Gr"), "{headers}");
     assert!(headers.contains("From: Dora"), "{headers}");
     assert!(headers.contains("BODY[]<0> {20}"), "{headers}");
     assert!(
-        !all_text(step(19)).contains("\\Seen"),
+        !all_text(step(22)).contains("\\Seen"),
         "PEEK leaves \\Seen alone: {}",
-        step(19)
+        step(22)
     );
     assert!(
-        all_text(step(20)).contains("\\Seen"),
+        all_text(step(23)).contains("\\Seen"),
         "BODY[TEXT] sets \\Seen: {}",
-        step(20)
+        step(23)
     );
-    assert_eq!(hits(21), "2 3");
+    assert_eq!(hits(24), "2 3");
     // STORE answers with the new flags; .SILENT does not.
-    let stored = all_text(step(22));
+    let stored = all_text(step(25));
     assert!(
         stored.contains("\\Flagged") && stored.contains("$Important"),
         "{stored}"
     );
-    assert_eq!(step(23)[1], json!([null]), "{}", step(23));
-    assert_eq!(hits(24), "1");
+    assert_eq!(step(26)[1], json!([null]), "{}", step(26));
+    assert_eq!(hits(27), "1");
     // COPY and MOVE with UIDPLUS; EXPUNGE.
-    assert!(all_text(step(25)).contains("COPYUID"), "{}", step(25));
-    let moved = step(26);
+    assert!(all_text(step(28)).contains("COPYUID"), "{}", step(28));
+    let moved = step(29);
     assert!(all_text(moved).contains("COPYUID"), "{moved}");
     assert_eq!(untagged(moved, "EXPUNGE"), ["3"]);
     assert_eq!(
-        step(28)[1],
+        step(31)[1],
         json!(["1"]),
         "EXPUNGE of sequence number 1: {}",
-        step(28)
+        step(31)
     );
-    assert!(all_text(step(29)).contains("MESSAGES 1"), "{}", step(29));
+    assert!(all_text(step(32)).contains("MESSAGES 1"), "{}", step(32));
     // APPEND with flags and date.
-    assert!(all_text(step(30)).contains("APPENDUID"), "{}", step(30));
-    let draft = all_text(step(32));
+    assert!(all_text(step(33)).contains("APPENDUID"), "{}", step(33));
+    let draft = all_text(step(35));
     assert!(draft.contains("\\Draft"), "{draft}");
     assert!(
         draft.contains("INTERNALDATE \"18-Nov-2026 11:06:40 +0000\""),
         "{draft}"
     );
     // IDLE hears of new mail within a second of its delivery.
-    let idle = step(34);
+    let idle = step(37);
     assert_eq!(status(idle), "OK", "{idle}");
     let elapsed = idle[1][0].as_f64().unwrap();
     assert!(elapsed < 1.0, "EXISTS came {elapsed:.2}s after delivery");
-    let after = all_text(step(35));
+    let after = all_text(step(38));
     assert!(
         after.contains("UID 2 ") && after.contains("UID 4 "),
         "{after}"
     );
-    assert!(all_text(step(36)).contains("BYE"));
+    assert!(all_text(step(39)).contains("BYE"));
 
     // The CLI sees the same mailbox.
     let count = |folder: &str| d.messages(ANN, folder).len();
