@@ -36,6 +36,8 @@ pub struct Smtp {
     pub(crate) limiter: Arc<postfach_core::limits::Limiter>,
     /// Wakes the queue runner when a message was spooled.
     pub(crate) queue_wake: Notify,
+    /// Spooled entries already claimed for this process's workers (`runner::Handoff`).
+    pub(crate) handoff: runner::Handoff,
     pub(crate) auth_failure_delay: Duration,
     /// Sieve, filters, autoresponder and forwarding for local recipients (issue 5).
     pub(crate) pipeline: postfach_delivery::Pipeline,
@@ -70,6 +72,7 @@ impl Smtp {
             tls: TlsAcceptor::from(tls),
             auth,
             queue_wake: Notify::new(),
+            handoff: runner::Handoff::new(),
         }))
     }
 

@@ -3,11 +3,13 @@
 //! exponential back-off, or, past its lifetime, bounces what is left (O1).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use postfach_core::mail::SpoolRequest;
 use postfach_store::{BlobId, QueueEntry, QueueRcpt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::Smtp;
 use crate::dsn::{Failure, bounce};
@@ -15,6 +17,61 @@ use crate::outbound::{Outcome, deliver, prepare};
 
 /// How long a worker owns an entry; if it dies, another one takes over after this.
 const LEASE_SECONDS: i64 = 30 * 60;
+
+/// Entries waiting in the hand-off at most; when it is full, sessions spool unclaimed and
+/// the runner finds the entries in the queue (back-pressure, nothing lost).
+const HANDOFF_DEPTH: usize = 256;
+/// The claim of a handed-over entry: short, so that on a cluster a node that stops with
+/// entries in its hand-off does not hold them long (its own restart frees them at once).
+const HANDOFF_LEASE_SECONDS: i64 = 10 * 60;
+/// A handed-over entry is delivered only while at least this much of its claim is left;
+/// one that waited longer (every worker busy with slow remote hosts) is left to the runner,
+/// which claims it again once the claim has run out: never two workers on one entry.
+const HANDOFF_LEASE_MARGIN: i64 = 5 * 60;
+
+/// The short way from a session to the workers (issue 6): the session spools its message
+/// already claimed for this node and hands the entry over in memory, so that the runner does
+/// not find it by a queue query and claim it in a write transaction of its own. Open only once
+/// the runner has released the claims of an earlier run of this node (`queue_release_node`),
+/// which would otherwise free a handed-over entry for a second worker.
+pub(crate) struct Handoff {
+    open: AtomicBool,
+    tx: mpsc::Sender<Claimed>,
+    rx: Mutex<Option<mpsc::Receiver<Claimed>>>,
+}
+
+/// A queue entry claimed for this node, with its recipients.
+type Claimed = (QueueEntry, Vec<QueueRcpt>);
+
+impl Handoff {
+    pub(crate) fn new() -> Self {
+        let (tx, rx) = mpsc::channel(HANDOFF_DEPTH);
+        Handoff {
+            open: AtomicBool::new(false),
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+/// Spools a message for `smtp`'s workers: claimed and handed over when the hand-off has room,
+/// else into the queue for the runner to find. Returns the queue id.
+pub(crate) async fn spool(smtp: &Smtp, request: &SpoolRequest) -> postfach_core::Result<i64> {
+    if smtp.handoff.open.load(Ordering::Acquire)
+        && let Ok(slot) = smtp.handoff.tx.try_reserve()
+    {
+        let (entry, rcpts) = smtp
+            .dir
+            .spool_claimed(request, &smtp.cfg.node_id, HANDOFF_LEASE_SECONDS)
+            .await?;
+        let id = entry.id;
+        slot.send((entry, rcpts));
+        return Ok(id);
+    }
+    let id = smtp.dir.spool(request).await?;
+    smtp.queue_wake.notify_one();
+    Ok(id)
+}
 
 pub(crate) async fn run(smtp: Arc<Smtp>, mut stop: watch::Receiver<bool>) {
     // Claims from before a crash or restart of this node would otherwise hold their entries
@@ -28,6 +85,37 @@ pub(crate) async fn run(smtp: Arc<Smtp>, mut stop: watch::Receiver<bool>) {
         Err(e) => tracing::error!(error = %e, "releasing old queue claims failed"),
     }
     let workers = Arc::new(Semaphore::new(smtp.cfg.queue.workers));
+    let handed = smtp.handoff.rx.lock().ok().and_then(|mut r| r.take());
+    if let Some(mut handed) = handed {
+        let (smtp, workers, mut stop) = (smtp.clone(), workers.clone(), stop.clone());
+        smtp.handoff.open.store(true, Ordering::Release);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = handed.recv() => next,
+                    _ = stop.changed() => None,
+                };
+                let Some((entry, rcpts)) = next else { return };
+                let Ok(permit) = workers.clone().acquire_owned().await else {
+                    return;
+                };
+                // The claim was taken when the entry was spooled (`received_at`).
+                if smtp.dir.now() > entry.received_at + HANDOFF_LEASE_SECONDS - HANDOFF_LEASE_MARGIN
+                {
+                    tracing::warn!(
+                        queue_id = entry.id,
+                        "a handed-over entry waited too long; left to the queue runner"
+                    );
+                    continue;
+                }
+                let smtp = smtp.clone();
+                tokio::spawn(async move {
+                    process(&smtp, entry, rcpts).await;
+                    drop(permit);
+                });
+            }
+        });
+    }
     loop {
         if *stop.borrow() {
             return;
@@ -98,7 +186,9 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     let mut failures: Vec<Failure> = Vec::new();
 
     // Local recipients: through the delivery pipeline (Sieve, filters, autoresponder,
-    // forwarding), each committed exactly once.
+    // forwarding), each committed exactly once. The commit of the last pending recipient also
+    // removes the entry (`Committed::finished`): then only the body is left to tidy.
+    let mut finished = false;
     if pending.iter().any(|r| r.is_local) {
         let raw = Arc::new(blob.clone());
         for r in pending.iter().filter(|r| r.is_local) {
@@ -108,6 +198,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
                     if !done.queued.is_empty() {
                         smtp.queue_wake.notify_one();
                     }
+                    finished |= done.finished;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -116,6 +207,11 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
                 }
             }
         }
+    }
+
+    if finished {
+        drop_blob_unless_used(smtp, &blob_id).await;
+        return;
     }
 
     // Remote recipients, one conversation per domain.
@@ -177,15 +273,17 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
         .queue_after_attempt(entry.id, now + backoff(smtp, entry.attempts), attempts)
         .await
     {
-        Ok(true) => {
-            // Finished: drop the body unless a mailbox (or another entry) still holds it. Each
-            // spooled message is unique (it carries its own Received header), so no new
-            // message can come to share it meanwhile.
-            if !dir.blob_in_use(blob_id.as_str()).await.unwrap_or(true) {
-                let _ = dir.blobs().delete(&blob_id).await;
-            }
-        }
+        Ok(true) => drop_blob_unless_used(smtp, &blob_id).await,
         Ok(false) => {}
         Err(e) => tracing::error!(queue_id = entry.id, error = %e, "updating a queue entry failed"),
+    }
+}
+
+/// After an entry is finished: drops its body unless a mailbox (or another entry) still holds
+/// it. Each spooled message is unique (it carries its own Received header), so no new message
+/// can come to share it meanwhile.
+async fn drop_blob_unless_used(smtp: &Smtp, blob_id: &BlobId) {
+    if !smtp.dir.blob_in_use(blob_id.as_str()).await.unwrap_or(true) {
+        let _ = smtp.dir.blobs().delete(blob_id).await;
     }
 }

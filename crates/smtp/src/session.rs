@@ -957,9 +957,8 @@ impl Session {
             count_for: self.login.as_ref().map(|l| (l.address_id, counted)),
             rcpts,
         };
-        match self.smtp.dir.spool(&request).await {
+        match crate::runner::spool(&self.smtp, &request).await {
             Ok(id) => {
-                self.smtp.queue_wake.notify_one();
                 tracing::info!(
                     peer = %self.peer, queue_id = id, id = %queue_ref, from = %txn.mail_from,
                     recipients = txn.rcpts.len(), size = message.len(), "message accepted"

@@ -238,6 +238,8 @@ pub trait Tx: Send {
         scope_id: i64,
         name: &str,
     ) -> Result<Option<String>>;
+    /// Every settings document of one scope: (name, JSON text), by name.
+    async fn settings_all(&mut self, scope: &str, scope_id: i64) -> Result<Vec<(String, String)>>;
     async fn settings_put(
         &mut self,
         scope: &str,

@@ -94,6 +94,10 @@ pub struct Committed {
     pub stored: Vec<(String, i64)>,
     /// Queue ids of the messages queued for sending.
     pub queued: Vec<i64>,
+    /// No other recipient of the queue entry was pending: the entry was removed in the same
+    /// transaction, and the worker has nothing left to record (issue 6: one commit fewer per
+    /// delivered message).
+    pub finished: bool,
 }
 
 /// How long a forward or automatic message is retried before it bounces.
@@ -127,10 +131,11 @@ impl Directory {
             .into_iter()
             .map(|s| s.domain)
             .collect();
-        let scripts: SieveScripts = settings::load(&mut *tx, Scope::Address(a.id)).await?;
-        let service_scripts: SieveScripts =
-            settings::load(&mut *tx, Scope::Service(svc.id)).await?;
-        let autoreplies: Autoreplies = settings::load(&mut *tx, Scope::Address(a.id)).await?;
+        let own_settings = settings::Documents::load(&mut *tx, Scope::Address(a.id)).await?;
+        let service_settings = settings::Documents::load(&mut *tx, Scope::Service(svc.id)).await?;
+        let scripts: SieveScripts = own_settings.get();
+        let service_scripts: SieveScripts = service_settings.get();
+        let autoreplies: Autoreplies = own_settings.get();
         let autoreply_last = if sender.is_empty() {
             None
         } else {
@@ -144,8 +149,8 @@ impl Directory {
             org_domains,
             forward_to: tx.forwards_get(a.id).await?,
             forward_keep_copy: a.forward_keep_copy,
-            filters: settings::load(&mut *tx, Scope::Address(a.id)).await?,
-            service: settings::load(&mut *tx, Scope::Service(svc.id)).await?,
+            filters: own_settings.get(),
+            service: service_settings.get(),
             service_scripts,
             scripts,
             folders: tx
@@ -353,6 +358,13 @@ impl Directory {
                 .await?;
         }
         tx.queue_rcpt_set(rcpt.id, "delivered", "", now).await?;
+        if !current
+            .iter()
+            .any(|r| r.id != rcpt.id && r.status == "pending")
+        {
+            tx.queue_delete(entry.id).await?;
+            done.finished = true;
+        }
         tx.commit().await?;
         for id in touched {
             self.changed(id);

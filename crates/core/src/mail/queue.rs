@@ -7,7 +7,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt};
+use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt, Tx};
 
 use crate::error::{Error, Result};
 use crate::model::rfc3339;
@@ -48,17 +48,50 @@ pub struct QueueView {
 impl Directory {
     /// Commits a message to the spool. Returns the queue id.
     pub async fn spool(&self, req: &SpoolRequest) -> Result<i64> {
+        let mut tx = self.store.begin_write().await?;
+        let id = self.spool_in(&mut *tx, req, self.now()).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Commits a message to the spool already claimed for a worker of `node` for `lease`
+    /// seconds, and returns it as `queue_claim` would: the session hands it to its own
+    /// process's workers, saving the claim's write transaction (issue 6). If this process
+    /// stops first, `queue_release_node` at its next start (or the lease's end, for another
+    /// node) frees the entry; nothing is lost either way.
+    pub async fn spool_claimed(
+        &self,
+        req: &SpoolRequest,
+        node: &str,
+        lease: i64,
+    ) -> Result<(QueueEntry, Vec<QueueRcpt>)> {
+        let mut tx = self.store.begin_write().await?;
+        // One `now` for the entry and its claim: the claim wants `next_attempt_at <= now`.
         let now = self.now();
+        let id = self.spool_in(&mut *tx, req, now).await?;
+        if !tx.queue_claim(id, now, now + lease, node).await? {
+            return Err(Error::Internal(format!(
+                "a new queue entry {id} was not claimable"
+            )));
+        }
+        let entry = tx
+            .queue_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found("queue entry", id.to_string()))?;
+        let rcpts = tx.queue_rcpts(id).await?;
+        tx.commit().await?;
+        Ok((entry, rcpts))
+    }
+
+    async fn spool_in(&self, tx: &mut dyn Tx, req: &SpoolRequest, now: i64) -> Result<i64> {
         let entry = NewQueueEntry {
             expires_at: now + req.lifetime,
             ..req.entry.clone()
         };
-        let mut tx = self.store.begin_write().await?;
         let id = tx.queue_insert(&entry, &req.rcpts, now).await?;
         if let Some((address_id, n)) = req.count_for {
             tx.send_log_insert(address_id, n, now).await?;
         }
-        tx.commit().await?;
         Ok(id)
     }
 

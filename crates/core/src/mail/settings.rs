@@ -37,14 +37,46 @@ pub trait Document: Serialize + DeserializeOwned + Default {
 
 pub(crate) async fn load<D: Document>(tx: &mut dyn Tx, scope: Scope) -> Result<D> {
     let (s, id) = scope.parts();
-    match tx.settings_get(s, id, D::NAME).await? {
-        // A document the current code cannot read (written by a newer version, or damaged)
-        // must not stop delivery: it reads as the default and the error is logged.
-        Some(text) => Ok(serde_json::from_str(&text).unwrap_or_else(|e| {
-            tracing::error!(scope = s, id, name = D::NAME, error = %e, "unreadable settings document");
-            D::default()
-        })),
-        None => Ok(D::default()),
+    let text = tx.settings_get(s, id, D::NAME).await?;
+    Ok(parse(scope, text.as_deref()))
+}
+
+fn parse<D: Document>(scope: Scope, text: Option<&str>) -> D {
+    let Some(text) = text else {
+        return D::default();
+    };
+    // A document the current code cannot read (written by a newer version, or damaged) must
+    // not stop delivery: it reads as the default and the error is logged.
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        let (s, id) = scope.parts();
+        tracing::error!(scope = s, id, name = D::NAME, error = %e, "unreadable settings document");
+        D::default()
+    })
+}
+
+/// Every document of one scope, read with one query: the delivery pipeline needs most of
+/// them for each message (issue 6: six queries became two).
+pub(crate) struct Documents {
+    scope: Scope,
+    docs: Vec<(String, String)>,
+}
+
+impl Documents {
+    pub(crate) async fn load(tx: &mut dyn Tx, scope: Scope) -> Result<Self> {
+        let (s, id) = scope.parts();
+        Ok(Documents {
+            scope,
+            docs: tx.settings_all(s, id).await?,
+        })
+    }
+
+    pub(crate) fn get<D: Document>(&self) -> D {
+        let text = self
+            .docs
+            .iter()
+            .find(|(name, _)| name == D::NAME)
+            .map(|(_, text)| text.as_str());
+        parse(self.scope, text)
     }
 }
 

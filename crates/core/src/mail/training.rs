@@ -79,13 +79,23 @@ impl Directory {
     pub async fn bayes_evidence(&self, address_id: i64, tokens: &[i64]) -> Result<Evidence> {
         let mut tx = self.store.begin().await?;
         let mut e = Evidence::default();
-        for scope in [GLOBAL, address_id] {
+        let scopes = [GLOBAL, address_id];
+        let mut totals = Vec::with_capacity(scopes.len());
+        for scope in scopes {
+            let t = tx.bayes_totals(scope).await?;
+            e.add([], t);
+            totals.push(t);
+        }
+        // Before enough training there is no verdict, whatever the tokens say: their lookup
+        // (a query per few hundred tokens and store) is skipped — the common case on a fresh
+        // installation, and for every message until the first users train (issue 6).
+        if !e.ready() {
+            return Ok(e);
+        }
+        let mut e = Evidence::default();
+        for (scope, t) in scopes.into_iter().zip(totals) {
             let counts = tx.bayes_counts(scope, tokens).await?;
-            let totals = tx.bayes_totals(scope).await?;
-            e.add(
-                counts.into_iter().map(|c| (c.token, (c.spam, c.ham))),
-                totals,
-            );
+            e.add(counts.into_iter().map(|c| (c.token, (c.spam, c.ham))), t);
         }
         Ok(e)
     }

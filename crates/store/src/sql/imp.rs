@@ -896,6 +896,16 @@ impl Tx for SqlTx {
         .await?)
     }
 
+    async fn settings_all(&mut self, scope: &str, scope_id: i64) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT name, value FROM settings WHERE scope = $1 AND scope_id = $2 ORDER BY name",
+        )
+        .bind(scope)
+        .bind(scope_id)
+        .fetch_all(&mut *self.tx)
+        .await?)
+    }
+
     async fn settings_put(
         &mut self,
         scope: &str,
