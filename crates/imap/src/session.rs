@@ -1796,7 +1796,30 @@ impl Session {
         let modseq_named = names
             .iter()
             .any(|n| matches!(n, MessageDataItemName::ModSeq));
-        for (seq, meta) in targets {
+        // Bodies are read ahead in batches (≤ 64 messages, ≤ 4 MiB): one hand-off to the
+        // blocking pool per batch instead of one per message (issue 6).
+        let mut ahead: std::collections::VecDeque<postfach_core::Result<Vec<u8>>> =
+            Default::default();
+        for (i, (seq, meta)) in targets.iter().cloned().enumerate() {
+            if needs_body && ahead.is_empty() {
+                let mut bytes = 0i64;
+                let batch: Vec<&str> = targets[i..]
+                    .iter()
+                    .take_while(|(_, m)| {
+                        bytes += m.size;
+                        bytes <= 4 << 20
+                    })
+                    .take(64)
+                    .map(|(_, m)| m.blob_id.as_str())
+                    .collect();
+                let batch = if batch.is_empty() {
+                    vec![meta.blob_id.as_str()]
+                } else {
+                    batch
+                };
+                ahead.extend(self.imap.dir.message_bodies(&batch).await);
+            }
+            let body = if needs_body { ahead.pop_front() } else { None };
             // The view as it is now (our own \Seen included).
             let meta = self
                 .selected
@@ -1809,8 +1832,8 @@ impl Session {
                 .selected
                 .as_ref()
                 .is_some_and(|s| s.is_expunged(meta.uid));
-            let raw = if needs_body {
-                match self.imap.dir.message_body(&meta.blob_id).await {
+            let raw = match body {
+                Some(body) => match body {
                     Ok(b) => Some(b),
                     // RFC 2180 §4.1.2 / RFC 5530: the client may not have heard of it yet.
                     Err(_) if expunged_elsewhere => {
@@ -1828,9 +1851,8 @@ impl Session {
                             "A message could not be read",
                         );
                     }
-                }
-            } else {
-                None
+                },
+                None => None,
             };
             // A message mail-parser cannot read (empty, no header) is served as a body
             // without header fields, so that every item still gets an answer.

@@ -18,6 +18,8 @@ use crate::outbound::{Outcome, deliver, prepare};
 /// How long a worker owns an entry; if it dies, another one takes over after this.
 const LEASE_SECONDS: i64 = 30 * 60;
 
+/// Due entries read from the queue at a time.
+const DUE_BATCH: i64 = 64;
 /// Entries waiting in the hand-off at most; when it is full, sessions spool unclaimed and
 /// the runner finds the entries in the queue (back-pressure, nothing lost).
 const HANDOFF_DEPTH: usize = 256;
@@ -120,8 +122,12 @@ pub(crate) async fn run(smtp: Arc<Smtp>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
-        match smtp.dir.queue_due(64).await {
+        let mut full_batch = false;
+        match smtp.dir.queue_due(DUE_BATCH).await {
             Ok(due) => {
+                // A full batch means more may be due: look again at once instead of waiting
+                // for a wake-up (a backlog drained at one batch per second before).
+                full_batch = due.len() as i64 == DUE_BATCH;
                 for entry in due {
                     let Ok(permit) = workers.clone().acquire_owned().await else {
                         return;
@@ -144,6 +150,9 @@ pub(crate) async fn run(smtp: Arc<Smtp>, mut stop: watch::Receiver<bool>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading the queue failed"),
+        }
+        if full_batch {
+            continue;
         }
         tokio::select! {
             _ = smtp.queue_wake.notified() => {}

@@ -480,6 +480,33 @@ impl Directory {
         Ok(tx.mailbox_stats(mailbox_id).await?)
     }
 
+    /// Several stored messages' bodies, in the order asked, read in one go.
+    pub async fn message_bodies(&self, blob_ids: &[&str]) -> Vec<Result<Vec<u8>>> {
+        let mut ids = Vec::with_capacity(blob_ids.len());
+        let mut bad = Vec::new();
+        for (i, b) in blob_ids.iter().enumerate() {
+            match BlobId::parse(b) {
+                Some(id) => ids.push(id),
+                None => bad.push(i),
+            }
+        }
+        let mut read = self.blobs.get_many(&ids).await.into_iter();
+        (0..blob_ids.len())
+            .map(|i| {
+                if bad.contains(&i) {
+                    Err(Error::Internal(format!(
+                        "malformed blob id {}",
+                        blob_ids[i]
+                    )))
+                } else {
+                    read.next()
+                        .unwrap_or_else(|| Err(postfach_store::StoreError::NotFound))
+                        .map_err(Error::from)
+                }
+            })
+            .collect()
+    }
+
     /// A stored message's body.
     pub async fn message_body(&self, blob_id: &str) -> Result<Vec<u8>> {
         let id = BlobId::parse(blob_id)

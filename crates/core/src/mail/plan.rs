@@ -381,6 +381,10 @@ impl Directory {
         address_id: i64,
         f: &FileAction,
     ) -> Result<Mailbox> {
+        // Most copies go to INBOX: no need to list every folder for that.
+        if f.role.is_none() && folder_name(&f.folder).is_ok_and(|n| n == "INBOX") {
+            return self.inbox(tx, address_id).await;
+        }
         let all = tx.mailbox_list(address_id).await?;
         if let Some(role) = &f.role
             && let Some(m) = all.iter().find(|m| &m.special_use == role && !m.noselect)
