@@ -1714,22 +1714,8 @@ impl Session {
             }
         }
         let targets = self.resolve(set, uid);
-        let needs_body = names.iter().any(|n| {
-            matches!(
-                n,
-                MessageDataItemName::Body
-                    | MessageDataItemName::BodyExt { .. }
-                    | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::Envelope
-                    | MessageDataItemName::Rfc822
-                    | MessageDataItemName::Rfc822Header
-                    | MessageDataItemName::Rfc822Text
-                    | MessageDataItemName::Binary { .. }
-                    | MessageDataItemName::BinarySize { .. }
-            )
-        });
-        // Only ENVELOPE needs the message: its header fields are enough.
-        let headers_only = !names.iter().any(|n| {
+        // Items that need the whole message; ENVELOPE alone needs its header fields only.
+        let needs_whole = names.iter().any(|n| {
             matches!(
                 n,
                 MessageDataItemName::Body
@@ -1742,6 +1728,11 @@ impl Session {
                     | MessageDataItemName::BinarySize { .. }
             )
         });
+        let needs_body = needs_whole
+            || names
+                .iter()
+                .any(|n| matches!(n, MessageDataItemName::Envelope));
+        let headers_only = !needs_whole;
         let parse: fn(&[u8]) -> Option<mail_parser::Message<'_>> = if headers_only {
             fetch::parse_headers
         } else {

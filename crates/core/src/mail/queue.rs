@@ -74,13 +74,18 @@ impl Directory {
                 "a new queue entry {id} was not claimable"
             )));
         }
+        let claimed = Self::claimed(&mut *tx, id).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// A claimed entry with its recipients, as the claiming transaction sees them.
+    async fn claimed(tx: &mut dyn Tx, id: i64) -> Result<(QueueEntry, Vec<QueueRcpt>)> {
         let entry = tx
             .queue_get(id)
             .await?
             .ok_or_else(|| Error::not_found("queue entry", id.to_string()))?;
-        let rcpts = tx.queue_rcpts(id).await?;
-        tx.commit().await?;
-        Ok((entry, rcpts))
+        Ok((entry, tx.queue_rcpts(id).await?))
     }
 
     async fn spool_in(&self, tx: &mut dyn Tx, req: &SpoolRequest, now: i64) -> Result<i64> {
@@ -114,13 +119,9 @@ impl Directory {
         if !tx.queue_claim(id, now, now + lease, node).await? {
             return Ok(None);
         }
-        let entry = tx
-            .queue_get(id)
-            .await?
-            .ok_or_else(|| Error::not_found("queue entry", id.to_string()))?;
-        let rcpts = tx.queue_rcpts(id).await?;
+        let claimed = Self::claimed(&mut *tx, id).await?;
         tx.commit().await?;
-        Ok(Some((entry, rcpts)))
+        Ok(Some(claimed))
     }
 
     /// The recipients of an entry as they are now.
