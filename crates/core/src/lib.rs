@@ -7,6 +7,7 @@
 mod access;
 pub mod csvio;
 pub mod error;
+mod group_commit;
 pub mod limits;
 pub mod mail;
 pub mod model;
@@ -147,11 +148,14 @@ pub struct Directory {
     srs: Arc<tokio::sync::OnceCell<Arc<mail::srs::Srs>>>,
     /// Message rows of recently selected folders (issue 6; `mail::index_cache`).
     folder_index: Arc<mail::index_cache::IndexCache>,
+    /// The shared transaction of the hot write paths (issue 6; `group_commit`).
+    group: Arc<group_commit::GroupCommit>,
 }
 
 impl Directory {
     pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, policy: Policy) -> Self {
         Directory {
+            group: Arc::new(group_commit::GroupCommit::new(store.clone())),
             store,
             blobs,
             policy: Arc::new(policy),

@@ -411,7 +411,7 @@ mx_port = 25
 # Seconds to wait for a remote server.
 timeout_seconds = 60
 # Messages delivered at once.
-workers = 8
+workers = 32
 
 [dns]
 # Resolvers for SPF/DKIM/DMARC and MX lookups ("ip:port"); empty = the system's.

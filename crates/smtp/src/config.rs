@@ -67,7 +67,9 @@ pub struct QueueSettings {
     pub mx_port: u16,
     /// Seconds to wait for a remote server's answers.
     pub timeout_seconds: u64,
-    /// Messages delivered at once.
+    /// Messages delivered at once. Local deliveries mostly wait for the store; enough of them
+    /// in flight fill the group commit's batches (issue 6: 8 workers delivered 20 % fewer
+    /// messages per second than 32 under the bench's ingest load).
     pub workers: usize,
 }
 
@@ -80,7 +82,7 @@ impl Default for QueueSettings {
             smarthost: String::new(),
             mx_port: 25,
             timeout_seconds: 60,
-            workers: 8,
+            workers: 32,
         }
     }
 }

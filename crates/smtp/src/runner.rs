@@ -198,6 +198,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     // forwarding), each committed exactly once. The commit of the last pending recipient also
     // removes the entry (`Committed::finished`): then only the body is left to tidy.
     let mut finished = false;
+    let mut blob_kept = false;
     if pending.iter().any(|r| r.is_local) {
         let raw = Arc::new(blob.clone());
         for r in pending.iter().filter(|r| r.is_local) {
@@ -208,6 +209,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
                         smtp.queue_wake.notify_one();
                     }
                     finished |= done.finished;
+                    blob_kept |= done.keeps_spooled_blob;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -219,7 +221,10 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     }
 
     if finished {
-        drop_blob_unless_used(smtp, &blob_id).await;
+        // A mailbox holds the spooled body itself: nothing to tidy (a read saved per message).
+        if !blob_kept {
+            drop_blob_unless_used(smtp, &blob_id).await;
+        }
         return;
     }
 

@@ -74,6 +74,10 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> Backend;
     /// A transaction for reading (and writes that need no serialisation beyond constraints).
     async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// Reads without a transaction: each statement sees the latest committed state on its
+    /// own. Saves BEGIN and ROLLBACK (two round trips to SQLite's worker thread) on the hot
+    /// lookups of every delivered message (issue 6), where statements need no common snapshot.
+    async fn begin_read(&self) -> Result<Box<dyn Tx>>;
     /// A transaction that holds the store's write lock from its first statement (SQLite:
     /// `BEGIN IMMEDIATE`; PostgreSQL: row locks taken with [`Tx::lock_service`]).
     async fn begin_write(&self) -> Result<Box<dyn Tx>>;
@@ -87,6 +91,12 @@ pub trait Store: Send + Sync {
 #[async_trait]
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
+    /// Marks a point to return to (`SAVEPOINT`, one level): the group commit runs each job
+    /// of a batch between [`Tx::savepoint`] and [`Tx::release_savepoint`], and a job that
+    /// fails is undone alone with [`Tx::rollback_to_savepoint`].
+    async fn savepoint(&mut self) -> Result<()>;
+    async fn release_savepoint(&mut self) -> Result<()>;
+    async fn rollback_to_savepoint(&mut self) -> Result<()>;
 
     // -- organizations (M1)
     async fn org_insert(&mut self, name: &str, now: i64) -> Result<Org>;

@@ -476,7 +476,7 @@ impl Directory {
     }
 
     pub async fn folder_stats(&self, mailbox_id: i64) -> Result<MailboxStats> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         Ok(tx.mailbox_stats(mailbox_id).await?)
     }
 
@@ -516,7 +516,7 @@ impl Directory {
 
     /// (used, limit) bytes of an address's storage (RFC 9208 STORAGE, P3 QUOTA).
     pub async fn storage(&self, address_id: i64) -> Result<(i64, i64)> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         let a = tx
             .address_by_id(address_id)
             .await?
@@ -556,33 +556,38 @@ impl Directory {
         }
         let blob = self.blobs.put(&req.raw).await?;
         let summary = crate::mail::summarize(&req.raw);
-        let mut tx = self.store.begin_write().await?;
-        let m = selectable(&mut *tx, address_id, &name)
-            .await?
-            .ok_or_else(|| Self::no_folder(&name))?;
-        let a = tx
-            .address_by_id(address_id)
-            .await?
-            .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
-        Self::over_quota(a.storage_used_bytes, size, a.storage_quota_bytes)?;
-        let stored = tx
-            .message_append(
-                m.id,
-                &NewMessage {
-                    blob_id: blob.to_string(),
-                    size,
-                    internal_date: req.date.unwrap_or_else(|| self.now()),
-                    flags: req.flags,
-                    keywords: req.keywords,
-                    header_from: summary.from,
-                    subject: summary.subject,
-                    sent_at: summary.sent_at,
-                    message_id: summary.message_id,
-                },
-            )
-            .await?;
-        tx.address_add_usage(address_id, size).await?;
-        tx.commit().await?;
+        let mut turn = self.group.turn().await?;
+        let result = async {
+            let tx = turn.tx();
+            let m = selectable(tx, address_id, &name)
+                .await?
+                .ok_or_else(|| Self::no_folder(&name))?;
+            let a = tx
+                .address_by_id(address_id)
+                .await?
+                .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
+            Self::over_quota(a.storage_used_bytes, size, a.storage_quota_bytes)?;
+            let stored = tx
+                .message_append(
+                    m.id,
+                    &NewMessage {
+                        blob_id: blob.to_string(),
+                        size,
+                        internal_date: req.date.unwrap_or_else(|| self.now()),
+                        flags: req.flags,
+                        keywords: req.keywords,
+                        header_from: summary.from,
+                        subject: summary.subject,
+                        sent_at: summary.sent_at,
+                        message_id: summary.message_id,
+                    },
+                )
+                .await?;
+            tx.address_add_usage(address_id, size).await?;
+            Ok((m, stored))
+        }
+        .await;
+        let (m, stored) = turn.finish(result).await?;
         self.changed(m.id);
         Ok((m.uidvalidity, stored.uid))
     }
@@ -599,50 +604,57 @@ impl Directory {
         unchanged_since: Option<i64>,
     ) -> Result<StoreOutcome> {
         let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
-        let mut tx = self.store.begin_write().await?;
-        tx.mailbox_lock(mailbox_id).await?;
-        let mut current = messages_by_uid(&mut *tx, mailbox_id, &wanted).await?;
         let junk_keywords = change.op != FlagOp::Remove
             && change
                 .keywords
                 .iter()
                 .any(|k| Class::of_keyword(k).is_some());
-        let before = if junk_keywords {
-            current.clone()
-        } else {
-            Vec::new()
-        };
-        let mut writes = Vec::new();
-        let mut modified = Vec::new();
-        let mut changed = std::collections::HashSet::new();
-        current.retain(|m| {
-            if unchanged_since.is_some_and(|since| m.modseq > since) {
-                modified.push(m.uid);
-                return false;
-            }
-            true
-        });
-        for m in &mut current {
-            let (flags, keywords) = change.apply(m.flags, &m.keywords);
-            if flags != m.flags || keywords != m.keywords {
-                writes.push((m.uid, flags, keywords.clone()));
-                changed.insert(m.uid);
-                m.flags = flags;
-                m.keywords = keywords;
-            }
-        }
-        let modseq = if writes.is_empty() {
-            0
-        } else {
-            let modseq = tx.messages_set_flags(mailbox_id, &writes).await?;
+        // In the shared transaction (group commit): sessions flagging at the same time share
+        // one COMMIT (issue 6).
+        let mut turn = self.group.turn().await?;
+        let result = async {
+            let tx = turn.tx();
+            tx.mailbox_lock(mailbox_id).await?;
+            let mut current = messages_by_uid(tx, mailbox_id, &wanted).await?;
+            let before = if junk_keywords {
+                current.clone()
+            } else {
+                Vec::new()
+            };
+            let mut writes = Vec::new();
+            let mut modified = Vec::new();
+            let mut changed = std::collections::HashSet::new();
+            current.retain(|m| {
+                if unchanged_since.is_some_and(|since| m.modseq > since) {
+                    modified.push(m.uid);
+                    return false;
+                }
+                true
+            });
             for m in &mut current {
-                if changed.contains(&m.uid) {
-                    m.modseq = modseq;
+                let (flags, keywords) = change.apply(m.flags, &m.keywords);
+                if flags != m.flags || keywords != m.keywords {
+                    writes.push((m.uid, flags, keywords.clone()));
+                    changed.insert(m.uid);
+                    m.flags = flags;
+                    m.keywords = keywords;
                 }
             }
-            modseq
-        };
-        tx.commit().await?;
+            let modseq = if writes.is_empty() {
+                0
+            } else {
+                let modseq = tx.messages_set_flags(mailbox_id, &writes).await?;
+                for m in &mut current {
+                    if changed.contains(&m.uid) {
+                        m.modseq = modseq;
+                    }
+                }
+                modseq
+            };
+            Ok((current, before, writes, modified, changed, modseq))
+        }
+        .await;
+        let (current, before, writes, modified, changed, modseq) = turn.finish(result).await?;
         if !writes.is_empty() {
             self.changed(mailbox_id);
         }

@@ -98,6 +98,9 @@ pub struct Committed {
     /// transaction, and the worker has nothing left to record (issue 6: one commit fewer per
     /// delivered message).
     pub finished: bool,
+    /// A stored copy is the spooled body itself (no header was added): the blob is in use
+    /// and the worker need not ask the store whether to delete it.
+    pub keeps_spooled_blob: bool,
 }
 
 /// How long a forward or automatic message is retried before it bounces.
@@ -109,7 +112,7 @@ impl Directory {
     /// Reads the recipient's settings for the pipeline. `sender` is the envelope sender (the
     /// autoresponder's memory is looked up for it).
     pub async fn delivery_context(&self, address_id: i64, sender: &str) -> Result<DeliveryContext> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         let a = tx
             .address_by_id(address_id)
             .await?
@@ -167,7 +170,7 @@ impl Directory {
 
     /// When a Sieve `vacation`/`duplicate` id of this address was last recorded.
     pub async fn delivery_memory(&self, address_id: i64, key: &str) -> Result<Option<i64>> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         Ok(tx.autoreply_sent_get(address_id, key).await?)
     }
 
@@ -177,7 +180,7 @@ impl Directory {
         if sender.is_empty() {
             return Ok(false);
         }
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         let Some(a) = tx.address_by_id(address_id).await? else {
             return Ok(false);
         };
@@ -296,76 +299,83 @@ impl Directory {
         }
 
         let now = self.now();
-        let mut tx = self.store.begin_write().await?;
-        let current = tx.queue_rcpts(entry.id).await?;
-        if current
-            .iter()
-            .any(|r| r.id == rcpt.id && r.status != "pending")
-        {
-            return Ok(Committed::default());
+        // In the shared transaction (group commit): blobs and lookups are done by now.
+        let mut turn = self.group.turn().await?;
+        let result = async {
+            let tx = turn.tx();
+            let current = tx.queue_rcpts(entry.id).await?;
+            if current
+                .iter()
+                .any(|r| r.id == rcpt.id && r.status != "pending")
+            {
+                return Ok((Committed::default(), BTreeSet::new()));
+            }
+            let mut done = Committed {
+                delivered: true,
+                keeps_spooled_blob: plan.files.iter().any(|f| f.raw.is_none()),
+                ..Default::default()
+            };
+            let mut touched = BTreeSet::new();
+            for (f, blob_id, size, summary) in copies {
+                let mb = self.pipeline_folder(tx, address_id, f).await?;
+                let m = tx
+                    .message_append(
+                        mb.id,
+                        &NewMessage {
+                            blob_id,
+                            size,
+                            internal_date: entry.received_at,
+                            flags: f.flags,
+                            keywords: f.keywords.join(" "),
+                            header_from: summary.from.clone(),
+                            subject: summary.subject.clone(),
+                            sent_at: summary.sent_at,
+                            message_id: summary.message_id.clone(),
+                        },
+                    )
+                    .await?;
+                tx.address_add_usage(address_id, size).await?;
+                touched.insert(mb.id);
+                done.stored.push((mb.name.clone(), m.uid));
+            }
+            for (o, blob, rcpts) in outgoing {
+                let id = tx
+                    .queue_insert(
+                        &NewQueueEntry {
+                            blob_id: blob.to_string(),
+                            size: o.raw.len() as i64,
+                            mail_from: o.mail_from.clone(),
+                            source: o.kind.to_string(),
+                            sender_address_id: None,
+                            env_id: None,
+                            ret_full: false,
+                            expires_at: now + OUTGOING_LIFETIME,
+                        },
+                        &rcpts,
+                        now,
+                    )
+                    .await?;
+                done.queued.push(id);
+            }
+            for key in &plan.remember {
+                tx.autoreply_sent_put(address_id, key, now).await?;
+            }
+            for (kind, detail) in &plan.log {
+                tx.delivery_log_insert(address_id, kind, detail, now)
+                    .await?;
+            }
+            tx.queue_rcpt_set(rcpt.id, "delivered", "", now).await?;
+            if !current
+                .iter()
+                .any(|r| r.id != rcpt.id && r.status == "pending")
+            {
+                tx.queue_delete(entry.id).await?;
+                done.finished = true;
+            }
+            Ok((done, touched))
         }
-        let mut done = Committed {
-            delivered: true,
-            ..Default::default()
-        };
-        let mut touched = BTreeSet::new();
-        for (f, blob_id, size, summary) in copies {
-            let mb = self.pipeline_folder(&mut *tx, address_id, f).await?;
-            let m = tx
-                .message_append(
-                    mb.id,
-                    &NewMessage {
-                        blob_id,
-                        size,
-                        internal_date: entry.received_at,
-                        flags: f.flags,
-                        keywords: f.keywords.join(" "),
-                        header_from: summary.from.clone(),
-                        subject: summary.subject.clone(),
-                        sent_at: summary.sent_at,
-                        message_id: summary.message_id.clone(),
-                    },
-                )
-                .await?;
-            tx.address_add_usage(address_id, size).await?;
-            touched.insert(mb.id);
-            done.stored.push((mb.name.clone(), m.uid));
-        }
-        for (o, blob, rcpts) in outgoing {
-            let id = tx
-                .queue_insert(
-                    &NewQueueEntry {
-                        blob_id: blob.to_string(),
-                        size: o.raw.len() as i64,
-                        mail_from: o.mail_from.clone(),
-                        source: o.kind.to_string(),
-                        sender_address_id: None,
-                        env_id: None,
-                        ret_full: false,
-                        expires_at: now + OUTGOING_LIFETIME,
-                    },
-                    &rcpts,
-                    now,
-                )
-                .await?;
-            done.queued.push(id);
-        }
-        for key in &plan.remember {
-            tx.autoreply_sent_put(address_id, key, now).await?;
-        }
-        for (kind, detail) in &plan.log {
-            tx.delivery_log_insert(address_id, kind, detail, now)
-                .await?;
-        }
-        tx.queue_rcpt_set(rcpt.id, "delivered", "", now).await?;
-        if !current
-            .iter()
-            .any(|r| r.id != rcpt.id && r.status == "pending")
-        {
-            tx.queue_delete(entry.id).await?;
-            done.finished = true;
-        }
-        tx.commit().await?;
+        .await;
+        let (done, touched) = turn.finish(result).await?;
         for id in touched {
             self.changed(id);
         }

@@ -48,10 +48,9 @@ pub struct QueueView {
 impl Directory {
     /// Commits a message to the spool. Returns the queue id.
     pub async fn spool(&self, req: &SpoolRequest) -> Result<i64> {
-        let mut tx = self.store.begin_write().await?;
-        let id = self.spool_in(&mut *tx, req, self.now()).await?;
-        tx.commit().await?;
-        Ok(id)
+        let mut turn = self.group.turn().await?;
+        let id = self.spool_in(turn.tx(), req, self.now()).await;
+        turn.finish(id).await
     }
 
     /// Commits a message to the spool already claimed for a worker of `node` for `lease`
@@ -65,18 +64,21 @@ impl Directory {
         node: &str,
         lease: i64,
     ) -> Result<(QueueEntry, Vec<QueueRcpt>)> {
-        let mut tx = self.store.begin_write().await?;
-        // One `now` for the entry and its claim: the claim wants `next_attempt_at <= now`.
-        let now = self.now();
-        let id = self.spool_in(&mut *tx, req, now).await?;
-        if !tx.queue_claim(id, now, now + lease, node).await? {
-            return Err(Error::Internal(format!(
-                "a new queue entry {id} was not claimable"
-            )));
+        let mut turn = self.group.turn().await?;
+        let claimed = async {
+            let tx = turn.tx();
+            // One `now` for the entry and its claim: the claim wants `next_attempt_at <= now`.
+            let now = self.now();
+            let id = self.spool_in(tx, req, now).await?;
+            if !tx.queue_claim(id, now, now + lease, node).await? {
+                return Err(Error::Internal(format!(
+                    "a new queue entry {id} was not claimable"
+                )));
+            }
+            Self::claimed(tx, id).await
         }
-        let claimed = Self::claimed(&mut *tx, id).await?;
-        tx.commit().await?;
-        Ok(claimed)
+        .await;
+        turn.finish(claimed).await
     }
 
     /// A claimed entry with its recipients, as the claiming transaction sees them.
@@ -171,7 +173,7 @@ impl Directory {
 
     /// Whether a blob is still needed by a message or a queue entry.
     pub async fn blob_in_use(&self, blob_id: &str) -> Result<bool> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         Ok(tx.blob_referenced(blob_id).await?)
     }
 

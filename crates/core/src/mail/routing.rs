@@ -101,7 +101,7 @@ impl Directory {
             None => return Ok(Rcpt::NoSuchUser),
         };
         let domain = validate::domain(raw_domain)?;
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         let Some(svc) = tx.service_by_domain(&domain).await? else {
             return Ok(Rcpt::Remote { domain });
         };

@@ -77,7 +77,7 @@ impl Directory {
     /// The classifier's evidence for a message to `address_id`: the platform's counts plus
     /// the address's own.
     pub async fn bayes_evidence(&self, address_id: i64, tokens: &[i64]) -> Result<Evidence> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_read().await?;
         let mut e = Evidence::default();
         let scopes = [GLOBAL, address_id];
         let mut totals = Vec::with_capacity(scopes.len());

@@ -16,11 +16,18 @@ use crate::{
 
 pub struct SqlStore {
     pool: Pool<Db>,
+    /// Writers of this process queue here before they take the database's write lock (SQLite
+    /// only, see `super::WRITERS_QUEUE`).
+    writers: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl SqlStore {
     pub(crate) fn new(pool: Pool<Db>) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            writers: super::WRITERS_QUEUE
+                .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(1))),
+        }
     }
 }
 
@@ -32,13 +39,32 @@ impl Store for SqlStore {
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(SqlTx {
-            tx: self.pool.begin().await?,
+            tx: Conn::Tx(self.pool.begin().await?),
+            _turn: None,
+        }))
+    }
+
+    async fn begin_read(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqlTx {
+            tx: Conn::Plain(self.pool.acquire().await?),
+            _turn: None,
         }))
     }
 
     async fn begin_write(&self) -> Result<Box<dyn Tx>> {
+        let turn = match &self.writers {
+            Some(queue) => Some(
+                queue
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?,
+            ),
+            None => None,
+        };
         Ok(Box::new(SqlTx {
-            tx: self.pool.begin_with(BEGIN_WRITE).await?,
+            tx: Conn::Tx(self.pool.begin_with(BEGIN_WRITE).await?),
+            _turn: turn,
         }))
     }
 
@@ -53,7 +79,10 @@ impl Store for SqlStore {
 }
 
 struct SqlTx {
-    tx: Transaction<'static, Db>,
+    tx: Conn,
+    /// This process's writer turn (SQLite), held until the transaction ends: dropped after
+    /// `tx` (field order), i.e. after COMMIT or ROLLBACK has returned.
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 macro_rules! service_select {
@@ -132,9 +161,25 @@ impl SqlTx {
              RETURNING highestmodseq",
         )
         .bind(mailbox_id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?
         .ok_or(StoreError::NotFound)
+    }
+}
+
+/// A transaction, or a bare connection whose statements each run on their own
+/// ([`Store::begin_read`]).
+enum Conn {
+    Tx(Transaction<'static, Db>),
+    Plain(sqlx::pool::PoolConnection<Db>),
+}
+
+impl SqlTx {
+    fn conn(&mut self) -> &mut <Db as sqlx::Database>::Connection {
+        match &mut self.tx {
+            Conn::Tx(tx) => tx,
+            Conn::Plain(c) => c,
+        }
     }
 }
 
@@ -160,8 +205,33 @@ fn one_row(result: <Db as sqlx::Database>::QueryResult) -> Result<()> {
 #[async_trait]
 impl Tx for SqlTx {
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await?;
+        match self.tx {
+            Conn::Tx(tx) => tx.commit().await?,
+            // Each statement committed on its own.
+            Conn::Plain(_) => {}
+        }
         Ok(())
+    }
+
+    // Same statements in both dialects (SQLite lang_savepoint, PostgreSQL SAVEPOINT).
+    async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT job").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    async fn release_savepoint(&mut self) -> Result<()> {
+        sqlx::query("RELEASE SAVEPOINT job")
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        // ROLLBACK TO leaves the savepoint in place; RELEASE ends it.
+        sqlx::query("ROLLBACK TO SAVEPOINT job")
+            .execute(self.conn())
+            .await?;
+        self.release_savepoint().await
     }
 
     // ---------------------------------------------------------------- organizations
@@ -172,7 +242,7 @@ impl Tx for SqlTx {
         )
         .bind(name)
         .bind(now)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -180,7 +250,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -189,7 +259,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -197,7 +267,7 @@ impl Tx for SqlTx {
     async fn org_list(&mut self) -> Result<Vec<Org>> {
         Ok(
             sqlx::query_as("SELECT id, name, created_at FROM orgs ORDER BY name")
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.conn())
                 .await?,
         )
     }
@@ -213,21 +283,21 @@ impl Tx for SqlTx {
         .bind(&user.password_hash)
         .bind(user.is_operator)
         .bind(now)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
     async fn user_by_login(&mut self, login: &str) -> Result<Option<User>> {
         Ok(sqlx::query_as(concat!(user_select!(), " WHERE login = $1"))
             .bind(login)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?)
     }
 
     async fn user_by_id(&mut self, id: i64) -> Result<Option<User>> {
         Ok(sqlx::query_as(concat!(user_select!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?)
     }
 
@@ -236,7 +306,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(user_id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -246,7 +316,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(user_id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -254,7 +324,7 @@ impl Tx for SqlTx {
     async fn operator_count(&mut self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_operator = TRUE")
-                .fetch_one(&mut *self.tx)
+                .fetch_one(self.conn())
                 .await?,
         )
     }
@@ -274,7 +344,7 @@ impl Tx for SqlTx {
         .bind(user_id)
         .bind(role)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -286,7 +356,7 @@ impl Tx for SqlTx {
         ))
         .bind(org_id)
         .bind(user_id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
@@ -296,7 +366,7 @@ impl Tx for SqlTx {
             " WHERE m.user_id = $1 ORDER BY o.name"
         ))
         .bind(user_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -306,7 +376,7 @@ impl Tx for SqlTx {
             " WHERE m.org_id = $1 ORDER BY u.login"
         ))
         .bind(org_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -327,7 +397,7 @@ impl Tx for SqlTx {
         .bind(service_id)
         .bind(level)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -336,7 +406,7 @@ impl Tx for SqlTx {
         let r = sqlx::query("DELETE FROM grants WHERE user_id = $1 AND service_id = $2")
             .bind(user_id)
             .bind(service_id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -346,7 +416,7 @@ impl Tx for SqlTx {
             sqlx::query_scalar("SELECT level FROM grants WHERE user_id = $1 AND service_id = $2")
                 .bind(user_id)
                 .bind(service_id)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -358,7 +428,7 @@ impl Tx for SqlTx {
              WHERE g.user_id = $1 ORDER BY d.name",
         )
         .bind(user_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -372,7 +442,7 @@ impl Tx for SqlTx {
         .bind(org_id)
         .bind(name)
         .bind(now)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -380,7 +450,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as("SELECT id, org_id, name, created_at FROM domains WHERE name = $1")
                 .bind(name)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -391,7 +461,7 @@ impl Tx for SqlTx {
              WHERE ($1 IS NULL OR org_id = $1) ORDER BY name",
         )
         .bind(org_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -409,7 +479,7 @@ impl Tx for SqlTx {
         .bind(&s.offer)
         .bind(s.address_quota)
         .bind(now)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?;
         self.service_by_id(id).await?.ok_or(StoreError::NotFound)
     }
@@ -418,7 +488,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(service_select!(), " WHERE d.name = $1"))
                 .bind(domain)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -427,7 +497,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(service_select!(), " WHERE s.id = $1"))
                 .bind(id)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -438,7 +508,7 @@ impl Tx for SqlTx {
             " WHERE ($1 IS NULL OR s.org_id = $1) ORDER BY d.name"
         ))
         .bind(org_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -455,7 +525,7 @@ impl Tx for SqlTx {
             .bind(s.new_address_limit)
             .bind(s.maintenance)
             .bind(s.id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?,
         )
     }
@@ -463,7 +533,7 @@ impl Tx for SqlTx {
     async fn lock_service(&mut self, id: i64) -> Result<()> {
         sqlx::query(LOCK_SERVICE)
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?
             .map(|_| ())
             .ok_or(StoreError::NotFound)
@@ -482,7 +552,7 @@ impl Tx for SqlTx {
         .bind(a.storage_quota_bytes)
         .bind(a.forward_keep_copy)
         .bind(now)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?;
         self.address_by_id(id).await?.ok_or(StoreError::NotFound)
     }
@@ -494,7 +564,7 @@ impl Tx for SqlTx {
         ))
         .bind(service_id)
         .bind(local_part)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
@@ -502,7 +572,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(address_select!(), " WHERE a.id = $1"))
                 .bind(id)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -513,7 +583,7 @@ impl Tx for SqlTx {
             " WHERE a.service_id = $1 ORDER BY a.local_part"
         ))
         .bind(service_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -521,7 +591,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM addresses WHERE service_id = $1")
                 .bind(service_id)
-                .fetch_one(&mut *self.tx)
+                .fetch_one(self.conn())
                 .await?,
         )
     }
@@ -540,7 +610,7 @@ impl Tx for SqlTx {
             .bind(a.may_change_folders)
             .bind(a.last_login_at)
             .bind(a.id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?,
         )
     }
@@ -550,7 +620,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE addresses SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -562,12 +632,12 @@ impl Tx for SqlTx {
             "DELETE FROM bayes_tokens WHERE scope_id = $1",
             "DELETE FROM bayes_totals WHERE scope_id = $1",
         ] {
-            sqlx::query(sql).bind(id).execute(&mut *self.tx).await?;
+            sqlx::query(sql).bind(id).execute(self.conn()).await?;
         }
         one_row(
             sqlx::query("DELETE FROM addresses WHERE id = $1")
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -576,7 +646,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_scalar("SELECT target FROM forwards WHERE address_id = $1 ORDER BY target")
                 .bind(address_id)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.conn())
                 .await?,
         )
     }
@@ -584,13 +654,13 @@ impl Tx for SqlTx {
     async fn forwards_set(&mut self, address_id: i64, targets: &[String]) -> Result<()> {
         sqlx::query("DELETE FROM forwards WHERE address_id = $1")
             .bind(address_id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         for target in targets {
             sqlx::query("INSERT INTO forwards (address_id, target) VALUES ($1, $2)")
                 .bind(address_id)
                 .bind(target)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
         }
         Ok(())
@@ -608,7 +678,7 @@ impl Tx for SqlTx {
         .bind(service_id)
         .bind(local_part)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -619,7 +689,7 @@ impl Tx for SqlTx {
         )
         .bind(service_id)
         .bind(since)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -640,11 +710,11 @@ impl Tx for SqlTx {
         .bind(local_part)
         .bind(address_id)
         .bind(now)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?;
         sqlx::query_as(concat!(alias_select!(), " WHERE l.id = $1"))
             .bind(id)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn())
             .await
             .map_err(Into::into)
     }
@@ -656,7 +726,7 @@ impl Tx for SqlTx {
         ))
         .bind(service_id)
         .bind(local_part)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
@@ -666,7 +736,7 @@ impl Tx for SqlTx {
             " WHERE l.service_id = $1 ORDER BY l.local_part"
         ))
         .bind(service_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -674,7 +744,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM aliases WHERE id = $1")
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -692,7 +762,7 @@ impl Tx for SqlTx {
         .bind(&e.action)
         .bind(&e.target)
         .bind(&e.detail)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -707,7 +777,7 @@ impl Tx for SqlTx {
         .bind(f.actor.as_deref())
         .bind(f.before_id)
         .bind(f.limit)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -725,7 +795,7 @@ impl Tx for SqlTx {
         .bind(&t.token_hash)
         .bind(now)
         .bind(t.expires_at)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -733,7 +803,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(token_select!(), " WHERE token_hash = $1"))
                 .bind(token_hash)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?,
         )
     }
@@ -743,7 +813,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -752,7 +822,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM api_tokens WHERE id = $1")
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -764,7 +834,7 @@ impl Tx for SqlTx {
         ))
         .bind(user_id)
         .bind(kind)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -781,7 +851,7 @@ impl Tx for SqlTx {
         .bind(&m.special_use)
         .bind(m.uidvalidity)
         .bind(now)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -792,14 +862,14 @@ impl Tx for SqlTx {
         ))
         .bind(address_id)
         .bind(name)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
     async fn mailbox_by_id(&mut self, id: i64) -> Result<Option<Mailbox>> {
         Ok(sqlx::query_as(concat!(mailbox_select!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?)
     }
 
@@ -809,7 +879,7 @@ impl Tx for SqlTx {
             " WHERE address_id = $1 ORDER BY name"
         ))
         .bind(address_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -821,7 +891,7 @@ impl Tx for SqlTx {
              WHERE id = $1 RETURNING uidnext - 1, highestmodseq",
         )
         .bind(mailbox_id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?
         .ok_or(StoreError::NotFound)?;
         Ok(sqlx::query_as(
@@ -843,7 +913,7 @@ impl Tx for SqlTx {
         .bind(&m.subject)
         .bind(m.sent_at)
         .bind(&m.message_id)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -854,7 +924,7 @@ impl Tx for SqlTx {
         ))
         .bind(mailbox_id)
         .bind(uid)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
@@ -864,7 +934,7 @@ impl Tx for SqlTx {
             " WHERE mailbox_id = $1 ORDER BY uid"
         ))
         .bind(mailbox_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -875,7 +945,7 @@ impl Tx for SqlTx {
             )
             .bind(delta)
             .bind(address_id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?,
         )
     }
@@ -892,7 +962,7 @@ impl Tx for SqlTx {
         .bind(scope)
         .bind(scope_id)
         .bind(name)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
@@ -902,7 +972,7 @@ impl Tx for SqlTx {
         )
         .bind(scope)
         .bind(scope_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -924,7 +994,7 @@ impl Tx for SqlTx {
         .bind(name)
         .bind(value)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -935,7 +1005,7 @@ impl Tx for SqlTx {
                 .bind(scope)
                 .bind(scope_id)
                 .bind(name)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -946,7 +1016,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(sender)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
@@ -958,7 +1028,7 @@ impl Tx for SqlTx {
         .bind(address_id)
         .bind(sender)
         .bind(at)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -969,14 +1039,14 @@ impl Tx for SqlTx {
         let senders: Vec<String> =
             sqlx::query_scalar("SELECT sender FROM autoreply_sent WHERE address_id = $1")
                 .bind(address_id)
-                .fetch_all(&mut *self.tx)
+                .fetch_all(self.conn())
                 .await?;
         let mut n = 0;
         for sender in senders.iter().filter(|s| s.starts_with(prefix)) {
             sqlx::query("DELETE FROM autoreply_sent WHERE address_id = $1 AND sender = $2")
                 .bind(address_id)
                 .bind(sender)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
             n += 1;
         }
@@ -997,7 +1067,7 @@ impl Tx for SqlTx {
         .bind(now)
         .bind(kind)
         .bind(detail)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -1009,7 +1079,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(limit)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -1025,7 +1095,7 @@ impl Tx for SqlTx {
             for t in chunk {
                 q = q.bind(t);
             }
-            out.extend(q.fetch_all(&mut *self.tx).await?);
+            out.extend(q.fetch_all(self.conn()).await?);
         }
         Ok(out)
     }
@@ -1034,7 +1104,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as("SELECT spam, ham FROM bayes_totals WHERE scope_id = $1")
                 .bind(scope_id)
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.conn())
                 .await?
                 .unwrap_or((0, 0)),
         )
@@ -1068,7 +1138,7 @@ impl Tx for SqlTx {
             for t in chunk {
                 q = q.bind(t);
             }
-            q.execute(&mut *self.tx).await?;
+            q.execute(self.conn()).await?;
             if spam < 0 || ham < 0 {
                 // Un-training: tokens no message counts any more are forgotten.
                 let sql = format!(
@@ -1080,7 +1150,7 @@ impl Tx for SqlTx {
                 for t in chunk {
                     q = q.bind(t);
                 }
-                q.execute(&mut *self.tx).await?;
+                q.execute(self.conn()).await?;
             }
         }
         sqlx::query(
@@ -1091,7 +1161,7 @@ impl Tx for SqlTx {
         .bind(scope_id)
         .bind(spam)
         .bind(ham)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -1106,7 +1176,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(msg_key)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?)
     }
 
@@ -1125,7 +1195,7 @@ impl Tx for SqlTx {
         .bind(msg_key)
         .bind(class)
         .bind(at)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -1146,7 +1216,7 @@ impl Tx for SqlTx {
         .bind(&r.headers)
         .bind(&r.reported_by)
         .bind(r.at)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -1165,7 +1235,7 @@ impl Tx for SqlTx {
         .bind(org_id)
         .bind(kind)
         .bind(limit)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -1175,7 +1245,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("UPDATE mailboxes SET highestmodseq = highestmodseq WHERE id = $1")
                 .bind(mailbox_id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -1185,7 +1255,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
                 .bind(name)
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -1194,7 +1264,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM mailboxes WHERE id = $1")
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -1204,7 +1274,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE mailboxes SET subscribed = $1 WHERE id = $2")
                 .bind(subscribed)
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -1222,7 +1292,7 @@ impl Tx for SqlTx {
             .bind(noselect)
             .bind(uidvalidity)
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?,
         )
     }
@@ -1232,7 +1302,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE mailboxes SET special_use = $1 WHERE id = $2")
                 .bind(special_use)
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -1243,14 +1313,14 @@ impl Tx for SqlTx {
             "UPDATE mailboxes SET recent_uid = recent_uid WHERE id = $1 RETURNING recent_uid",
         )
         .bind(id)
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.conn())
         .await?
         .ok_or(StoreError::NotFound)?;
         if upto > before {
             sqlx::query("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2")
                 .bind(upto)
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
         }
         Ok(before)
@@ -1263,7 +1333,7 @@ impl Tx for SqlTx {
              CAST(COALESCE(SUM(size), 0) AS BIGINT) AS size FROM messages WHERE mailbox_id = $1",
         )
         .bind(id)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -1278,7 +1348,7 @@ impl Tx for SqlTx {
         ))
         .bind(mailbox_id)
         .bind(modseq)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -1288,7 +1358,7 @@ impl Tx for SqlTx {
         )
         .bind(mailbox_id)
         .bind(modseq)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -1308,7 +1378,7 @@ impl Tx for SqlTx {
             .bind(modseq)
             .bind(mailbox_id)
             .bind(uid)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         }
         Ok(modseq)
@@ -1320,14 +1390,14 @@ impl Tx for SqlTx {
             let gone = sqlx::query("DELETE FROM messages WHERE mailbox_id = $1 AND uid = $2")
                 .bind(mailbox_id)
                 .bind(uid)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
             if gone.rows_affected() == 1 {
                 sqlx::query("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3)")
                     .bind(mailbox_id)
                     .bind(uid)
                     .bind(modseq)
-                    .execute(&mut *self.tx)
+                    .execute(self.conn())
                     .await?;
             }
         }
@@ -1356,7 +1426,7 @@ impl Tx for SqlTx {
         .bind(q.ret_full)
         .bind(now)
         .bind(q.expires_at)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?;
         for r in rcpts {
             sqlx::query(
@@ -1372,7 +1442,7 @@ impl Tx for SqlTx {
             .bind(r.notify)
             .bind(r.orcpt.as_deref())
             .bind(now)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         }
         Ok(id)
@@ -1381,13 +1451,13 @@ impl Tx for SqlTx {
     async fn queue_get(&mut self, id: i64) -> Result<Option<QueueEntry>> {
         Ok(sqlx::query_as(concat!(queue_select!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?)
     }
 
     async fn queue_list(&mut self) -> Result<Vec<QueueEntry>> {
         Ok(sqlx::query_as(concat!(queue_select!(), " ORDER BY id"))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?)
     }
 
@@ -1399,7 +1469,7 @@ impl Tx for SqlTx {
         ))
         .bind(now)
         .bind(limit)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -1418,7 +1488,7 @@ impl Tx for SqlTx {
         .bind(node)
         .bind(id)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -1428,7 +1498,7 @@ impl Tx for SqlTx {
             "UPDATE queue SET lease_until = NULL, leased_by = NULL WHERE leased_by = $1",
         )
         .bind(node)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(r.rows_affected())
     }
@@ -1442,7 +1512,7 @@ impl Tx for SqlTx {
             .bind(next_attempt_at)
             .bind(attempts)
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?,
         )
     }
@@ -1451,7 +1521,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM queue WHERE id = $1")
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?,
         )
     }
@@ -1462,7 +1532,7 @@ impl Tx for SqlTx {
              last_error, updated_at FROM queue_rcpts WHERE queue_id = $1 ORDER BY id",
         )
         .bind(queue_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -1481,7 +1551,7 @@ impl Tx for SqlTx {
             .bind(last_error)
             .bind(now)
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?,
         )
     }
@@ -1492,7 +1562,7 @@ impl Tx for SqlTx {
              OR EXISTS (SELECT 1 FROM queue WHERE blob_id = $1)",
         )
         .bind(blob_id)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 
@@ -1509,7 +1579,7 @@ impl Tx for SqlTx {
         .bind(&k.private_key)
         .bind(&k.public_key)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -1520,7 +1590,7 @@ impl Tx for SqlTx {
              FROM dkim_keys WHERE domain_id = $1 ORDER BY id",
         )
         .bind(domain_id)
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?)
     }
 
@@ -1529,7 +1599,7 @@ impl Tx for SqlTx {
             .bind(address_id)
             .bind(now)
             .bind(recipients)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -1541,7 +1611,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(since)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn())
         .await?)
     }
 }

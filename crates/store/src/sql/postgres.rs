@@ -12,6 +12,8 @@ pub(crate) type Db = sqlx::Postgres;
 pub(crate) const BACKEND: Backend = Backend::Postgres;
 pub(crate) const BEGIN_WRITE: &str = "BEGIN";
 pub(crate) const LOCK_SERVICE: &str = "SELECT id FROM mail_services WHERE id = $1 FOR UPDATE";
+/// Row locks: writers of different mailboxes run side by side.
+pub(crate) const WRITERS_QUEUE: bool = false;
 
 // The same implementation is compiled once per driver on purpose (see sql/mod.rs).
 #[allow(clippy::duplicate_mod)]

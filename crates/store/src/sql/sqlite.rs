@@ -19,6 +19,12 @@ pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 /// The write lock is already held for the whole database (`BEGIN IMMEDIATE`); this only checks
 /// that the row exists.
 pub(crate) const LOCK_SERVICE: &str = "SELECT id FROM mail_services WHERE id = $1";
+/// SQLite has one write lock for the whole file, and a connection that finds it taken sleeps
+/// in the busy handler (1, 2, 5, 10 … ms, `sqliteDefaultBusyCallback`) instead of being woken
+/// when it is free: under load the lock sat idle while writers slept. So this process's
+/// writers wait in a fair in-memory queue for their turn and go to SQLite one at a time; the
+/// busy handler is left to the rare writer in another process (the CLI).
+pub(crate) const WRITERS_QUEUE: bool = true;
 
 // The same implementation is compiled once per driver on purpose (see sql/mod.rs).
 #[allow(clippy::duplicate_mod)]
