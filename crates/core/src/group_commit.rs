@@ -4,8 +4,8 @@
 //! SQLite has one write lock and `synchronous = FULL` fsyncs the WAL at every COMMIT, so
 //! writers that each commit alone are bounded by one fsync per transaction (≈ 0.5–0.8 ms
 //! here) and wait for each other. Here the writers of this process *share* a transaction: a
-//! writer takes its [`Turn`] (a fair queue), runs its statements between a `SAVEPOINT` and
-//! its `RELEASE` — a writer whose work fails is rolled back alone — and passes the open
+//! writer takes its [`Turn`] (a fair queue), runs its statements after a `SAVEPOINT` of its
+//! own — a writer whose work fails is rolled back to it, alone — and passes the open
 //! transaction to the next writer in line. The last one in line (or the one that fills the
 //! batch) commits: one fsync for everyone in the batch. Nobody's work is visible to other
 //! connections before that COMMIT, and nobody is told "done" before it returned, so
@@ -128,8 +128,9 @@ impl Turn<'_> {
         let Some(batch) = open.as_mut() else {
             unreachable!("a turn always has its batch");
         };
+        // A job that succeeded keeps its savepoint (COMMIT releases them all).
         let ended = match &result {
-            Ok(_) => batch.tx.release_savepoint().await,
+            Ok(_) => Ok(()),
             Err(_) => batch.tx.rollback_to_savepoint().await,
         };
         if let Err(e) = ended {

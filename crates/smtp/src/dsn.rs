@@ -196,6 +196,7 @@ pub(crate) async fn bounce(smtp: &Smtp, entry: &QueueEntry, original: &[u8], fai
         rcpts: vec![target],
         count_for: None,
         lifetime: smtp.cfg.queue.lifetime_hours * 3600,
+        inline_body: None,
     };
     match smtp.dir.spool(&request).await {
         Ok(id) => {

@@ -172,11 +172,11 @@ fn backoff(smtp: &Smtp, attempts: i64) -> i64 {
 
 async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     let dir = &smtp.dir;
-    let Some(blob_id) = BlobId::parse(&entry.blob_id) else {
+    if !postfach_store::is_inline_id(&entry.blob_id) && BlobId::parse(&entry.blob_id).is_none() {
         tracing::error!(queue_id = entry.id, "queue entry with a malformed blob id");
         return;
-    };
-    let blob = match dir.blobs().get(&blob_id).await {
+    }
+    let blob = match dir.message_body(&entry.blob_id).await {
         Ok(b) => b,
         Err(e) => {
             // The body is not readable now: keep everything and try again later.
@@ -223,7 +223,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     if finished {
         // A mailbox holds the spooled body itself: nothing to tidy (a read saved per message).
         if !blob_kept {
-            drop_blob_unless_used(smtp, &blob_id).await;
+            drop_blob_unless_used(smtp, &entry.blob_id).await;
         }
         return;
     }
@@ -287,7 +287,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
         .queue_after_attempt(entry.id, now + backoff(smtp, entry.attempts), attempts)
         .await
     {
-        Ok(true) => drop_blob_unless_used(smtp, &blob_id).await,
+        Ok(true) => drop_blob_unless_used(smtp, &entry.blob_id).await,
         Ok(false) => {}
         Err(e) => tracing::error!(queue_id = entry.id, error = %e, "updating a queue entry failed"),
     }
@@ -296,8 +296,8 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
 /// After an entry is finished: drops its body unless a mailbox (or another entry) still holds
 /// it. Each spooled message is unique (it carries its own Received header), so no new message
 /// can come to share it meanwhile.
-async fn drop_blob_unless_used(smtp: &Smtp, blob_id: &BlobId) {
-    if !smtp.dir.blob_in_use(blob_id.as_str()).await.unwrap_or(true) {
-        let _ = smtp.dir.blobs().delete(blob_id).await;
+async fn drop_blob_unless_used(smtp: &Smtp, blob_id: &str) {
+    if let Err(e) = smtp.dir.drop_body_unless_used(blob_id).await {
+        tracing::warn!(blob = blob_id, error = %e, "removing a delivered message's body failed");
     }
 }

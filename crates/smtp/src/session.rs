@@ -886,11 +886,18 @@ impl Session {
     ) -> Result<String, String> {
         let temp =
             || "451 4.3.0 Temporary failure storing the message; try again later".to_string();
-        let blob = match self.smtp.dir.blobs().put(&message).await {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::error!(error = %e, "storing a message failed");
-                return Err(temp());
+        let size = message.len();
+        // Small bodies go into the store with the queue entry (one fsync per group commit),
+        // larger ones into the blob store first (issue 6).
+        let (blob, inline_body) = if size <= postfach_core::mail::INLINE_BODY_MAX {
+            (postfach_store::inline_id(&message), Some(message))
+        } else {
+            match self.smtp.dir.blobs().put(&message).await {
+                Ok(id) => (id.to_string(), None),
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a message failed");
+                    return Err(temp());
+                }
             }
         };
         let counted = txn.rcpts.len() as i64;
@@ -938,8 +945,8 @@ impl Session {
             .collect();
         let request = SpoolRequest {
             entry: NewQueueEntry {
-                blob_id: blob.to_string(),
-                size: message.len() as i64,
+                blob_id: blob,
+                size: size as i64,
                 mail_from: txn.mail_from.clone(),
                 source: if self.login.is_some() {
                     "submission"
@@ -956,12 +963,13 @@ impl Session {
             lifetime: self.smtp.cfg.queue.lifetime_hours * 3600,
             count_for: self.login.as_ref().map(|l| (l.address_id, counted)),
             rcpts,
+            inline_body,
         };
         match crate::runner::spool(&self.smtp, &request).await {
             Ok(id) => {
                 tracing::info!(
                     peer = %self.peer, queue_id = id, id = %queue_ref, from = %txn.mail_from,
-                    recipients = txn.rcpts.len(), size = message.len(), "message accepted"
+                    recipients = txn.rcpts.len(), size, "message accepted"
                 );
                 Ok(format!(
                     "250 2.0.0 Message accepted for delivery (queued as {queue_ref})"

@@ -35,6 +35,27 @@ impl BlobId {
     }
 }
 
+/// The id of a body kept in the metadata store (`inline_blobs`): "i" and the SHA-256 of the
+/// content. The different form tells readers where to look, and can never name a file.
+pub fn inline_id(data: &[u8]) -> String {
+    format!("i{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Whether `id` has the form of [`inline_id`].
+pub fn is_inline_id(id: &str) -> bool {
+    id.strip_prefix('i')
+        .is_some_and(|hash| BlobId::parse(hash).is_some())
+}
+
+/// `data` as the inline body `id`, verified against its id like the files are.
+pub fn verify_inline(id: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+    if inline_id(&data) == id {
+        Ok(data)
+    } else {
+        Err(StoreError::Corrupt(id.to_string()))
+    }
+}
+
 impl fmt::Display for BlobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

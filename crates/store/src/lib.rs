@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use blob::{BlobId, BlobStore, FsBlobStore};
+pub use blob::{BlobId, BlobStore, FsBlobStore, inline_id, is_inline_id, verify_inline};
 pub use records::*;
 
 /// Errors of the storage layer. Rules violations are not store errors: core reports those.
@@ -91,11 +91,12 @@ pub trait Store: Send + Sync {
 #[async_trait]
 pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
-    /// Marks a point to return to (`SAVEPOINT`, one level): the group commit runs each job
-    /// of a batch between [`Tx::savepoint`] and [`Tx::release_savepoint`], and a job that
-    /// fails is undone alone with [`Tx::rollback_to_savepoint`].
+    /// Marks a point to return to (`SAVEPOINT`): the group commit opens one before each job
+    /// of a batch, and a job that fails is undone alone with [`Tx::rollback_to_savepoint`].
+    /// Savepoints nest and are all released by COMMIT; a job that succeeds leaves its own in
+    /// place (no `RELEASE`: one round trip less per job).
     async fn savepoint(&mut self) -> Result<()>;
-    async fn release_savepoint(&mut self) -> Result<()>;
+    /// Undoes everything since the latest savepoint, which stays in place.
     async fn rollback_to_savepoint(&mut self) -> Result<()>;
 
     // -- organizations (M1)
@@ -314,6 +315,16 @@ pub trait Tx: Send {
         rcpts: &[NewQueueRcpt],
         now: i64,
     ) -> Result<i64>;
+    /// Inserts an entry, optionally already claimed by a node until a time (`claim`), and
+    /// returns it as [`Tx::queue_get`] and [`Tx::queue_rcpts`] would (the SMTP hand-off,
+    /// issue 6: one statement per row, no claim or read-back after it).
+    async fn queue_insert_returning(
+        &mut self,
+        q: &NewQueueEntry,
+        rcpts: &[NewQueueRcpt],
+        now: i64,
+        claim: Option<(i64, &str)>,
+    ) -> Result<(QueueEntry, Vec<QueueRcpt>)>;
     async fn queue_get(&mut self, id: i64) -> Result<Option<QueueEntry>>;
     async fn queue_list(&mut self) -> Result<Vec<QueueEntry>>;
     /// Entries whose next attempt is due and that no worker holds, oldest first.
@@ -341,6 +352,14 @@ pub trait Tx: Send {
     ) -> Result<()>;
     /// Whether any message or queue entry still refers to a blob.
     async fn blob_referenced(&mut self, blob_id: &str) -> Result<bool>;
+    /// Small bodies kept in the store ([`inline_id`]); putting existing content again
+    /// is a no-op.
+    async fn inline_blob_put(&mut self, id: &str, data: &[u8]) -> Result<()>;
+    /// The inline bodies among `ids` that exist, as (id, bytes), unverified.
+    async fn inline_blobs_get(&mut self, ids: &[&str]) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Removes an inline body unless a message or queue entry still refers to it; true if
+    /// removed.
+    async fn inline_blob_delete_unused(&mut self, id: &str) -> Result<bool>;
 
     // -- DKIM keys (O2) and the sending log (O3)
     async fn dkim_insert(&mut self, k: &DkimKey, now: i64) -> Result<()>;

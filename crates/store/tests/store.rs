@@ -20,11 +20,69 @@ postfach_store::on_both!(
     dkim_and_send_log,
     imap_operations,
     delivery_settings_and_state,
+    inline_bodies,
 );
 
 mod scenarios {
     use super::mail::{address, msg};
     use super::*;
+
+    /// Small spooled bodies kept in the store (issue 6): content-addressed, verified on
+    /// read, removed only when nothing refers to them any more.
+    pub async fn inline_bodies(t: &TestStore) {
+        let body = b"Subject: hi\r\n\r\nsmall\r\n".to_vec();
+        let id = inline_id(&body);
+        assert!(is_inline_id(&id) && !is_inline_id(&id[1..]) && BlobId::parse(&id).is_none());
+        let mut tx = t.store.begin_write().await.unwrap();
+        tx.inline_blob_put(&id, &body).await.unwrap();
+        // The same content again is a no-op, not a conflict.
+        tx.inline_blob_put(&id, &body).await.unwrap();
+        let entry = NewQueueEntry {
+            blob_id: id.clone(),
+            size: body.len() as i64,
+            mail_from: "x@remote.test".into(),
+            source: "inbound".into(),
+            sender_address_id: None,
+            env_id: None,
+            ret_full: false,
+            expires_at: 1000,
+        };
+        let (queued, rcpts) = tx
+            .queue_insert_returning(&entry, &[], 5, Some((65, "node-a")))
+            .await
+            .unwrap();
+        assert!(rcpts.is_empty());
+        assert_eq!(
+            (queued.blob_id.as_str(), queued.received_at),
+            (id.as_str(), 5)
+        );
+        tx.commit().await.unwrap();
+
+        let mut tx = t.store.begin_read().await.unwrap();
+        let got = tx.inline_blobs_get(&[&id, "i0000"]).await.unwrap();
+        assert_eq!(got, vec![(id.clone(), body.clone())]);
+        assert_eq!(verify_inline(&id, body.clone()).unwrap(), body);
+        let mut bad = body.clone();
+        bad[3] ^= 0x20;
+        assert!(matches!(
+            verify_inline(&id, bad),
+            Err(StoreError::Corrupt(_))
+        ));
+        // Claimed by the insert: not due for anyone else before the lease ends.
+        assert!(tx.queue_due(10, 10).await.unwrap().is_empty());
+        drop(tx);
+
+        let mut tx = t.store.begin_write().await.unwrap();
+        assert!(
+            !tx.inline_blob_delete_unused(&id).await.unwrap(),
+            "still queued"
+        );
+        tx.queue_delete(queued.id).await.unwrap();
+        assert!(tx.inline_blob_delete_unused(&id).await.unwrap());
+        tx.commit().await.unwrap();
+        let mut tx = t.store.begin_read().await.unwrap();
+        assert!(tx.inline_blobs_get(&[&id]).await.unwrap().is_empty());
+    }
 
     pub async fn delivery_settings_and_state(t: &TestStore) {
         let a = address(t).await;

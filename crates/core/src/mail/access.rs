@@ -6,10 +6,13 @@
 //! Folder names use `/` as hierarchy separator and are stored in UTF-8; the IMAP layer encodes
 //! them for the wire. `INBOX` is case-insensitive and always spelled `INBOX`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use postfach_store::{BlobId, Mailbox, MailboxStats, Message, NewMessage, Tx};
+use postfach_store::{
+    BlobId, Mailbox, MailboxStats, Message, NewMessage, Tx, is_inline_id, verify_inline,
+};
 
 use crate::error::{Error, Result};
 use crate::mail::index_cache::CachedIndex;
@@ -480,38 +483,74 @@ impl Directory {
         Ok(tx.mailbox_stats(mailbox_id).await?)
     }
 
-    /// Several stored messages' bodies, in the order asked, read in one go.
+    /// Several stored messages' bodies, in the order asked, read in one go: the inline ones
+    /// (small spooled messages, `inline_blobs`) with one query, the files with one hand-off
+    /// to the blocking pool. Each is verified against its content address.
     pub async fn message_bodies(&self, blob_ids: &[&str]) -> Vec<Result<Vec<u8>>> {
-        let mut ids = Vec::with_capacity(blob_ids.len());
-        let mut bad = Vec::new();
+        let mut out: Vec<Option<Result<Vec<u8>>>> = blob_ids.iter().map(|_| None).collect();
+        let (mut files, mut file_at, mut inline, mut inline_at) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (i, b) in blob_ids.iter().enumerate() {
-            match BlobId::parse(b) {
-                Some(id) => ids.push(id),
-                None => bad.push(i),
+            if is_inline_id(b) {
+                inline.push(*b);
+                inline_at.push(i);
+            } else if let Some(id) = BlobId::parse(b) {
+                files.push(id);
+                file_at.push(i);
+            } else {
+                out[i] = Some(Err(Error::Internal(format!("malformed blob id {b}"))));
             }
         }
-        let mut read = self.blobs.get_many(&ids).await.into_iter();
-        (0..blob_ids.len())
-            .map(|i| {
-                if bad.contains(&i) {
-                    Err(Error::Internal(format!(
-                        "malformed blob id {}",
-                        blob_ids[i]
-                    )))
-                } else {
-                    read.next()
-                        .unwrap_or_else(|| Err(postfach_store::StoreError::NotFound))
-                        .map_err(Error::from)
-                }
+        if !inline.is_empty() {
+            let found = async {
+                let mut tx = self.store.begin_read().await?;
+                Ok::<_, Error>(tx.inline_blobs_get(&inline).await?)
+            }
+            .await
+            .map(|rows| rows.into_iter().collect::<HashMap<_, _>>());
+            for (id, at) in inline.iter().zip(inline_at) {
+                out[at] = Some(match &found {
+                    Ok(rows) => match rows.get(*id) {
+                        Some(data) => verify_inline(id, data.clone()).map_err(Error::from),
+                        None => Err(Error::not_found("message body", *id)),
+                    },
+                    Err(e) => Err(Error::Internal(format!("reading message bodies: {e}"))),
+                });
+            }
+        }
+        if !files.is_empty() {
+            for (read, at) in self.blobs.get_many(&files).await.into_iter().zip(file_at) {
+                out[at] = Some(read.map_err(Error::from));
+            }
+        }
+        out.into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Err(Error::Internal("a message body was not read".into())))
             })
             .collect()
     }
 
     /// A stored message's body.
     pub async fn message_body(&self, blob_id: &str) -> Result<Vec<u8>> {
-        let id = BlobId::parse(blob_id)
-            .ok_or_else(|| Error::Internal(format!("malformed blob id {blob_id}")))?;
-        Ok(self.blobs.get(&id).await?)
+        self.message_bodies(&[blob_id])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("a message body was not read".into())))
+    }
+
+    /// After a queue entry is finished: removes its body unless a mailbox or another entry
+    /// still holds it.
+    pub async fn drop_body_unless_used(&self, blob_id: &str) -> Result<()> {
+        if is_inline_id(blob_id) {
+            let mut turn = self.group.turn().await?;
+            let r = turn.tx().inline_blob_delete_unused(blob_id).await;
+            turn.finish(r.map_err(Error::from)).await?;
+        } else if let Some(id) = BlobId::parse(blob_id)
+            && !self.blob_in_use(blob_id).await?
+        {
+            self.blobs.delete(&id).await?;
+        }
+        Ok(())
     }
 
     /// (used, limit) bytes of an address's storage (RFC 9208 STORAGE, P3 QUOTA).

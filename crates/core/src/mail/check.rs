@@ -13,8 +13,6 @@ use std::collections::HashSet;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use postfach_store::BlobId;
-
 use crate::error::Result;
 use crate::{Actor, Directory};
 
@@ -102,11 +100,8 @@ impl Directory {
 
     /// What is wrong with a body, if anything.
     async fn verify_blob(&self, blob: &str, size: Option<i64>) -> Option<String> {
-        let Some(id) = BlobId::parse(blob) else {
-            return Some(format!("malformed blob id {blob}"));
-        };
-        // `get` re-hashes the bytes: a body that is not what its id says is an error there.
-        match self.blobs.get(&id).await {
+        // Reading re-hashes the bytes: a body that is not what its id says is an error there.
+        match self.message_body(blob).await {
             Err(e) => Some(format!("body {blob} unreadable: {e}")),
             Ok(data) if size.is_some_and(|s| s != data.len() as i64) => Some(format!(
                 "body {blob} holds {} bytes, {} recorded",

@@ -5,8 +5,6 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use postfach_store::BlobId;
-
 use crate::error::{Error, Result};
 use crate::model::rfc3339;
 use crate::{Actor, Directory};
@@ -129,8 +127,6 @@ impl Directory {
                 )
             })?
         };
-        let id = BlobId::parse(&m.blob_id)
-            .ok_or_else(|| Error::Internal(format!("message {uid} has a malformed blob id")))?;
-        Ok(self.blobs.get(&id).await?)
+        self.message_body(&m.blob_id).await
     }
 }

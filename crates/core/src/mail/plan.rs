@@ -364,11 +364,14 @@ impl Directory {
                 tx.delivery_log_insert(address_id, kind, detail, now)
                     .await?;
             }
-            tx.queue_rcpt_set(rcpt.id, "delivered", "", now).await?;
-            if !current
+            if current
                 .iter()
                 .any(|r| r.id != rcpt.id && r.status == "pending")
             {
+                tx.queue_rcpt_set(rcpt.id, "delivered", "", now).await?;
+            } else {
+                // The last pending recipient: the entry goes, its recipients with it
+                // (ON DELETE CASCADE), so marking this one first would be a wasted statement.
                 tx.queue_delete(entry.id).await?;
                 done.finished = true;
             }

@@ -22,7 +22,17 @@ pub struct SpoolRequest {
     pub count_for: Option<(i64, i64)>,
     /// Seconds the message is retried before it bounces (`entry.expires_at` is set from it).
     pub lifetime: i64,
+    /// The body itself, to be kept in the store in the spool's transaction (`entry.blob_id`
+    /// is then its [`postfach_store::inline_id`]); `None` when it is already in the blob
+    /// store. See [`INLINE_BODY_MAX`].
+    pub inline_body: Option<Vec<u8>>,
 }
+
+/// Bodies up to this size are spooled into the metadata store (`inline_blobs`) with their
+/// queue entry instead of into a file each (issue 6): the file, its fsync, the rename and the
+/// directory's fsync cost more than the message's whole delivery otherwise. Most mail is
+/// smaller; larger bodies go to the blob store as before.
+pub const INLINE_BODY_MAX: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QueueRcptView {
@@ -49,8 +59,8 @@ impl Directory {
     /// Commits a message to the spool. Returns the queue id.
     pub async fn spool(&self, req: &SpoolRequest) -> Result<i64> {
         let mut turn = self.group.turn().await?;
-        let id = self.spool_in(turn.tx(), req, self.now()).await;
-        turn.finish(id).await
+        let spooled = self.spool_in(turn.tx(), req, None).await;
+        Ok(turn.finish(spooled).await?.0.id)
     }
 
     /// Commits a message to the spool already claimed for a worker of `node` for `lease`
@@ -65,20 +75,8 @@ impl Directory {
         lease: i64,
     ) -> Result<(QueueEntry, Vec<QueueRcpt>)> {
         let mut turn = self.group.turn().await?;
-        let claimed = async {
-            let tx = turn.tx();
-            // One `now` for the entry and its claim: the claim wants `next_attempt_at <= now`.
-            let now = self.now();
-            let id = self.spool_in(tx, req, now).await?;
-            if !tx.queue_claim(id, now, now + lease, node).await? {
-                return Err(Error::Internal(format!(
-                    "a new queue entry {id} was not claimable"
-                )));
-            }
-            Self::claimed(tx, id).await
-        }
-        .await;
-        turn.finish(claimed).await
+        let spooled = self.spool_in(turn.tx(), req, Some((lease, node))).await;
+        turn.finish(spooled).await
     }
 
     /// A claimed entry with its recipients, as the claiming transaction sees them.
@@ -90,16 +88,34 @@ impl Directory {
         Ok((entry, tx.queue_rcpts(id).await?))
     }
 
-    async fn spool_in(&self, tx: &mut dyn Tx, req: &SpoolRequest, now: i64) -> Result<i64> {
+    /// The spool's writes: the body if it is kept inline, the entry (claimed for `lease`
+    /// seconds by a node, if given) with its recipients, the sender's O3 accounting.
+    async fn spool_in(
+        &self,
+        tx: &mut dyn Tx,
+        req: &SpoolRequest,
+        claim: Option<(i64, &str)>,
+    ) -> Result<(QueueEntry, Vec<QueueRcpt>)> {
+        let now = self.now();
         let entry = NewQueueEntry {
             expires_at: now + req.lifetime,
             ..req.entry.clone()
         };
-        let id = tx.queue_insert(&entry, &req.rcpts, now).await?;
+        if let Some(body) = &req.inline_body {
+            tx.inline_blob_put(&entry.blob_id, body).await?;
+        }
+        let spooled = tx
+            .queue_insert_returning(
+                &entry,
+                &req.rcpts,
+                now,
+                claim.map(|(lease, node)| (now + lease, node)),
+            )
+            .await?;
         if let Some((address_id, n)) = req.count_for {
             tx.send_log_insert(address_id, n, now).await?;
         }
-        Ok(id)
+        Ok(spooled)
     }
 
     /// Due entries, for the delivery workers.

@@ -182,23 +182,36 @@ fn sigkill_at_random_moments_on_postgresql() {
 
 #[test]
 fn store_check_names_a_damaged_body() {
+    // Clean mail (no spam rule adds a header), so each mailbox copy is the spooled body.
+    const HEADERS: &str = "From: anna@remote.example\r\nTo: someone@acme.example\r\n\
+                           Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n";
     let d = Data::sqlite();
     d.service("acme.example", "standard", None);
     d.ok(&["address", "add", RCPT, "--password", PW]);
     let s = Server::start(&d);
+    // A small body is kept in the metadata store (inline_blobs), a large one in a file
+    // (issue 6): the check reads and verifies both kinds.
     crate::support::deliver(
         &s,
         "anna@remote.example",
         RCPT,
-        "From: anna@remote.example\r\nSubject: keep me\r\n\r\nintact\r\n",
+        &format!(
+            "{HEADERS}Subject: keep me\r\nMessage-ID: <small@remote.example>\r\n\r\nintact\r\n"
+        ),
     );
-    d.wait_messages(RCPT, "INBOX", 1);
+    let big = format!(
+        "{HEADERS}Subject: big\r\nMessage-ID: <big@remote.example>\r\n\r\n{}",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n".repeat(1500)
+    );
+    crate::support::deliver(&s, "anna@remote.example", RCPT, &big);
+    d.wait_messages(RCPT, "INBOX", 2);
     d.wait_queue_empty();
     drop(s);
     let ok = d.ok(&["store", "check"]);
     assert!(ok.contains("The store is consistent."), "{ok}");
 
-    // Flip the body's bytes on disk (the blob id is the SHA-256 of what it should hold).
+    // Flip a byte of each body (the blob id is the SHA-256 of what it should hold): the
+    // file on disk, and the row in the SQLite file.
     let root = d.path().join("blobs");
     let mut files = Vec::new();
     let mut stack = vec![root];
@@ -212,18 +225,36 @@ fn store_check_names_a_damaged_body() {
             }
         }
     }
-    assert!(!files.is_empty(), "no blob files under blobs/");
+    assert_eq!(
+        files.len(),
+        1,
+        "the large body is a file under blobs/: {files:?}"
+    );
     for f in &files {
         let mut bytes = std::fs::read(f).unwrap();
         let last = bytes.len() - 3;
         bytes[last] ^= 0x20;
         std::fs::write(f, bytes).unwrap();
     }
+    let damaged = crate::support::python(
+        "import sqlite3,sys\n\
+         db = sqlite3.connect(sys.argv[1])\n\
+         rows = db.execute('SELECT id, data FROM inline_blobs').fetchall()\n\
+         for id, data in rows:\n\
+         \x20   b = bytearray(data); b[-3] ^= 0x20\n\
+         \x20   db.execute('UPDATE inline_blobs SET data = ? WHERE id = ?', (bytes(b), id))\n\
+         db.commit()\n\
+         print(len(rows))\n",
+        &[d.path().join("postfach.sqlite3").to_str().unwrap()],
+    );
+    assert!(damaged.ok, "{}", damaged.stderr);
+    assert_eq!(damaged.stdout.trim(), "1", "the small body is kept inline");
     let r = d.run(&["store", "check"]);
     assert!(!r.ok, "a damaged store must fail the check");
     assert!(
-        r.stdout.contains("INBOX: UID 1") && r.stdout.contains("corrupt"),
+        r.stdout.contains("INBOX: UID 1") && r.stdout.contains("INBOX: UID 2"),
         "{}",
         r.stdout
     );
+    assert_eq!(r.stdout.matches("corrupt").count(), 2, "{}", r.stdout);
 }

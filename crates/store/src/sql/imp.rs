@@ -219,19 +219,13 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn release_savepoint(&mut self) -> Result<()> {
-        sqlx::query("RELEASE SAVEPOINT job")
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
-
     async fn rollback_to_savepoint(&mut self) -> Result<()> {
-        // ROLLBACK TO leaves the savepoint in place; RELEASE ends it.
+        // To the innermost savepoint of that name (SQLite lang_savepoint, PostgreSQL
+        // ROLLBACK TO SAVEPOINT), which stays in place.
         sqlx::query("ROLLBACK TO SAVEPOINT job")
             .execute(self.conn())
             .await?;
-        self.release_savepoint().await
+        Ok(())
     }
 
     // ---------------------------------------------------------------- organizations
@@ -1412,10 +1406,22 @@ impl Tx for SqlTx {
         rcpts: &[NewQueueRcpt],
         now: i64,
     ) -> Result<i64> {
-        let id: i64 = sqlx::query_scalar(
+        Ok(self.queue_insert_returning(q, rcpts, now, None).await?.0.id)
+    }
+
+    async fn queue_insert_returning(
+        &mut self,
+        q: &NewQueueEntry,
+        rcpts: &[NewQueueRcpt],
+        now: i64,
+        claim: Option<(i64, &str)>,
+    ) -> Result<(QueueEntry, Vec<QueueRcpt>)> {
+        let entry: QueueEntry = sqlx::query_as(
             "INSERT INTO queue (blob_id, size, mail_from, source, sender_address_id, env_id, \
-             ret_full, received_at, expires_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8) RETURNING id",
+             ret_full, received_at, expires_at, next_attempt_at, lease_until, leased_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10, $11) \
+             RETURNING id, blob_id, size, mail_from, source, sender_address_id, env_id, \
+             ret_full, received_at, expires_at, next_attempt_at, attempts",
         )
         .bind(&q.blob_id)
         .bind(q.size)
@@ -1426,26 +1432,33 @@ impl Tx for SqlTx {
         .bind(q.ret_full)
         .bind(now)
         .bind(q.expires_at)
+        .bind(claim.map(|c| c.0))
+        .bind(claim.map(|c| c.1))
         .fetch_one(self.conn())
         .await?;
+        let mut out = Vec::with_capacity(rcpts.len());
         for r in rcpts {
-            sqlx::query(
-                "INSERT INTO queue_rcpts (queue_id, rcpt, address_id, via, domain, is_local, \
-                 notify, orcpt, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(id)
-            .bind(&r.rcpt)
-            .bind(r.address_id)
-            .bind(&r.via)
-            .bind(&r.domain)
-            .bind(r.is_local)
-            .bind(r.notify)
-            .bind(r.orcpt.as_deref())
-            .bind(now)
-            .execute(self.conn())
-            .await?;
+            out.push(
+                sqlx::query_as(
+                    "INSERT INTO queue_rcpts (queue_id, rcpt, address_id, via, domain, is_local, \
+                     notify, orcpt, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     RETURNING id, queue_id, rcpt, address_id, via, domain, is_local, status, \
+                     notify, orcpt, last_error, updated_at",
+                )
+                .bind(entry.id)
+                .bind(&r.rcpt)
+                .bind(r.address_id)
+                .bind(&r.via)
+                .bind(&r.domain)
+                .bind(r.is_local)
+                .bind(r.notify)
+                .bind(r.orcpt.as_deref())
+                .bind(now)
+                .fetch_one(self.conn())
+                .await?,
+            );
         }
-        Ok(id)
+        Ok((entry, out))
     }
 
     async fn queue_get(&mut self, id: i64) -> Result<Option<QueueEntry>> {
@@ -1564,6 +1577,45 @@ impl Tx for SqlTx {
         .bind(blob_id)
         .fetch_one(self.conn())
         .await?)
+    }
+
+    async fn inline_blob_put(&mut self, id: &str, data: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO inline_blobs (id, data) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(data)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn inline_blobs_get(&mut self, ids: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id, data FROM inline_blobs WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, Vec<u8>)>(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(q.fetch_all(self.conn()).await?);
+        }
+        Ok(out)
+    }
+
+    async fn inline_blob_delete_unused(&mut self, id: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "DELETE FROM inline_blobs WHERE id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = $1) \
+             AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = $1)",
+        )
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     // ---------------------------------------------------------------- DKIM, sending log

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bayes",
         include_str!("../../migrations/postgres/0006_bayes.sql"),
     ),
+    (
+        7,
+        "inline_blobs",
+        include_str!("../../migrations/postgres/0007_inline_blobs.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {

@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bayes",
         include_str!("../../migrations/sqlite/0006_bayes.sql"),
     ),
+    (
+        7,
+        "inline_blobs",
+        include_str!("../../migrations/sqlite/0007_inline_blobs.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {
@@ -77,6 +82,9 @@ pub async fn open(path: &Path) -> Result<SqliteStore> {
         .foreign_keys(true)
         // The CLI and the server may write at the same time; wait for the lock rather than fail.
         .busy_timeout(Duration::from_secs(30))
+        // The group commit's savepoints keep their undo pages in a sub-journal: in memory,
+        // not in a temporary file per transaction.
+        .pragma("temp_store", "memory")
         // sqlx runs each connection on a worker thread and hands rows over a channel; with
         // room for a whole folder's index the worker is not parked and woken per row
         // (a SELECT of a 1,000-message folder spent a third of its time switching threads).
