@@ -416,6 +416,29 @@ impl Pipeline {
         rcpt: &QueueRcpt,
         raw: Arc<Vec<u8>>,
     ) -> Result<Committed> {
+        self.run(entry, rcpt, raw, false).await
+    }
+
+    /// Delivers a message that was never spooled, during the SMTP transaction (the caller
+    /// answers `250` only after this returned `Ok`, i.e. once the copies are durable).
+    /// `entry` and `rcpt` describe the message but are not in the queue; `entry.blob_id` is
+    /// the message's inline id (see [`postfach_core::Directory::commit_delivery`]).
+    pub async fn deliver_direct(
+        &self,
+        entry: &QueueEntry,
+        rcpt: &QueueRcpt,
+        raw: Arc<Vec<u8>>,
+    ) -> Result<Committed> {
+        self.run(entry, rcpt, raw, true).await
+    }
+
+    async fn run(
+        &self,
+        entry: &QueueEntry,
+        rcpt: &QueueRcpt,
+        raw: Arc<Vec<u8>>,
+        direct: bool,
+    ) -> Result<Committed> {
         let address_id = rcpt.address_id.ok_or_else(|| {
             postfach_core::Error::Conflict(format!("recipient {} has no local address", rcpt.rcpt))
         })?;
@@ -437,6 +460,7 @@ impl Pipeline {
         );
         // Sieve and the scorer are CPU work (regular expressions, MIME) and Rspamd a blocking
         // HTTP call: off the async threads.
+        let message = raw.clone();
         let (plan, original) = tokio::task::spawn_blocking(move || {
             let memory = StoreMemory {
                 dir,
@@ -475,7 +499,13 @@ impl Pipeline {
             tracing::info!(queue_id = entry.id, rcpt = %rcpt.rcpt, kind = %kind, "{detail}");
         }
         self.dir
-            .commit_delivery(entry, rcpt, &plan, &original)
+            .commit_delivery(
+                entry,
+                rcpt,
+                &plan,
+                &original,
+                direct.then_some(message.as_slice()),
+            )
             .await
     }
 }

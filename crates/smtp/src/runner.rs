@@ -209,7 +209,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
                         smtp.queue_wake.notify_one();
                     }
                     finished |= done.finished;
-                    blob_kept |= done.keeps_spooled_blob;
+                    blob_kept |= done.keeps_spooled_blob || done.spooled_body_dropped;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -221,7 +221,8 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     }
 
     if finished {
-        // A mailbox holds the spooled body itself: nothing to tidy (a read saved per message).
+        // A mailbox holds the spooled body itself, or the delivery removed the small unused
+        // one with the entry: nothing to tidy (a read and a commit saved per message).
         if !blob_kept {
             drop_blob_unless_used(smtp, &entry.blob_id).await;
         }

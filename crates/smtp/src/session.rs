@@ -19,7 +19,7 @@ use postfach_core::Error as CoreError;
 use postfach_core::mail::{MailboxLogin, Rcpt, SpoolRequest};
 use postfach_core::net::Stream;
 use postfach_core::secret;
-use postfach_store::{NewQueueEntry, NewQueueRcpt};
+use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, LineReceiver, RequestReceiver};
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, MAIL_RET_FULL, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE,
@@ -714,12 +714,7 @@ impl Session {
             Rcpt::Local(local) => {
                 // F7 with the block action "refuse": the sender hears it now (no backscatter).
                 if self.login.is_none() {
-                    match self
-                        .smtp
-                        .dir
-                        .sender_refused(local.address_id, &txn.mail_from)
-                        .await
-                    {
+                    match self.smtp.dir.sender_refused(local, &txn.mail_from).await {
                         Ok(false) => {}
                         Ok(true) => {
                             return self.error(format!(
@@ -853,6 +848,78 @@ impl Session {
         self.spool(txn, message, queue_ref).await
     }
 
+    /// Inbound mail for exactly one local recipient is delivered during the transaction, like
+    /// an LMTP delivery: the recipient's pipeline runs now and its copies are committed before
+    /// `250` (durable, as the spool would be). This saves the queue entry, its recipient row,
+    /// the spooled body and their removal — about half the writes of an accepted message
+    /// (issue 6). `None` when the message is not such mail or the delivery failed (nothing
+    /// of it was committed): the caller spools it, and the queue retries as usual.
+    async fn deliver_now(&self, txn: &Txn, message: &[u8], queue_ref: &str) -> Option<String> {
+        if self.login.is_some() || message.len() > postfach_core::mail::INLINE_BODY_MAX {
+            return None;
+        }
+        let [r] = txn.rcpts.as_slice() else {
+            return None;
+        };
+        let Rcpt::Local(l) = &r.target else {
+            return None;
+        };
+        // A success notice (RFC 3461 NOTIFY=SUCCESS) is the queue's business.
+        if r.notify & 1 != 0 {
+            return None;
+        }
+        let now = self.smtp.dir.now();
+        let entry = QueueEntry {
+            id: 0,
+            blob_id: postfach_store::inline_id(message),
+            size: message.len() as i64,
+            mail_from: txn.mail_from.clone(),
+            source: "inbound".into(),
+            sender_address_id: None,
+            env_id: txn.env_id.clone(),
+            ret_full: txn.ret_full,
+            received_at: now,
+            expires_at: now,
+            next_attempt_at: now,
+            attempts: 0,
+        };
+        let rcpt = QueueRcpt {
+            id: 0,
+            queue_id: 0,
+            rcpt: r.rcpt.clone(),
+            address_id: Some(l.address_id),
+            via: l.via.as_str().into(),
+            domain: l.domain.clone(),
+            is_local: true,
+            status: "pending".into(),
+            notify: r.notify,
+            orcpt: r.orcpt.clone(),
+            last_error: String::new(),
+            updated_at: now,
+        };
+        let raw = Arc::new(message.to_vec());
+        match self.smtp.pipeline.deliver_direct(&entry, &rcpt, raw).await {
+            Ok(done) if done.delivered => {
+                tracing::info!(
+                    peer = %self.peer, id = %queue_ref, from = %txn.mail_from, rcpt = %r.rcpt,
+                    size = message.len(), stored = ?done.stored, queued = ?done.queued,
+                    "message accepted and delivered"
+                );
+                if !done.queued.is_empty() {
+                    self.smtp.queue_wake.notify_one();
+                }
+                Some(format!(
+                    "250 2.0.0 Message accepted and delivered (id {queue_ref})"
+                ))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::info!(id = %queue_ref, rcpt = %r.rcpt, error = %e, "delivery during the transaction failed; spooling the message");
+                None
+            }
+        }
+    }
+
     fn received_header(&self, txn: &Txn, id: &str, helo: &str) -> String {
         let with = match (self.tls, self.login.is_some()) {
             (false, false) => "ESMTP",
@@ -887,6 +954,9 @@ impl Session {
         let temp =
             || "451 4.3.0 Temporary failure storing the message; try again later".to_string();
         let size = message.len();
+        if let Some(reply) = self.deliver_now(&txn, &message, &queue_ref).await {
+            return Ok(reply);
+        }
         // Small bodies go into the store with the queue entry (one fsync per group commit),
         // larger ones into the blob store first (issue 6).
         let (blob, inline_body) = if size <= postfach_core::mail::INLINE_BODY_MAX {

@@ -21,6 +21,7 @@ postfach_store::on_both!(
     imap_operations,
     delivery_settings_and_state,
     inline_bodies,
+    delivery_append_in_one_call,
 );
 
 mod scenarios {
@@ -84,6 +85,74 @@ mod scenarios {
         assert!(tx.inline_blobs_get(&[&id]).await.unwrap().is_empty());
     }
 
+    /// `message_deliver` (issue 6: one round trip on SQLite) does what `message_append`,
+    /// `address_add_usage` and `inline_blob_put` do; a missing mailbox is an error that
+    /// leaves nothing behind once its savepoint is rolled back.
+    pub async fn delivery_append_in_one_call(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let inbox = tx
+            .mailbox_insert(
+                &NewMailbox {
+                    address_id: a.id,
+                    name: "INBOX".into(),
+                    special_use: "".into(),
+                    uidvalidity: 7,
+                },
+                5,
+            )
+            .await
+            .unwrap();
+        let body = b"Subject: one\r\n\r\nfirst\r\n".to_vec();
+        let id = inline_id(&body);
+        let first = tx
+            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body))
+            .await
+            .unwrap();
+        // A second copy of a body that is stored already, and one kept elsewhere (no data).
+        let second = tx
+            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body))
+            .await
+            .unwrap();
+        let third = tx
+            .message_deliver(inbox.id, &msg("0123abcd", 40), a.id, None)
+            .await
+            .unwrap();
+        assert_eq!((first.uid, second.uid, third.uid), (1, 2, 3));
+        assert!(first.modseq < second.modseq && second.modseq < third.modseq);
+        assert_eq!(
+            (third.mailbox_id, third.blob_id.as_str(), third.size),
+            (inbox.id, "0123abcd", 40)
+        );
+        assert_eq!(third.subject, "Hello");
+        tx.savepoint().await.unwrap();
+        assert!(matches!(
+            tx.message_deliver(inbox.id + 1000, &msg(&id, 25), a.id, None)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        tx.rollback_to_savepoint().await.unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = t.store.begin_read().await.unwrap();
+        let after = tx.address_by_id(a.id).await.unwrap().unwrap();
+        assert_eq!(after.storage_used_bytes, 25 + 25 + 40);
+        let mb = tx.mailbox_get(a.id, "INBOX").await.unwrap().unwrap();
+        assert_eq!((mb.uidnext, mb.highestmodseq), (4, third.modseq));
+        assert_eq!(
+            tx.inline_blobs_get(&[&id]).await.unwrap(),
+            vec![(id.clone(), body)]
+        );
+        let listed: Vec<i64> = tx
+            .message_list(inbox.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(listed, vec![1, 2, 3]);
+    }
+
     pub async fn delivery_settings_and_state(t: &TestStore) {
         let a = address(t).await;
         let mut tx = t.store.begin_write().await.unwrap();
@@ -106,6 +175,31 @@ mod scenarios {
                 .unwrap()
                 .as_deref(),
             Some("{\"v\":2}")
+        );
+        // Two scopes in one read (the delivery path), each row tagged with its scope.
+        tx.settings_put("address", a.id, "filters", "{}", 11)
+            .await
+            .unwrap();
+        let both = tx
+            .settings_all(&[("address", a.id), ("service", a.service_id)])
+            .await
+            .unwrap();
+        let mut names: Vec<(String, i64, String)> =
+            both.into_iter().map(|r| (r.0, r.1, r.2)).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                ("address".into(), a.id, "filters".into()),
+                ("address".into(), a.id, "sieve".into()),
+                ("service".into(), a.service_id, "sieve".into()),
+            ]
+        );
+        assert!(tx.settings_all(&[]).await.unwrap().is_empty());
+        assert!(
+            tx.settings_delete("address", a.id, "filters")
+                .await
+                .unwrap()
         );
         assert!(
             tx.settings_delete("service", a.service_id, "sieve")
@@ -154,6 +248,16 @@ mod scenarios {
             log.iter().map(|l| l.kind.as_str()).collect::<Vec<_>>(),
             ["loop", "sieve_error"]
         );
+
+        // Bayes totals of several stores in one read, in the order asked, zero when untrained.
+        tx.bayes_learn(a.id, &[11, 12], 1, 0).await.unwrap();
+        tx.bayes_learn(a.id, &[11], 0, 1).await.unwrap();
+        assert_eq!(
+            tx.bayes_totals(&[0, a.id]).await.unwrap(),
+            vec![(0, 0), (1, 1)]
+        );
+        assert_eq!(tx.bayes_totals(&[a.id]).await.unwrap(), vec![(1, 1)]);
+        assert!(tx.bayes_totals(&[]).await.unwrap().is_empty());
 
         // An address takes its settings and state with it.
         tx.address_delete(a.id).await.unwrap();

@@ -10,12 +10,15 @@
 
 use std::collections::BTreeSet;
 
-use postfach_store::{Mailbox, NewMessage, NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt, Tx};
+use postfach_store::{
+    Mailbox, NewMessage, NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt, Tx, inline_id,
+    is_inline_id,
+};
 
 use crate::Directory;
 use crate::error::{Error, Result};
 use crate::mail::access::{SEPARATOR, folder_name};
-use crate::mail::routing::Rcpt;
+use crate::mail::routing::{LocalRcpt, Rcpt};
 use crate::mail::settings::{
     self, AddressFilters, Autoreplies, Autoreply, BlockAction, Scope, ServiceFilters, SieveScripts,
 };
@@ -31,7 +34,8 @@ pub struct DeliveryContext {
     /// The address and its aliases (lower case): "mail to me" for vacation and marking.
     pub own: Vec<String>,
     pub domain: String,
-    /// The domains of the organization's mail services (F8: everything else is external).
+    /// The domains of the organization's mail services (F8: everything else is external);
+    /// read only when the service marks external mail.
     pub org_domains: Vec<String>,
     pub forward_to: Vec<String>,
     pub forward_keep_copy: bool,
@@ -41,10 +45,12 @@ pub struct DeliveryContext {
     pub service_scripts: SieveScripts,
     /// The user's scripts; the active one runs (F9), the others can be `include`d.
     pub scripts: SieveScripts,
-    /// Names of the address's folders (Sieve `mailboxexists`).
+    /// Names of the address's folders (Sieve `mailboxexists`); read only when a script is
+    /// active.
     pub folders: Vec<String>,
     pub autoreply: Option<Autoreply>,
-    /// When the autoresponder last answered the current sender (None: never or forgotten).
+    /// When the autoresponder last answered the current sender (None: never or forgotten, or
+    /// no autoresponder is active).
     pub autoreply_last: Option<i64>,
 }
 
@@ -101,6 +107,28 @@ pub struct Committed {
     /// A stored copy is the spooled body itself (no header was added): the blob is in use
     /// and the worker need not ask the store whether to delete it.
     pub keeps_spooled_blob: bool,
+    /// The spooled body was small (inline) and unused: it was removed with the entry.
+    pub spooled_body_dropped: bool,
+}
+
+/// The body of a copy or of a queued message, as decided before the delivery transaction.
+struct NewBody {
+    id: String,
+    /// Small: to be stored inline inside the transaction (idempotent: same content, same
+    /// id). Otherwise the spooled body itself, or one already written to the blob store (an
+    /// orphan file after a crash is harmless).
+    inline: bool,
+}
+
+impl NewBody {
+    /// The bytes to store inline with the row that refers to this body, if any.
+    fn inline_data<'a>(&self, raw: Option<&'a [u8]>) -> Result<Option<&'a [u8]>> {
+        match (self.inline, raw) {
+            (false, _) => Ok(None),
+            (true, Some(raw)) => Ok(Some(raw)),
+            (true, None) => Err(Error::Internal("inline body without data".into())),
+        }
+    }
 }
 
 /// How long a forward or automatic message is retried before it bounces.
@@ -128,21 +156,41 @@ impl Directory {
                 own.push(format!("{}@{}", al.local_part, al.domain));
             }
         }
-        let org_domains = tx
-            .service_list(Some(svc.org_id))
-            .await?
-            .into_iter()
-            .map(|s| s.domain)
-            .collect();
-        let own_settings = settings::Documents::load(&mut *tx, Scope::Address(a.id)).await?;
-        let service_settings = settings::Documents::load(&mut *tx, Scope::Service(svc.id)).await?;
+        let [own_settings, service_settings] = settings::Documents::load_many(
+            &mut *tx,
+            [Scope::Address(a.id), Scope::Service(svc.id)],
+        )
+        .await?;
         let scripts: SieveScripts = own_settings.get();
         let service_scripts: SieveScripts = service_settings.get();
         let autoreplies: Autoreplies = own_settings.get();
-        let autoreply_last = if sender.is_empty() {
+        let autoreply = autoreplies.active().cloned();
+        let service: ServiceFilters = service_settings.get();
+        // What only a feature in use needs is read only then: every statement is a round trip
+        // to the database's thread on each message (issue 6).
+        let org_domains = if service.external_marking {
+            tx.service_list(Some(svc.org_id))
+                .await?
+                .into_iter()
+                .map(|s| s.domain)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let autoreply_last = if sender.is_empty() || autoreply.is_none() {
             None
         } else {
             tx.autoreply_sent_get(a.id, &autoreply_key(sender)).await?
+        };
+        let folders = if scripts.active().is_some() || service_scripts.active().is_some() {
+            tx.mailbox_list(a.id)
+                .await?
+                .into_iter()
+                .filter(|m| !m.noselect)
+                .map(|m| m.name)
+                .collect()
+        } else {
+            Vec::new()
         };
         Ok(DeliveryContext {
             address_id: a.id,
@@ -153,17 +201,11 @@ impl Directory {
             forward_to: tx.forwards_get(a.id).await?,
             forward_keep_copy: a.forward_keep_copy,
             filters: own_settings.get(),
-            service: service_settings.get(),
+            service,
             service_scripts,
             scripts,
-            folders: tx
-                .mailbox_list(a.id)
-                .await?
-                .into_iter()
-                .filter(|m| !m.noselect)
-                .map(|m| m.name)
-                .collect(),
-            autoreply: autoreplies.active().cloned(),
+            folders,
+            autoreply,
             autoreply_last,
         })
     }
@@ -176,22 +218,17 @@ impl Directory {
 
     /// F7 with block action "refuse": whether mail from `sender` to this address is refused
     /// at RCPT time (the verdict runs before 250, DESIGN.md).
-    pub async fn sender_refused(&self, address_id: i64, sender: &str) -> Result<bool> {
+    /// `rcpt` is what [`Directory::resolve_rcpt`] found (its address and mail service).
+    pub async fn sender_refused(&self, rcpt: &LocalRcpt, sender: &str) -> Result<bool> {
         if sender.is_empty() {
             return Ok(false);
         }
         let mut tx = self.store.begin_read().await?;
-        let Some(a) = tx.address_by_id(address_id).await? else {
-            return Ok(false);
-        };
-        let Some(svc) = tx.service_by_domain(&a.domain).await? else {
-            return Ok(false);
-        };
-        let sf: ServiceFilters = settings::load(&mut *tx, Scope::Service(svc.id)).await?;
+        let sf: ServiceFilters = settings::load(&mut *tx, Scope::Service(rcpt.service_id)).await?;
         if sf.block_action != BlockAction::Refuse {
             return Ok(false);
         }
-        let af: AddressFilters = settings::load(&mut *tx, Scope::Address(a.id)).await?;
+        let af: AddressFilters = settings::load(&mut *tx, Scope::Address(rcpt.address_id)).await?;
         let allowed =
             settings::list_matches(&af.allow, sender) || settings::list_matches(&sf.allow, sender);
         Ok(!allowed
@@ -238,32 +275,49 @@ impl Directory {
     /// Applies a plan (see the module documentation). Blobs are written first (an orphan blob
     /// after a crash is harmless); everything else in one transaction. `original` is the
     /// summary of the spooled message (the caller has parsed it already).
+    ///
+    /// `direct` is the message itself when it was never spooled (delivery during the SMTP
+    /// transaction, before `250`; see `postfach_smtp`): then `entry` and `rcpt` describe it
+    /// but are not in the queue, `entry.blob_id` is the message's [`inline_id`], and a copy
+    /// that keeps the message unchanged stores it inline in this transaction.
     pub async fn commit_delivery(
         &self,
         entry: &QueueEntry,
         rcpt: &QueueRcpt,
         plan: &DeliveryPlan,
         original: &MessageSummary,
+        direct: Option<&[u8]>,
     ) -> Result<Committed> {
         let address_id = rcpt.address_id.ok_or_else(|| {
             Error::Conflict(format!("recipient {} has no local address", rcpt.rcpt))
         })?;
-        // Changed copies get their own blob and summary; the others share the spooled one.
+        // Changed copies get their own body and summary; the others share the spooled one.
+        // Almost every copy is changed (the spam filter's X-Spam-* headers), so a small one is
+        // kept inline and written in the delivery's own transaction: no file, no fsync of its
+        // own, one group commit for everything (issue 6).
         let mut copies = Vec::new();
         for f in &plan.files {
             copies.push(match &f.raw {
                 Some(raw) => (
                     f,
-                    self.blobs.put(raw).await?.to_string(),
+                    self.new_body(raw).await?,
                     raw.len() as i64,
                     summarize(raw),
                 ),
-                None => (f, entry.blob_id.clone(), entry.size, original.clone()),
+                None => (
+                    f,
+                    NewBody {
+                        id: entry.blob_id.clone(),
+                        inline: direct.is_some(),
+                    },
+                    entry.size,
+                    original.clone(),
+                ),
             });
         }
         let mut outgoing = Vec::new();
         for o in &plan.outgoing {
-            let blob = self.blobs.put(&o.raw).await?;
+            let blob = self.new_body(&o.raw).await?;
             let mut rcpts = Vec::new();
             for to in &o.to {
                 match self.resolve_rcpt(to).await {
@@ -299,11 +353,23 @@ impl Directory {
         }
 
         let now = self.now();
+        // The INBOX most copies go to is looked up before the shared transaction, whose
+        // writers wait for each other (it cannot be deleted, RFC 9051 §6.3.5; were it gone,
+        // the append fails and the delivery is retried).
+        let inbox = if plan.files.iter().any(goes_to_inbox) {
+            let mut tx = self.store.begin_read().await?;
+            tx.mailbox_get(address_id, "INBOX").await?
+        } else {
+            None
+        };
         // In the shared transaction (group commit): blobs and lookups are done by now.
         let mut turn = self.group.turn().await?;
         let result = async {
             let tx = turn.tx();
-            let current = tx.queue_rcpts(entry.id).await?;
+            let current = match direct {
+                Some(_) => Vec::new(),
+                None => tx.queue_rcpts(entry.id).await?,
+            };
             if current
                 .iter()
                 .any(|r| r.id == rcpt.id && r.status != "pending")
@@ -316,13 +382,16 @@ impl Directory {
                 ..Default::default()
             };
             let mut touched = BTreeSet::new();
-            for (f, blob_id, size, summary) in copies {
-                let mb = self.pipeline_folder(tx, address_id, f).await?;
+            for (f, body, size, summary) in copies {
+                let inline = body.inline_data(f.raw.as_deref().or(direct))?;
+                let mb = self
+                    .pipeline_folder(tx, address_id, f, inbox.as_ref())
+                    .await?;
                 let m = tx
-                    .message_append(
+                    .message_deliver(
                         mb.id,
                         &NewMessage {
-                            blob_id,
+                            blob_id: body.id,
                             size,
                             internal_date: entry.received_at,
                             flags: f.flags,
@@ -332,17 +401,21 @@ impl Directory {
                             sent_at: summary.sent_at,
                             message_id: summary.message_id.clone(),
                         },
+                        address_id,
+                        inline,
                     )
                     .await?;
-                tx.address_add_usage(address_id, size).await?;
                 touched.insert(mb.id);
                 done.stored.push((mb.name.clone(), m.uid));
             }
             for (o, blob, rcpts) in outgoing {
+                if let Some(data) = blob.inline_data(Some(&o.raw))? {
+                    tx.inline_blob_put(&blob.id, data).await?;
+                }
                 let id = tx
                     .queue_insert(
                         &NewQueueEntry {
-                            blob_id: blob.to_string(),
+                            blob_id: blob.id,
                             size: o.raw.len() as i64,
                             mail_from: o.mail_from.clone(),
                             source: o.kind.to_string(),
@@ -364,7 +437,10 @@ impl Directory {
                 tx.delivery_log_insert(address_id, kind, detail, now)
                     .await?;
             }
-            if current
+            if direct.is_some() {
+                // Never queued: nothing to mark or remove.
+                done.finished = true;
+            } else if current
                 .iter()
                 .any(|r| r.id != rcpt.id && r.status == "pending")
             {
@@ -374,6 +450,12 @@ impl Directory {
                 // (ON DELETE CASCADE), so marking this one first would be a wasted statement.
                 tx.queue_delete(entry.id).await?;
                 done.finished = true;
+                // A small spooled body no copy kept goes in the same transaction (one group
+                // commit fewer per message); a file is removed after the commit by the worker.
+                if !done.keeps_spooled_blob && is_inline_id(&entry.blob_id) {
+                    tx.inline_blob_delete_unused(&entry.blob_id).await?;
+                    done.spooled_body_dropped = true;
+                }
             }
             Ok((done, touched))
         }
@@ -385,6 +467,21 @@ impl Directory {
         Ok(done)
     }
 
+    /// Decides where a new body goes: inline if small, else written to the blob store now.
+    async fn new_body(&self, raw: &[u8]) -> Result<NewBody> {
+        Ok(if raw.len() <= crate::mail::INLINE_BODY_MAX {
+            NewBody {
+                id: inline_id(raw),
+                inline: true,
+            }
+        } else {
+            NewBody {
+                id: self.blobs.put(raw).await?.to_string(),
+                inline: false,
+            }
+        })
+    }
+
     /// The folder a copy goes to: the one with the requested role, else the named one,
     /// created (with its superiors) if missing; a name that cannot be a folder falls back to
     /// INBOX (never lose mail over a bad `fileinto`).
@@ -393,10 +490,14 @@ impl Directory {
         tx: &mut dyn Tx,
         address_id: i64,
         f: &FileAction,
+        inbox: Option<&Mailbox>,
     ) -> Result<Mailbox> {
         // Most copies go to INBOX: no need to list every folder for that.
-        if f.role.is_none() && folder_name(&f.folder).is_ok_and(|n| n == "INBOX") {
-            return self.inbox(tx, address_id).await;
+        if goes_to_inbox(f) {
+            return match inbox {
+                Some(m) => Ok(m.clone()),
+                None => self.inbox(tx, address_id).await,
+            };
         }
         let all = tx.mailbox_list(address_id).await?;
         if let Some(role) = &f.role
@@ -446,4 +547,9 @@ impl Directory {
 /// The autoresponder's memory key for a sender (F10: once per sender per 7 days).
 pub fn autoreply_key(sender: &str) -> String {
     format!("auto:{}", sender.to_lowercase())
+}
+
+/// A copy for INBOX itself (no special-use role asked for).
+fn goes_to_inbox(f: &FileAction) -> bool {
+    f.role.is_none() && folder_name(&f.folder).is_ok_and(|n| n == "INBOX")
 }

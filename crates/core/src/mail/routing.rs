@@ -28,6 +28,8 @@ impl Via {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalRcpt {
     pub address_id: i64,
+    /// The mail service the address belongs to.
+    pub service_id: i64,
     /// The address mail is delivered to (`local@domain`).
     pub address: String,
     pub via: Via,
@@ -119,6 +121,7 @@ impl Directory {
         let local = |a: postfach_store::Address, via| {
             Rcpt::Local(LocalRcpt {
                 address_id: a.id,
+                service_id: a.service_id,
                 address: format!("{}@{}", a.local_part, a.domain),
                 via,
                 domain: a.domain.clone(),

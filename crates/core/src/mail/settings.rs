@@ -62,12 +62,24 @@ pub(crate) struct Documents {
 }
 
 impl Documents {
-    pub(crate) async fn load(tx: &mut dyn Tx, scope: Scope) -> Result<Self> {
-        let (s, id) = scope.parts();
-        Ok(Documents {
-            scope,
-            docs: tx.settings_all(s, id).await?,
-        })
+    /// The documents of several scopes, read in one statement.
+    pub(crate) async fn load_many<const N: usize>(
+        tx: &mut dyn Tx,
+        scopes: [Scope; N],
+    ) -> Result<[Self; N]> {
+        let parts = scopes.map(Scope::parts);
+        let rows = tx.settings_all(&parts).await?;
+        Ok(scopes.map(|scope| {
+            let (s, id) = scope.parts();
+            Documents {
+                scope,
+                docs: rows
+                    .iter()
+                    .filter(|r| r.0 == s && r.1 == id)
+                    .map(|r| (r.2.clone(), r.3.clone()))
+                    .collect(),
+            }
+        }))
     }
 
     pub(crate) fn get<D: Document>(&self) -> D {

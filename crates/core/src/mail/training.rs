@@ -80,11 +80,9 @@ impl Directory {
         let mut tx = self.store.begin_read().await?;
         let mut e = Evidence::default();
         let scopes = [GLOBAL, address_id];
-        let mut totals = Vec::with_capacity(scopes.len());
-        for scope in scopes {
-            let t = tx.bayes_totals(scope).await?;
-            e.add([], t);
-            totals.push(t);
+        let totals = tx.bayes_totals(&scopes).await?;
+        for t in &totals {
+            e.add([], *t);
         }
         // Before enough training there is no verdict, whatever the tokens say: their lookup
         // (a query per few hundred tokens and store) is skipped — the common case on a fresh
@@ -102,8 +100,9 @@ impl Directory {
 
     pub async fn bayes_stats(&self, address_id: i64) -> Result<BayesStats> {
         let mut tx = self.store.begin().await?;
-        let own = tx.bayes_totals(address_id).await?;
-        let global = tx.bayes_totals(GLOBAL).await?;
+        let [own, global] = tx.bayes_totals(&[address_id, GLOBAL]).await?[..] else {
+            return Err(crate::Error::Internal("Bayes totals incomplete".into()));
+        };
         Ok(BayesStats {
             spam_learned: own.0,
             ham_learned: own.1,

@@ -1433,3 +1433,85 @@ except Exception as e:
         );
     }
 }
+
+/// Inbound mail for one local recipient is delivered during the SMTP transaction (issue 6):
+/// the `250` says so and the copy is in the mailbox the moment the client reads it, without
+/// a queue entry. Mail for several recipients goes through the queue as before, and a
+/// delivery that fails during the transaction falls back to the queue: accepted, not lost.
+#[test]
+fn one_local_recipient_is_delivered_before_250_else_queued() {
+    let d = setup();
+    let s = Server::start(&d);
+    let mx = s.port("smtp");
+    let r = smtp(
+        mx,
+        "plain",
+        json!([
+            ["ehlo", "mx.sender.example"],
+            ["cmd", "MAIL FROM:<alice@sender.example>"],
+            ["cmd", "RCPT TO:<info@acme.example>"],
+            [
+                "data",
+                message("alice@sender.example", "info@acme.example", "Direct", "now")
+            ],
+            ["cmd", "MAIL FROM:<alice@sender.example>"],
+            ["cmd", "RCPT TO:<info@acme.example>"],
+            ["cmd", "RCPT TO:<jean@acme.example>"],
+            [
+                "data",
+                message("alice@sender.example", "info@acme.example", "Two", "later")
+            ],
+            ["quit"]
+        ]),
+    );
+    assert_eq!(r[3].0, 250, "{r:?}");
+    assert!(
+        r[3].1
+            .starts_with("2.0.0 Message accepted and delivered (id "),
+        "{r:?}"
+    );
+    assert!(r[7].1.contains("queued as"), "{r:?}");
+    // No waiting: the first message was durable in the mailbox before its 250.
+    let inbox = d.messages("info@acme.example", "INBOX");
+    assert!(inbox.iter().any(|m| m["subject"] == "Direct"), "{inbox:?}");
+    let raw = d.message("info@acme.example", inbox[0]["uid"].as_i64().unwrap());
+    assert!(
+        raw.contains("Authentication-Results: mail.e2e.test;") && raw.contains("\r\n\r\nnow\r\n"),
+        "{raw}"
+    );
+    d.wait_messages("jean@acme.example", "INBOX", 1);
+    d.wait_messages("info@acme.example", "INBOX", 2);
+    d.wait_queue_empty();
+
+    // The recipient disappears between RCPT and the end of DATA: its delivery fails, and so
+    // does the spool it falls back to (the recipient row has nothing to refer to), so the
+    // client hears 451 (it will retry and then be told 550) and nothing is stored or queued.
+    let (mut w, mut r) = raw_session(mx);
+    for cmd in [
+        "EHLO mx.sender.example\r\n",
+        "MAIL FROM:<alice@sender.example>\r\n",
+        "RCPT TO:<jean@acme.example>\r\n",
+    ] {
+        w.write_all(cmd.as_bytes()).unwrap();
+        assert!(reply(&mut r).starts_with("250"));
+    }
+    d.ok(&["address", "del", "jean@acme.example"]);
+    w.write_all(b"DATA\r\n").unwrap();
+    assert!(reply(&mut r).starts_with("354"));
+    w.write_all(message("alice@sender.example", "jean@acme.example", "Gone", "x").as_bytes())
+        .unwrap();
+    w.write_all(b".\r\n").unwrap();
+    let end = reply(&mut r);
+    assert!(end.starts_with("451 4.3.0 "), "{end}");
+    w.write_all(b"MAIL FROM:<alice@sender.example>\r\n")
+        .unwrap();
+    assert!(reply(&mut r).starts_with("250"));
+    w.write_all(b"RCPT TO:<jean@acme.example>\r\n").unwrap();
+    let again = reply(&mut r);
+    assert!(again.starts_with("550 5.1.1"), "{again}");
+    assert!(d.json(&["queue", "list"]).as_array().unwrap().is_empty());
+    let stats = d.json(&["store", "check"]);
+    assert!(stats["problems"].as_array().unwrap().is_empty(), "{stats}");
+    // Info's two; Jean's copy went with the address.
+    assert_eq!(stats["messages"].as_u64(), Some(2), "{stats}");
+}

@@ -911,6 +911,55 @@ impl Tx for SqlTx {
         .await?)
     }
 
+    async fn message_deliver(
+        &mut self,
+        mailbox_id: i64,
+        m: &NewMessage,
+        address_id: i64,
+        inline: Option<&[u8]>,
+    ) -> Result<Message> {
+        if BACKEND != Backend::Sqlite {
+            if let Some(data) = inline {
+                self.inline_blob_put(&m.blob_id, data).await?;
+            }
+            let stored = self.message_append(mailbox_id, m).await?;
+            self.address_add_usage(address_id, m.size).await?;
+            return Ok(stored);
+        }
+        // SQLite runs the statements of one query string in order, binding `$N` to the N-th
+        // argument in each: the INSERT reads the UID and MODSEQ the UPDATE just took (the
+        // write lock is ours, so nobody else can take them in between). Only the INSERT
+        // returns a row; no row means the mailbox does not exist.
+        let stored: Vec<Message> = sqlx::query_as(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+             WHERE id = $1; \
+             UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11; \
+             INSERT INTO inline_blobs (id, data) SELECT $2, $12 WHERE $12 IS NOT NULL \
+             ON CONFLICT (id) DO NOTHING; \
+             INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
+             modseq, header_from, subject, sent_at, message_id) \
+             SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10 \
+             FROM mailboxes WHERE id = $1 \
+             RETURNING id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
+             header_from, subject, sent_at, message_id",
+        )
+        .bind(mailbox_id)
+        .bind(&m.blob_id)
+        .bind(m.size)
+        .bind(m.internal_date)
+        .bind(m.flags)
+        .bind(&m.keywords)
+        .bind(&m.header_from)
+        .bind(&m.subject)
+        .bind(m.sent_at)
+        .bind(&m.message_id)
+        .bind(address_id)
+        .bind(inline)
+        .fetch_all(self.conn())
+        .await?;
+        Ok(stored.into_iter().next().ok_or(StoreError::NotFound)?)
+    }
+
     async fn message_get(&mut self, mailbox_id: i64, uid: i64) -> Result<Option<Message>> {
         Ok(sqlx::query_as(concat!(
             message_select!(),
@@ -960,14 +1009,25 @@ impl Tx for SqlTx {
         .await?)
     }
 
-    async fn settings_all(&mut self, scope: &str, scope_id: i64) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT name, value FROM settings WHERE scope = $1 AND scope_id = $2 ORDER BY name",
-        )
-        .bind(scope)
-        .bind(scope_id)
-        .fetch_all(self.conn())
-        .await?)
+    async fn settings_all(
+        &mut self,
+        scopes: &[(&str, i64)],
+    ) -> Result<Vec<(String, i64, String, String)>> {
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT scope, scope_id, name, value FROM settings WHERE {} ORDER BY name",
+            (0..scopes.len())
+                .map(|i| format!("(scope = ${} AND scope_id = ${})", 2 * i + 1, 2 * i + 2))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        );
+        let mut q = sqlx::query_as(AssertSqlSafe(sql));
+        for (scope, id) in scopes {
+            q = q.bind(*scope).bind(*id);
+        }
+        Ok(q.fetch_all(self.conn()).await?)
     }
 
     async fn settings_put(
@@ -1094,14 +1154,27 @@ impl Tx for SqlTx {
         Ok(out)
     }
 
-    async fn bayes_totals(&mut self, scope_id: i64) -> Result<(i64, i64)> {
-        Ok(
-            sqlx::query_as("SELECT spam, ham FROM bayes_totals WHERE scope_id = $1")
-                .bind(scope_id)
-                .fetch_optional(self.conn())
-                .await?
-                .unwrap_or((0, 0)),
-        )
+    async fn bayes_totals(&mut self, scope_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        if scope_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT scope_id, spam, ham FROM bayes_totals WHERE scope_id IN ({})",
+            placeholders(1, scope_ids.len())
+        );
+        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(sql));
+        for id in scope_ids {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(self.conn()).await?;
+        Ok(scope_ids
+            .iter()
+            .map(|id| {
+                rows.iter()
+                    .find(|r| r.0 == *id)
+                    .map_or((0, 0), |r| (r.1, r.2))
+            })
+            .collect())
     }
 
     async fn bayes_learn(
