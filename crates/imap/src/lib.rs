@@ -3,6 +3,7 @@
 //! as POP3 (`postfach-pop3`) does; sessions hear about each other's changes, and about new
 //! mail, through that layer's change feed.
 
+mod envelope_cache;
 mod fetch;
 pub mod framing;
 mod mutf7;
@@ -94,6 +95,8 @@ pub struct Imap {
     pub(crate) settings: ImapSettings,
     pub(crate) tls: TlsAcceptor,
     pub(crate) limiter: Arc<Limiter>,
+    /// ENVELOPEs already built, by body (shared by all sessions).
+    pub(crate) envelopes: envelope_cache::EnvelopeCache,
 }
 
 /// The bound listeners: STARTTLS (143) and implicit TLS (993).
@@ -122,6 +125,7 @@ impl Imap {
             settings,
             tls: TlsAcceptor::from(tls),
             limiter,
+            envelopes: Default::default(),
         }))
     }
 

@@ -1728,10 +1728,9 @@ impl Session {
                     | MessageDataItemName::BinarySize { .. }
             )
         });
-        let needs_body = needs_whole
-            || names
-                .iter()
-                .any(|n| matches!(n, MessageDataItemName::Envelope));
+        let wants_envelope = names
+            .iter()
+            .any(|n| matches!(n, MessageDataItemName::Envelope));
         let headers_only = !needs_whole;
         let parse: fn(&[u8]) -> Option<mail_parser::Message<'_>> = if headers_only {
             fetch::parse_headers
@@ -1787,21 +1786,37 @@ impl Session {
         let modseq_named = names
             .iter()
             .any(|n| matches!(n, MessageDataItemName::ModSeq));
+        // An ENVELOPE the cache has needs no reading of its message (unless another item
+        // needs the body anyway); decided once, so that the read-ahead below stays in step.
+        let cached_envelopes = if wants_envelope && !needs_whole {
+            self.imap
+                .envelopes
+                .get_many(targets.iter().map(|(_, m)| m.blob_id.as_str()), self.utf8)
+        } else {
+            vec![None; targets.len()]
+        };
+        let reads: Vec<bool> = cached_envelopes
+            .iter()
+            .map(|c| needs_whole || (wants_envelope && c.is_none()))
+            .collect();
+        let mut built_envelopes = Vec::new();
         // Bodies are read ahead in batches (≤ 64 messages, ≤ 4 MiB): one hand-off to the
         // blocking pool per batch instead of one per message (issue 6).
         let mut ahead: std::collections::VecDeque<postfach_core::Result<Vec<u8>>> =
             Default::default();
         for (i, (seq, meta)) in targets.iter().cloned().enumerate() {
-            if needs_body && ahead.is_empty() {
+            if reads[i] && ahead.is_empty() {
                 let mut bytes = 0i64;
                 let batch: Vec<&str> = targets[i..]
                     .iter()
-                    .take_while(|(_, m)| {
+                    .zip(&reads[i..])
+                    .filter(|(_, read)| **read)
+                    .take_while(|((_, m), _)| {
                         bytes += m.size;
                         bytes <= 4 << 20
                     })
                     .take(64)
-                    .map(|(_, m)| m.blob_id.as_str())
+                    .map(|((_, m), _)| m.blob_id.as_str())
                     .collect();
                 let batch = if batch.is_empty() {
                     vec![meta.blob_id.as_str()]
@@ -1810,7 +1825,7 @@ impl Session {
                 };
                 ahead.extend(self.imap.dir.message_bodies(&batch).await);
             }
-            let body = if needs_body { ahead.pop_front() } else { None };
+            let body = if reads[i] { ahead.pop_front() } else { None };
             // The view as it is now (our own \Seen included).
             let meta = self
                 .selected
@@ -1880,9 +1895,14 @@ impl Session {
                         MessageDataItem::Rfc822Size(meta.size as u32)
                     }
                     MessageDataItemName::ModSeq => MessageDataItem::ModSeq(modseq(meta.modseq)),
-                    MessageDataItemName::Envelope => match &parsed {
-                        Some(m) => MessageDataItem::Envelope(fetch::envelope(m, self.utf8)),
-                        None => continue,
+                    MessageDataItemName::Envelope => match (cached_envelopes[i].clone(), &parsed) {
+                        (Some(e), _) => MessageDataItem::Envelope(e),
+                        (None, Some(m)) => {
+                            let e = fetch::envelope(m, self.utf8);
+                            built_envelopes.push((meta.blob_id.clone(), e.clone()));
+                            MessageDataItem::Envelope(e)
+                        }
+                        (None, None) => continue,
                     },
                     MessageDataItemName::Body => match &parsed {
                         Some(m) => MessageDataItem::Body(fetch::structure(m, 0, false, self.utf8)),
@@ -2006,6 +2026,7 @@ impl Session {
                 return;
             }
         }
+        self.imap.envelopes.put_many(built_envelopes, self.utf8);
         self.ok(tag, "FETCH completed");
     }
 

@@ -213,7 +213,9 @@ pub trait Tx: Send {
     ) -> Result<Message>;
     async fn message_get(&mut self, mailbox_id: i64, uid: i64) -> Result<Option<Message>>;
     /// Takes the mailbox row's write lock for the rest of the transaction, so that a
-    /// read-modify-write of its messages (STORE, EXPUNGE) sees no concurrent change.
+    /// read-modify-write of its messages (STORE, EXPUNGE) sees no concurrent change. A no-op
+    /// on SQLite, whose write transaction excludes every other writer already (a missing
+    /// mailbox shows when its messages are read or its MODSEQ taken).
     async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()>;
     async fn message_list(&mut self, mailbox_id: i64) -> Result<Vec<Message>>;
     /// Adds `delta` bytes to an address's storage usage.

@@ -1428,3 +1428,69 @@ fn plaintext_login_over_loopback_when_the_operator_allows_it() {
     );
     assert!(!r.stdout.contains("LOGINDISABLED"), "{}", r.stdout);
 }
+
+/// ENVELOPEs come from a cache shared by all sessions after the first FETCH (issue 6): the
+/// answer is the same as when built from the message, and a session that enabled
+/// UTF8=ACCEPT (RFC 6855: display names in UTF-8) does not hand its rendering to one that
+/// did not (encoded words, RFC 2047).
+#[test]
+fn cached_envelopes_answer_the_same_and_keep_utf8_apart() {
+    let d = setup();
+    let s = Server::start(&d);
+    deliver(
+        &s,
+        "j@sender.example",
+        ANN,
+        "From: =?utf-8?q?J=C3=BCrgen?= <j@sender.example>\r\nTo: ann@acme.example\r\nSubject: Umlaut\r\nMessage-ID: <u@sender.example>\r\n\r\nx\r\n",
+    );
+    deliver(&s, "carol@sender.example", ANN, &message("plain one", "y"));
+    d.wait_messages(ANN, "INBOX", 2);
+    let utf8 = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["cmd", "ENABLE", "UTF8=ACCEPT"],
+            ["select", "INBOX"],
+            ["uid", "FETCH", "1:*", "(ENVELOPE)"],
+            ["logout"]
+        ]),
+    );
+    let utf8_env = all_text(&utf8[4]);
+    assert!(utf8_env.contains("Jürgen"), "{utf8_env}");
+    let plain = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["select", "INBOX"],
+            ["uid", "FETCH", "1:*", "(ENVELOPE)"],
+            ["uid", "FETCH", "1:*", "(ENVELOPE)"],
+            [
+                "uid",
+                "FETCH",
+                "2,1",
+                "(FLAGS ENVELOPE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])"
+            ],
+            ["logout"]
+        ]),
+    );
+    let (first, again, mixed) = (
+        all_text(&plain[3]),
+        all_text(&plain[4]),
+        all_text(&plain[5]),
+    );
+    assert!(
+        !first.contains("Jürgen") && first.contains("=?utf-8?") && first.contains("\"Umlaut\""),
+        "{first}"
+    );
+    assert!(
+        first.contains("\"plain one\"") && first.contains("<plain.one@sender.example>"),
+        "{first}"
+    );
+    assert_eq!(first, again, "the cached envelopes are the built ones");
+    assert!(
+        mixed.contains("\"Umlaut\"") && mixed.contains("Subject: plain one"),
+        "{mixed}"
+    );
+}

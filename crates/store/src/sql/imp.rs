@@ -181,7 +181,50 @@ impl SqlTx {
             Conn::Plain(c) => c,
         }
     }
+
+    /// SQLite: the MODSEQ and the flag changes of up to [`FLAG_CHANGES_PER_CALL`] messages
+    /// in one query string, i.e. one round trip to the database thread instead of one per
+    /// statement (SQLite binds `$N` to the N-th argument in every statement of the string).
+    async fn messages_set_flags_batched(
+        &mut self,
+        mailbox_id: i64,
+        changes: &[(i64, i64, String)],
+    ) -> Result<i64> {
+        let mut modseq = None;
+        for (n, chunk) in changes.chunks(FLAG_CHANGES_PER_CALL).enumerate() {
+            // The first call takes the new MODSEQ; later ones reuse it.
+            let mut sql = if n == 0 {
+                "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1;".to_string()
+            } else {
+                String::new()
+            };
+            for i in 0..chunk.len() {
+                let p = 2 + 3 * i;
+                sql.push_str(&format!(
+                    "UPDATE messages SET flags = ${}, keywords = ${}, modseq = \
+                     (SELECT highestmodseq FROM mailboxes WHERE id = $1) \
+                     WHERE mailbox_id = $1 AND uid = ${};",
+                    p,
+                    p + 1,
+                    p + 2
+                ));
+            }
+            sql.push_str("SELECT highestmodseq FROM mailboxes WHERE id = $1");
+            let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(mailbox_id);
+            for (uid, flags, keywords) in chunk {
+                q = q.bind(*flags).bind(keywords.as_str()).bind(*uid);
+            }
+            modseq = q.fetch_all(self.conn()).await?.into_iter().next();
+            if modseq.is_none() {
+                return Err(StoreError::NotFound);
+            }
+        }
+        modseq.ok_or(StoreError::NotFound)
+    }
 }
+
+/// Flag changes per query string on SQLite (three arguments each, far below its limit).
+const FLAG_CHANGES_PER_CALL: usize = 200;
 
 /// `UPDATE`/`DELETE` of one row by id: anything but exactly one row means it vanished.
 /// Values per statement when a list is bound as placeholders (both backends allow far more).
@@ -1307,8 +1350,12 @@ impl Tx for SqlTx {
     }
 
     async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()> {
-        // An UPDATE that changes nothing still takes the row lock (PostgreSQL); SQLite's
-        // write transaction is exclusive already.
+        // An UPDATE that changes nothing still takes the row lock (PostgreSQL). SQLite's
+        // write transaction is exclusive already: no round trip to its thread (issue 6: inside
+        // the group commit every statement keeps the writers behind waiting).
+        if BACKEND == Backend::Sqlite {
+            return Ok(());
+        }
         one_row(
             sqlx::query("UPDATE mailboxes SET highestmodseq = highestmodseq WHERE id = $1")
                 .bind(mailbox_id)
@@ -1434,6 +1481,9 @@ impl Tx for SqlTx {
         mailbox_id: i64,
         changes: &[(i64, i64, String)],
     ) -> Result<i64> {
+        if BACKEND == Backend::Sqlite && !changes.is_empty() {
+            return self.messages_set_flags_batched(mailbox_id, changes).await;
+        }
         let modseq = self.next_modseq(mailbox_id).await?;
         for (uid, flags, keywords) in changes {
             sqlx::query(
