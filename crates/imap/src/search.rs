@@ -126,6 +126,22 @@ fn headers_text(m: &Message<'_>) -> String {
 /// Whether `value` is in a sequence set where `*` stands for `largest` (RFC 9051 §9
 /// `seq-range`: `a:b` and `b:a` are the same range). Checked range by range, never expanded:
 /// a client may send `1:4294967295`.
+/// The set as inclusive (low, high) ranges, `*` standing for `largest` (a range may be
+/// written either way round, RFC 9051 §9 seq-range).
+pub(crate) fn set_ranges(set: &SequenceSet, largest: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let expand = move |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().map(move |seq| match seq {
+        Sequence::Single(s) => (expand(s), expand(s)),
+        Sequence::Range(a, b) => {
+            let (a, b) = (expand(a), expand(b));
+            (a.min(b), a.max(b))
+        }
+    })
+}
+
 pub(crate) fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
     let expand = |s: &SeqOrUid| match s {
         SeqOrUid::Value(v) => v.get(),
@@ -217,5 +233,32 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         SearchKey::SentOn(d) => sent_day(c).is_some_and(|x| x == *d.as_ref()),
         SearchKey::SentSince(d) => sent_day(c).is_some_and(|x| x >= *d.as_ref()),
         SearchKey::ModSequence { modseq, .. } => c.meta.modseq >= *modseq as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `set_ranges` (binary search in FETCH/STORE) and `in_set` (SEARCH) agree on every
+    /// value, including `*`, reversed ranges and values past the largest.
+    #[test]
+    fn ranges_agree_with_membership() {
+        for text in [
+            "1", "3:5", "5:3", "*", "2,9:*", "12:*", "1:*", "4,4,2:3", "20:15,7",
+        ] {
+            let set = SequenceSet::try_from(text).unwrap();
+            for largest in [1, 10, 14] {
+                let ranges: Vec<(u32, u32)> = set_ranges(&set, largest).collect();
+                for v in 1..=25 {
+                    let by_ranges = ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&v));
+                    assert_eq!(
+                        by_ranges,
+                        in_set(&set, v, largest),
+                        "{text} {v} of {largest}"
+                    );
+                }
+            }
+        }
     }
 }

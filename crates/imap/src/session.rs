@@ -1482,19 +1482,27 @@ impl Session {
         if sel.messages.is_empty() {
             return Vec::new();
         }
-        let (largest_uid, largest_seq) = (sel.max_uid(), sel.exists());
-        sel.messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i as u32 + 1, m))
-            .filter(|(seq, m)| {
-                if uid {
-                    search::in_set(set, m.uid, largest_uid)
-                } else {
-                    search::in_set(set, *seq, largest_seq)
-                }
-            })
-            .map(|(seq, m)| (seq, m.clone()))
+        let largest = if uid { sel.max_uid() } else { sel.exists() };
+        // The view is in UID order (sequence numbers rise with UIDs, RFC 9051 §2.3.1.2), so
+        // each range of the set is found by binary search instead of testing every message
+        // of the folder against the whole set (issue 6: a 100-message UID FETCH in a
+        // 10,000-message folder spent most of its time in that scan).
+        let mut at: Vec<usize> = Vec::new();
+        for (lo, hi) in search::set_ranges(set, largest) {
+            let (start, end) = if uid {
+                (
+                    sel.messages.partition_point(|m| m.uid < lo),
+                    sel.messages.partition_point(|m| m.uid <= hi),
+                )
+            } else {
+                (lo as usize - 1, (hi as usize).min(sel.messages.len()))
+            };
+            at.extend(start..end.max(start));
+        }
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter()
+            .map(|i| (i as u32 + 1, sel.messages[i].clone()))
             .collect()
     }
 
