@@ -443,17 +443,28 @@ impl Directory {
 
     /// What changed after `modseq` (None: the folder is gone).
     pub async fn folder_changes(&self, mailbox_id: i64, modseq: i64) -> Result<Option<Changes>> {
+        // Every IMAP command asks this. Most of the time nothing changed, and one statement
+        // outside a transaction says so: BEGIN and ROLLBACK would be two more round trips to
+        // the database thread per command (issue 6). Only when something changed are the
+        // folder row and its changes read together, in one transaction.
+        {
+            let mut read = self.store.begin_read().await?;
+            match read.mailbox_by_id(mailbox_id).await? {
+                None => return Ok(None),
+                Some(mailbox) if mailbox.highestmodseq <= modseq => {
+                    return Ok(Some(Changes {
+                        mailbox,
+                        changed: Vec::new(),
+                        expunged: Vec::new(),
+                    }));
+                }
+                Some(_) => {}
+            }
+        }
         let mut tx = self.store.begin().await?;
         let Some(mailbox) = tx.mailbox_by_id(mailbox_id).await? else {
             return Ok(None);
         };
-        if mailbox.highestmodseq <= modseq {
-            return Ok(Some(Changes {
-                mailbox,
-                changed: Vec::new(),
-                expunged: Vec::new(),
-            }));
-        }
         let changed = tx.messages_changed_since(mailbox_id, modseq).await?;
         let expunged = tx.expunged_since(mailbox_id, modseq).await?;
         Ok(Some(Changes {
