@@ -198,7 +198,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     // forwarding), each committed exactly once. The commit of the last pending recipient also
     // removes the entry (`Committed::finished`): then only the body is left to tidy.
     let mut finished = false;
-    let mut blob_kept = false;
+    let mut body_settled = false;
     if pending.iter().any(|r| r.is_local) {
         let raw = Arc::new(blob.clone());
         for r in pending.iter().filter(|r| r.is_local) {
@@ -209,7 +209,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
                         smtp.queue_wake.notify_one();
                     }
                     finished |= done.finished;
-                    blob_kept |= done.keeps_spooled_blob || done.spooled_body_dropped;
+                    body_settled |= done.spooled_body_settled;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -223,7 +223,7 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
     if finished {
         // A mailbox holds the spooled body itself, or the delivery removed the small unused
         // one with the entry: nothing to tidy (a read and a commit saved per message).
-        if !blob_kept {
+        if !body_settled {
             drop_blob_unless_used(smtp, &entry.blob_id).await;
         }
         return;

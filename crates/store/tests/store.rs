@@ -91,18 +91,7 @@ mod scenarios {
     pub async fn delivery_append_in_one_call(t: &TestStore) {
         let a = address(t).await;
         let mut tx = t.store.begin_write().await.unwrap();
-        let inbox = tx
-            .mailbox_insert(
-                &NewMailbox {
-                    address_id: a.id,
-                    name: "INBOX".into(),
-                    special_use: "".into(),
-                    uidvalidity: 7,
-                },
-                5,
-            )
-            .await
-            .unwrap();
+        let inbox = mail::inbox(&mut *tx, a.id).await;
         let body = b"Subject: one\r\n\r\nfirst\r\n".to_vec();
         let id = inline_id(&body);
         let first = tx
@@ -271,18 +260,7 @@ mod scenarios {
     pub async fn mailboxes_and_messages(t: &TestStore) {
         let a = address(t).await;
         let mut tx = t.store.begin_write().await.unwrap();
-        let inbox = tx
-            .mailbox_insert(
-                &NewMailbox {
-                    address_id: a.id,
-                    name: "INBOX".into(),
-                    special_use: "".into(),
-                    uidvalidity: 7,
-                },
-                5,
-            )
-            .await
-            .unwrap();
+        let inbox = mail::inbox(&mut *tx, a.id).await;
         tx.mailbox_insert(
             &NewMailbox {
                 address_id: a.id,
@@ -1082,6 +1060,21 @@ mod mail {
             .unwrap();
         tx.commit().await.unwrap();
         a
+    }
+
+    /// The address's INBOX (UIDVALIDITY 7), created in `tx`.
+    pub async fn inbox(tx: &mut dyn Tx, address_id: i64) -> Mailbox {
+        tx.mailbox_insert(
+            &NewMailbox {
+                address_id,
+                name: "INBOX".into(),
+                special_use: "".into(),
+                uidvalidity: 7,
+            },
+            5,
+        )
+        .await
+        .unwrap()
     }
 
     pub fn msg(blob: &str, size: i64) -> NewMessage {

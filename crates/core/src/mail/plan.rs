@@ -104,11 +104,9 @@ pub struct Committed {
     /// transaction, and the worker has nothing left to record (issue 6: one commit fewer per
     /// delivered message).
     pub finished: bool,
-    /// A stored copy is the spooled body itself (no header was added): the blob is in use
-    /// and the worker need not ask the store whether to delete it.
-    pub keeps_spooled_blob: bool,
-    /// The spooled body was small (inline) and unused: it was removed with the entry.
-    pub spooled_body_dropped: bool,
+    /// The spooled body needs no tidying by the worker: a stored copy is the body itself (no
+    /// header was added), or it was small (inline), unused, and removed with the entry.
+    pub spooled_body_settled: bool,
 }
 
 /// The body of a copy or of a queued message, as decided before the delivery transaction.
@@ -378,7 +376,7 @@ impl Directory {
             }
             let mut done = Committed {
                 delivered: true,
-                keeps_spooled_blob: plan.files.iter().any(|f| f.raw.is_none()),
+                spooled_body_settled: plan.files.iter().any(|f| f.raw.is_none()),
                 ..Default::default()
             };
             let mut touched = BTreeSet::new();
@@ -452,9 +450,9 @@ impl Directory {
                 done.finished = true;
                 // A small spooled body no copy kept goes in the same transaction (one group
                 // commit fewer per message); a file is removed after the commit by the worker.
-                if !done.keeps_spooled_blob && is_inline_id(&entry.blob_id) {
+                if !done.spooled_body_settled && is_inline_id(&entry.blob_id) {
                     tx.inline_blob_delete_unused(&entry.blob_id).await?;
-                    done.spooled_body_dropped = true;
+                    done.spooled_body_settled = true;
                 }
             }
             Ok((done, touched))

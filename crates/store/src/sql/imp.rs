@@ -139,10 +139,17 @@ macro_rules! mailbox_select {
     };
 }
 
+/// The columns of a [`Message`], for SELECT and RETURNING alike.
+macro_rules! message_columns {
+    () => {
+        "id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
+         header_from, subject, sent_at, message_id"
+    };
+}
+
 macro_rules! message_select {
     () => {
-        "SELECT id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
-         header_from, subject, sent_at, message_id FROM messages"
+        concat!("SELECT ", message_columns!(), " FROM messages")
     };
 }
 
@@ -931,13 +938,12 @@ impl Tx for SqlTx {
         .fetch_optional(self.conn())
         .await?
         .ok_or(StoreError::NotFound)?;
-        Ok(sqlx::query_as(
+        Ok(sqlx::query_as(concat!(
             "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
              modseq, header_from, subject, sent_at, message_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             RETURNING id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
-             header_from, subject, sent_at, message_id",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+            message_columns!()
+        ))
         .bind(mailbox_id)
         .bind(uid)
         .bind(&m.blob_id)
@@ -973,7 +979,7 @@ impl Tx for SqlTx {
         // argument in each: the INSERT reads the UID and MODSEQ the UPDATE just took (the
         // write lock is ours, so nobody else can take them in between). Only the INSERT
         // returns a row; no row means the mailbox does not exist.
-        let stored: Vec<Message> = sqlx::query_as(
+        let stored: Vec<Message> = sqlx::query_as(concat!(
             "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
              WHERE id = $1; \
              UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11; \
@@ -982,10 +988,9 @@ impl Tx for SqlTx {
              INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
              modseq, header_from, subject, sent_at, message_id) \
              SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10 \
-             FROM mailboxes WHERE id = $1 \
-             RETURNING id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
-             header_from, subject, sent_at, message_id",
-        )
+             FROM mailboxes WHERE id = $1 RETURNING ",
+            message_columns!()
+        ))
         .bind(mailbox_id)
         .bind(&m.blob_id)
         .bind(m.size)
