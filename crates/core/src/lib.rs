@@ -143,7 +143,7 @@ pub struct Directory {
     clock: Arc<dyn Clock>,
     login_throttle: Arc<throttle::LoginThrottle>,
     /// Ids of mailboxes that changed (IMAP sessions and IDLE listen here).
-    changes: tokio::sync::broadcast::Sender<i64>,
+    changes: tokio::sync::broadcast::Sender<mail::MailboxChange>,
     /// The platform's SRS key, read from the store once (it never changes once created).
     srs: Arc<tokio::sync::OnceCell<Arc<mail::srs::Srs>>>,
     /// Message rows of recently selected folders (issue 6; `mail::index_cache`).

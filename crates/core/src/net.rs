@@ -90,6 +90,16 @@ impl Stream {
         }
     }
 
+    /// Reads into `buf`'s spare room (tokio's `read_buf`): no buffer of the caller's own
+    /// in its future while it waits (issue 6: memory per idle connection).
+    pub async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read_buf(buf).await,
+            Stream::Tls(s) => s.read_buf(buf).await,
+            Stream::Closed => Ok(0),
+        }
+    }
+
     pub async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
             Stream::Plain(s) => s.write_all(data).await,

@@ -1002,7 +1002,7 @@ mod scenarios {
         let (uv, uid1) = d.append(a, "inbox", msg("one")).await.unwrap();
         assert_eq!((uv, uid1), (inbox.uidvalidity, 1));
         assert_eq!(
-            feed.recv().await.unwrap(),
+            feed.recv().await.unwrap().mailbox_id,
             inbox.id,
             "the change feed names the mailbox"
         );

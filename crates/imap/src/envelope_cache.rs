@@ -11,16 +11,17 @@
 //! moves to the young one, so what is in use stays.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use imap_codec::imap_types::envelope::Envelope;
+/// An envelope in its wire form (`wire::envelope_wire`): what a FETCH writes out as it is.
+pub(crate) type Envelope = Arc<[u8]>;
 
-/// Entries per generation (an envelope with its strings is a few hundred bytes: at most
+/// Entries per generation (an envelope on the wire is a few hundred bytes: at most
 /// ~2 × 32,768 of them, ~20 MiB, next to the folder index cache's 100,000 rows).
 pub(crate) const PER_GENERATION: usize = 32_768;
 
 /// One generation: envelopes by body id, one map per rendering (`[plain, utf8]`).
-type Generation = [HashMap<String, Envelope<'static>>; 2];
+type Generation = [HashMap<Arc<str>, Envelope>; 2];
 
 pub(crate) struct EnvelopeCache {
     limit: usize,
@@ -47,7 +48,7 @@ impl EnvelopeCache {
         &self,
         blob_ids: impl Iterator<Item = &'a str>,
         utf8: bool,
-    ) -> Vec<Option<Envelope<'static>>> {
+    ) -> Vec<Option<Envelope>> {
         let Ok(mut gens) = self.gens.lock() else {
             return blob_ids.map(|_| None).collect();
         };
@@ -56,9 +57,9 @@ impl EnvelopeCache {
         for id in blob_ids {
             if let Some(e) = gens.0[k].get(id) {
                 out.push(Some(e.clone()));
-            } else if let Some(e) = gens.1[k].remove(id) {
+            } else if let Some((id, e)) = gens.1[k].remove_entry(id) {
                 out.push(Some(e.clone()));
-                self.insert(&mut gens, k, id.to_string(), e);
+                self.insert(&mut gens, k, id, e);
             } else {
                 out.push(None);
             }
@@ -67,7 +68,7 @@ impl EnvelopeCache {
     }
 
     /// Keeps envelopes just built from their messages.
-    pub(crate) fn put_many(&self, entries: Vec<(String, Envelope<'static>)>, utf8: bool) {
+    pub(crate) fn put_many(&self, entries: Vec<(Arc<str>, Envelope)>, utf8: bool) {
         if entries.is_empty() {
             return;
         }
@@ -79,13 +80,7 @@ impl EnvelopeCache {
         }
     }
 
-    fn insert(
-        &self,
-        gens: &mut (Generation, Generation),
-        k: usize,
-        id: String,
-        e: Envelope<'static>,
-    ) {
+    fn insert(&self, gens: &mut (Generation, Generation), k: usize, id: Arc<str>, e: Envelope) {
         let young = gens.0[0].len() + gens.0[1].len();
         if young >= self.limit && !gens.0[k].contains_key(&id) {
             gens.1 = std::mem::take(&mut gens.0);
@@ -105,27 +100,30 @@ mod tests {
     use super::*;
     use crate::fetch;
 
-    fn env(subject: &str) -> Envelope<'static> {
+    fn env(subject: &str) -> Envelope {
         let raw = format!("From: a@b.example\r\nSubject: {subject}\r\n\r\nx\r\n");
         let m = fetch::parse_headers(raw.as_bytes()).unwrap();
-        fetch::envelope(&m, false)
+        crate::wire::envelope_wire(&fetch::envelope(&m, false)).into()
     }
 
     #[test]
     fn hits_misses_renderings_and_the_bound() {
         let c = EnvelopeCache::with_limit(2);
-        c.put_many(vec![("a".into(), env("A")), ("b".into(), env("B"))], false);
+        c.put_many(
+            vec![(Arc::from("a"), env("A")), (Arc::from("b"), env("B"))],
+            false,
+        );
         let got = c.get_many(["a", "b", "z"].into_iter(), false);
         assert_eq!(got, vec![Some(env("A")), Some(env("B")), None]);
         // The UTF8=ACCEPT rendering is kept apart.
         assert_eq!(c.get_many(["a"].into_iter(), true), vec![None]);
         // The young generation is full: "c" starts a new one, "a" and "b" become old.
-        c.put_many(vec![("c".into(), env("C"))], false);
+        c.put_many(vec![(Arc::from("c"), env("C"))], false);
         assert_eq!(c.len(), 3);
         // A hit in the old generation moves to the young one…
         assert_eq!(c.get_many(["a"].into_iter(), false), vec![Some(env("A"))]);
         // …so when the young one turns over again, "a" survives and "b" is gone.
-        c.put_many(vec![("d".into(), env("D"))], false);
+        c.put_many(vec![(Arc::from("d"), env("D"))], false);
         let got = c.get_many(["a", "b", "c", "d"].into_iter(), false);
         assert_eq!(
             got,

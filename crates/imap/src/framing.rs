@@ -173,6 +173,14 @@ impl Framer {
         }
     }
 
+    /// Gives back the room of a large input (an APPEND's literal) once it is consumed: a
+    /// connection keeps only a small buffer while it waits for its next command.
+    pub fn release_spare(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+            self.buf = Vec::new();
+        }
+    }
+
     /// Forgets all input (after STARTTLS nothing sent before the handshake may count).
     pub fn clear(&mut self) {
         self.buf.clear();

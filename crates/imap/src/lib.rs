@@ -11,6 +11,7 @@ mod search;
 mod selected;
 mod session;
 mod shim;
+mod wire;
 
 use std::sync::Arc;
 
@@ -97,6 +98,8 @@ pub struct Imap {
     pub(crate) limiter: Arc<Limiter>,
     /// ENVELOPEs already built, by body (shared by all sessions).
     pub(crate) envelopes: envelope_cache::EnvelopeCache,
+    /// Selected mailboxes' message lists, shared by the sessions that selected the same state.
+    pub(crate) views: selected::SharedViews,
 }
 
 /// The bound listeners: STARTTLS (143) and implicit TLS (993).
@@ -126,6 +129,7 @@ impl Imap {
             tls: TlsAcceptor::from(tls),
             limiter,
             envelopes: Default::default(),
+            views: Default::default(),
         }))
     }
 

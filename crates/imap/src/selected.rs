@@ -7,7 +7,9 @@
 //! Expunges are held back while the client is in the middle of a FETCH, STORE or SEARCH by
 //! sequence number (RFC 9051 §7.5.1): sequence numbers must not shift under it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use postfach_core::Directory;
 use postfach_core::mail::Snapshot;
@@ -23,7 +25,8 @@ pub struct Meta {
     pub modseq: i64,
     pub size: i64,
     pub internal_date: i64,
-    pub blob_id: String,
+    /// Shared, not copied: a view holds one per message and FETCH clones them (issue 6).
+    pub blob_id: Arc<str>,
 }
 
 impl From<&Message> for Meta {
@@ -35,7 +38,7 @@ impl From<&Message> for Meta {
             modseq: m.modseq,
             size: m.size,
             internal_date: m.internal_date,
-            blob_id: m.blob_id.clone(),
+            blob_id: Arc::from(m.blob_id.as_str()),
         }
     }
 }
@@ -47,12 +50,17 @@ pub struct Selected {
     pub uidvalidity: u32,
     pub uidnext: u32,
     pub highestmodseq: i64,
-    /// In sequence-number order (index 0 = message 1).
-    pub messages: Vec<Meta>,
+    /// In sequence-number order (index 0 = message 1). Shared with the other sessions that
+    /// selected the same state of the mailbox ([`SharedViews`]) until this one changes it
+    /// (`Arc::make_mut`).
+    pub messages: Arc<Vec<Meta>>,
     /// UIDs that are \Recent for this session (IMAP4rev1).
     pub recent: HashSet<u32>,
     /// UIDs expunged elsewhere that the client has not been told of yet.
     pub pending_expunge: HashSet<u32>,
+    /// When the store was last asked what changed (`sync`): changes made outside this process
+    /// are not on its change feed, so the view is trusted only for a short while.
+    pub checked_at: Instant,
 }
 
 /// One untagged response to send.
@@ -67,8 +75,67 @@ pub enum Update {
     Flags(u32, Meta),
 }
 
+/// The message lists of mailboxes as sessions selected them, shared (issue 6): building one
+/// copies every message's row (for 10,000 messages that was most of a SELECT's cost), and a
+/// user's clients often have the same folder open in several connections. Keyed by mailbox
+/// and held weakly, so a list lives only as long as a session uses it, and a version is
+/// named by (UIDVALIDITY, HIGHESTMODSEQ): every change to a mailbox raises its MODSEQ. A
+/// session that applies a change gets its own copy first (`Arc::make_mut`), which also cuts
+/// the weak link, so a shared list never changes.
+#[derive(Default)]
+pub struct SharedViews {
+    views: Mutex<HashMap<i64, SharedView>>,
+}
+
+struct SharedView {
+    uidvalidity: i64,
+    highestmodseq: i64,
+    messages: Weak<Vec<Meta>>,
+}
+
+/// Dead entries are dropped when the map reaches this size (live ones are bounded by the
+/// sessions that hold them).
+const SHARED_VIEWS_PRUNE_AT: usize = 4096;
+
+impl SharedViews {
+    /// The message list of `snapshot`: the one another session holds for the same version,
+    /// or a new one.
+    pub fn view_of(&self, snapshot: &Snapshot) -> Arc<Vec<Meta>> {
+        let m = &snapshot.mailbox;
+        if let Ok(views) = self.views.lock()
+            && let Some(v) = views.get(&m.id)
+            && v.uidvalidity == m.uidvalidity
+            && v.highestmodseq == m.highestmodseq
+            && let Some(messages) = v.messages.upgrade()
+        {
+            return messages;
+        }
+        let messages = Arc::new(snapshot.messages.iter().map(Meta::from).collect::<Vec<_>>());
+        if let Ok(mut views) = self.views.lock() {
+            if views.len() >= SHARED_VIEWS_PRUNE_AT {
+                views.retain(|_, v| v.messages.strong_count() > 0);
+            }
+            views.insert(
+                m.id,
+                SharedView {
+                    uidvalidity: m.uidvalidity,
+                    highestmodseq: m.highestmodseq,
+                    messages: Arc::downgrade(&messages),
+                },
+            );
+        }
+        messages
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.views.lock().unwrap().len()
+    }
+}
+
 impl Selected {
-    pub fn new(snapshot: &Snapshot, read_only: bool) -> Self {
+    /// `messages`: the snapshot's list, from [`SharedViews::view_of`].
+    pub fn new(snapshot: &Snapshot, messages: Arc<Vec<Meta>>, read_only: bool) -> Self {
         let m = &snapshot.mailbox;
         Selected {
             mailbox_id: m.id,
@@ -77,9 +144,10 @@ impl Selected {
             uidvalidity: m.uidvalidity as u32,
             uidnext: m.uidnext as u32,
             highestmodseq: m.highestmodseq,
-            messages: snapshot.messages.iter().map(Meta::from).collect(),
+            messages,
             recent: HashSet::new(),
             pending_expunge: HashSet::new(),
+            checked_at: Instant::now(),
         }
     }
 
@@ -115,6 +183,7 @@ impl Selected {
         rev1: bool,
     ) -> Option<Vec<Update>> {
         let mut updates = Vec::new();
+        let asked = Instant::now();
         let changes = match dir
             .folder_changes(self.mailbox_id, self.highestmodseq)
             .await
@@ -143,7 +212,7 @@ impl Selected {
                 .collect();
             positions.sort_unstable_by(|a, b| b.cmp(a));
             let mut uids: Vec<u32> = positions.iter().map(|&p| self.messages[p].uid).collect();
-            self.messages.retain(|m| !gone.contains(&m.uid));
+            Arc::make_mut(&mut self.messages).retain(|m| !gone.contains(&m.uid));
             if qresync {
                 uids.sort_unstable();
                 updates.push(Update::Vanished(uids));
@@ -163,10 +232,15 @@ impl Selected {
             }
             match self.messages.binary_search_by_key(&meta.uid, |x| x.uid) {
                 Ok(i) => {
-                    let known = &mut self.messages[i];
+                    let known = &self.messages[i];
+                    if *known == meta {
+                        // Already applied (this session's own STORE): no copy of a shared
+                        // list for nothing.
+                        continue;
+                    }
                     let flags_changed =
                         known.flags != meta.flags || known.keywords != meta.keywords;
-                    *known = meta.clone();
+                    Arc::make_mut(&mut self.messages)[i] = meta.clone();
                     if flags_changed && !self.pending_expunge.contains(&meta.uid) {
                         updates.push(Update::Flags(i as u32 + 1, meta));
                     }
@@ -180,6 +254,7 @@ impl Selected {
         }
         self.highestmodseq = changes.mailbox.highestmodseq;
         self.uidnext = changes.mailbox.uidnext as u32;
+        self.checked_at = asked;
         if !new.is_empty() {
             new.sort_by_key(|m| m.uid);
             if rev1 && !self.read_only {
@@ -195,12 +270,81 @@ impl Selected {
                     }
                 }
             }
-            self.messages.extend(new);
+            Arc::make_mut(&mut self.messages).extend(new);
             updates.push(Update::Exists(self.exists()));
             if rev1 {
                 updates.push(Update::Recent(self.recent.len() as u32));
             }
         }
         Some(updates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postfach_store::Mailbox;
+
+    fn snapshot(highestmodseq: i64, uids: &[i64]) -> Snapshot {
+        Snapshot {
+            mailbox: Mailbox {
+                id: 7,
+                address_id: 1,
+                name: "INBOX".into(),
+                special_use: String::new(),
+                subscribed: true,
+                uidvalidity: 100,
+                uidnext: uids.last().map_or(1, |u| u + 1),
+                highestmodseq,
+                created_at: 0,
+                recent_uid: 0,
+                noselect: false,
+            },
+            messages: Arc::new(
+                uids.iter()
+                    .map(|&uid| Message {
+                        id: uid,
+                        mailbox_id: 7,
+                        uid,
+                        blob_id: format!("i{uid:064}"),
+                        size: 10,
+                        internal_date: 0,
+                        flags: 0,
+                        keywords: String::new(),
+                        modseq: uid,
+                        header_from: String::new(),
+                        subject: String::new(),
+                        sent_at: None,
+                        message_id: String::new(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn views_are_shared_per_version_and_copied_before_a_change() {
+        let views = SharedViews::default();
+        let s2 = snapshot(2, &[1, 2]);
+        let a = views.view_of(&s2);
+        let b = views.view_of(&s2);
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the same state of the folder: one list"
+        );
+        assert_eq!(b.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
+        // Another version of the folder gets its own list.
+        let c = views.view_of(&snapshot(3, &[1, 2, 3]));
+        assert!(!Arc::ptr_eq(&a, &c) && c.len() == 3);
+        // A session that changes its list copies it; the other keeps the shared one as it was.
+        let mut sel = Selected::new(&s2, b, false);
+        Arc::make_mut(&mut sel.messages)[0].flags = SEEN;
+        assert_eq!(a[0].flags, 0);
+        assert!(!Arc::ptr_eq(&a, &sel.messages));
+        // Held weakly: once no session uses a list, it is built anew.
+        drop((a, sel));
+        let d = views.view_of(&s2);
+        assert_eq!(d[0].flags, 0);
+        assert_eq!(views.len(), 1, "one entry per folder");
     }
 }

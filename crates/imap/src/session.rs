@@ -44,9 +44,13 @@ use tokio::sync::broadcast;
 use crate::framing::{Framed, Framer, SearchReturn};
 use crate::selected::{ANSWERED, DELETED, DRAFT, FLAGGED, Meta, SEEN, Selected, Update};
 use crate::shim::{ListExt, Shimmed};
-use crate::{Imap, fetch, mutf7, search};
+use crate::{Imap, fetch, mutf7, search, wire};
 
 const SEPARATOR: char = '/';
+
+/// How long a selected mailbox's view is trusted without asking the store, for changes that
+/// do not reach this process's change feed (`Session::sync_if_changed`).
+const FOLDER_RECHECK: Duration = Duration::from_secs(1);
 
 pub(crate) struct Session {
     /// This connection's place in the per-IP count; first, so that it is released before the
@@ -70,7 +74,7 @@ pub(crate) struct Session {
     qresync: bool,
     errors: usize,
     quit: bool,
-    feed: broadcast::Receiver<i64>,
+    feed: broadcast::Receiver<postfach_core::mail::MailboxChange>,
 }
 
 /// `private`: credentials may be sent (TLS, or plain text on loopback when the operator allows it).
@@ -122,7 +126,7 @@ fn code(name: &'static str) -> Code<'static> {
     Code::Other(CodeOther::unvalidated(name.as_bytes()))
 }
 
-fn flags_of(meta: &Meta, recent: bool) -> Vec<FlagFetch<'static>> {
+pub(crate) fn flags_of(meta: &Meta, recent: bool) -> Vec<FlagFetch<'static>> {
     let mut out = Vec::new();
     for (bit, flag) in [
         (SEEN, Flag::Seen),
@@ -284,7 +288,7 @@ impl Session {
             tls,
             private,
             framer,
-            out: Vec::with_capacity(4096),
+            out: Vec::new(),
             login: None,
             selected: None,
             rev2: false,
@@ -371,8 +375,12 @@ impl Session {
         if !self.out.is_empty() {
             let out = std::mem::take(&mut self.out);
             self.stream.write_all(&out).await?;
-            self.out = out;
-            self.out.clear();
+            // A large response's room is not kept by a connection that may now wait for
+            // hours (issue 6: memory per idle connection).
+            if out.capacity() <= 64 * 1024 {
+                self.out = out;
+                self.out.clear();
+            }
         }
         Ok(())
     }
@@ -385,13 +393,16 @@ impl Session {
         } else {
             Duration::from_secs(settings.login_timeout_seconds)
         };
-        let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await {
+        // Straight into the framer's buffer: a read buffer in this future's state would be
+        // part of every connection's task, also while it waits (issue 6: it was 16 KiB of
+        // the 18 KiB of each connection's task).
+        let buf = &mut self.framer.buf;
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(8 * 1024);
+        }
+        match tokio::time::timeout(timeout, self.stream.read_buf(buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => false,
-            Ok(Ok(n)) => {
-                self.framer.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
+            Ok(Ok(_)) => true,
             Err(_) => {
                 self.raw("* BYE Autologout; idle for too long");
                 let _ = self.flush().await;
@@ -457,9 +468,19 @@ impl Session {
             if self.flush().await.is_err() || self.quit {
                 return;
             }
+            self.framer.release_spare();
+            // A task is as large as its largest state, and the command handlers' states are
+            // tens of KiB together: they live on the heap only while a command runs, so that
+            // a connection that waits (most of them, often for hours in IDLE) stays small
+            // (issue 6: memory per idle connection). IDLE itself is kept small and runs here.
             match self.frame() {
-                Some(Framed::Command(cmd, ret)) => self.dispatch(*cmd, ret).await,
-                Some(Framed::Shim(s)) => self.shimmed(s).await,
+                Some(Framed::Command(cmd, _))
+                    if matches!(cmd.body, CommandBody::Idle) && self.login.is_some() =>
+                {
+                    self.idle(&cmd.tag).await
+                }
+                Some(Framed::Command(cmd, ret)) => Box::pin(self.dispatch(*cmd, ret)).await,
+                Some(Framed::Shim(s)) => Box::pin(self.shimmed(s)).await,
                 // Answered already; on to the next.
                 Some(_) => {}
                 None => {
@@ -895,6 +916,38 @@ impl Session {
 
     // ------------------------------------------------------------------ selected state
 
+    /// [`Self::sync_selected`] for FETCH, STORE, SEARCH and COPY, which clients send many of
+    /// in a row: the store is asked only when this process's change feed named the selected
+    /// mailbox, when expunges wait to be reported, or when the last look is older than
+    /// [`FOLDER_RECHECK`] (changes made by another process, the CLI or another node, are not
+    /// on the feed). Otherwise the view is current: every change in this process is on the
+    /// feed before the command that made it completes. NOOP, CHECK, IDLE and SELECT always
+    /// ask (RFC 9051 §6.1.2: NOOP is the client's poll for updates). Issue 6: this spares
+    /// FETCH FLAGS a store round trip per command.
+    async fn sync_if_changed(&mut self, allow_expunge: bool) {
+        let Some(sel) = self.selected.as_ref() else {
+            return;
+        };
+        let mut signalled = false;
+        loop {
+            match self.feed.try_recv() {
+                // Not this session's own STORE, whose result it applied already.
+                Ok(c) => {
+                    signalled |= c.mailbox_id == sel.mailbox_id
+                        && (c.modseq == 0 || c.modseq > sel.highestmodseq)
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => signalled = true,
+                Err(_) => break,
+            }
+        }
+        if signalled
+            || (allow_expunge && !sel.pending_expunge.is_empty())
+            || sel.checked_at.elapsed() >= FOLDER_RECHECK
+        {
+            self.sync_selected(allow_expunge).await;
+        }
+    }
+
     /// Tells the client what changed in the selected mailbox. `allow_expunge`: whether
     /// sequence numbers may shift now.
     async fn sync_selected(&mut self, allow_expunge: bool) {
@@ -902,7 +955,9 @@ impl Session {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
-        let Some(updates) = sel.sync(&self.imap.dir, allow_expunge, qresync, rev1).await else {
+        // Boxed: IDLE waits with this in its state (see `serve`).
+        let synced = Box::pin(sel.sync(&self.imap.dir, allow_expunge, qresync, rev1)).await;
+        let Some(updates) = synced else {
             // Deleted (or deleted and created anew) by another session: nothing this session
             // knows about it is valid any more.
             self.selected = None;
@@ -948,7 +1003,10 @@ impl Session {
     ) {
         // RFC 9051 §6.3.2: leaving the previous mailbox is announced (rev1 clients ignore
         // the unknown code).
-        if self.selected.take().is_some() {
+        // The previous view lives until the new one is made: a SELECT of the same state of
+        // the same mailbox shares it (`SharedViews`).
+        let _previous = self.selected.take();
+        if _previous.is_some() {
             self.raw("* OK [CLOSED] Previous mailbox closed");
         }
         let Some(name) = self.name_in(mailbox) else {
@@ -963,7 +1021,8 @@ impl Session {
             Ok(s) => s,
             Err(e) => return self.no_for(tag, &e),
         };
-        let mut sel = Selected::new(&snapshot, read_only);
+        let messages = self.imap.views.view_of(&snapshot);
+        let mut sel = Selected::new(&snapshot, messages, read_only);
         let mut qresync_args = None;
         for p in params {
             match p {
@@ -993,7 +1052,7 @@ impl Session {
                 .folder_claim_recent(&snapshot.mailbox, snapshot.mailbox.uidnext)
                 .await
         {
-            for m in &sel.messages {
+            for m in sel.messages.iter() {
                 if i64::from(m.uid) >= first {
                     sel.recent.insert(m.uid);
                 }
@@ -1551,7 +1610,7 @@ impl Session {
                 &format!("RETURN {bad} is not supported"),
             );
         }
-        self.sync_selected(uid).await;
+        self.sync_if_changed(uid).await;
         let Some(sel) = &self.selected else { return };
         let needs = search::needs(&criteria);
         // The stored rows (through the folder index cache: no body read) answer SUBJECT and
@@ -1648,7 +1707,7 @@ impl Session {
         uid: bool,
         modifiers: Vec<FetchModifier>,
     ) {
-        self.sync_selected(uid).await;
+        self.sync_if_changed(uid).await;
         let mut names: Vec<MessageDataItemName<'_>> = match names {
             MacroOrMessageDataItemNames::Macro(m) => match m {
                 Macro::Fast => vec![
@@ -1739,6 +1798,19 @@ impl Session {
         let wants_envelope = names
             .iter()
             .any(|n| matches!(n, MessageDataItemName::Envelope));
+        // Items that need the message's structure, not only its bytes.
+        let needs_parse = names.iter().any(|n| match n {
+            MessageDataItemName::BodyExt { section, .. } => section.is_some(),
+            MessageDataItemName::Binary { section, .. }
+            | MessageDataItemName::BinarySize { section } => !section.is_empty(),
+            MessageDataItemName::Uid
+            | MessageDataItemName::Flags
+            | MessageDataItemName::InternalDate
+            | MessageDataItemName::Rfc822Size
+            | MessageDataItemName::ModSeq
+            | MessageDataItemName::Rfc822 => false,
+            _ => true,
+        });
         let headers_only = !needs_whole;
         let parse: fn(&[u8]) -> Option<mail_parser::Message<'_>> = if headers_only {
             fetch::parse_headers
@@ -1794,12 +1866,15 @@ impl Session {
         let modseq_named = names
             .iter()
             .any(|n| matches!(n, MessageDataItemName::ModSeq));
-        // An ENVELOPE the cache has needs no reading of its message (unless another item
-        // needs the body anyway); decided once, so that the read-ahead below stays in step.
-        let cached_envelopes = if wants_envelope && !needs_whole {
+        // A message list's items (no body, no \Seen to set) are written straight out
+        // (`wire`), the ENVELOPE in its encoded form from the cache.
+        let simple = !needs_whole && !sets_seen && names.iter().all(wire::is_simple);
+        // An ENVELOPE the cache has needs no reading of its message; decided once, so that
+        // the read-ahead below stays in step.
+        let cached_envelopes = if wants_envelope && simple {
             self.imap
                 .envelopes
-                .get_many(targets.iter().map(|(_, m)| m.blob_id.as_str()), self.utf8)
+                .get_many(targets.iter().map(|(_, m)| &*m.blob_id), self.utf8)
         } else {
             vec![None; targets.len()]
         };
@@ -1815,6 +1890,7 @@ impl Session {
         for (i, (seq, meta)) in targets.iter().cloned().enumerate() {
             if reads[i] && ahead.is_empty() {
                 let mut bytes = 0i64;
+                let mut batch_bytes = 0i64;
                 let batch: Vec<&str> = targets[i..]
                     .iter()
                     .zip(&reads[i..])
@@ -1824,14 +1900,19 @@ impl Session {
                         bytes <= 4 << 20
                     })
                     .take(64)
-                    .map(|((_, m), _)| m.blob_id.as_str())
+                    .map(|((_, m), _)| {
+                        batch_bytes += m.size;
+                        &*m.blob_id
+                    })
                     .collect();
                 let batch = if batch.is_empty() {
-                    vec![meta.blob_id.as_str()]
+                    batch_bytes = meta.size;
+                    vec![&*meta.blob_id]
                 } else {
                     batch
                 };
-                ahead.extend(self.imap.dir.message_bodies(&batch).await);
+                let expected = u64::try_from(batch_bytes).unwrap_or(0);
+                ahead.extend(self.imap.dir.message_bodies(&batch, expected).await);
             }
             let body = if reads[i] { ahead.pop_front() } else { None };
             // The view as it is now (our own \Seen included).
@@ -1858,6 +1939,23 @@ impl Session {
                         );
                     }
                     Err(e) => {
+                        // The view may predate an expunge made by another process
+                        // (`sync_if_changed`): ask the store before calling it a fault.
+                        self.sync_selected(false).await;
+                        if self.quit {
+                            return;
+                        }
+                        if self
+                            .selected
+                            .as_ref()
+                            .is_some_and(|s| s.is_expunged(meta.uid))
+                        {
+                            return self.no(
+                                tag,
+                                Some(code("EXPUNGEISSUED")),
+                                "Some messages were expunged by another session",
+                            );
+                        }
                         tracing::error!(error = %e, uid = meta.uid, "message body unreadable");
                         return self.no(
                             tag,
@@ -1872,6 +1970,8 @@ impl Session {
             // without header fields, so that every item still gets an answer.
             let headless;
             let (part_raw, parsed) = match raw.as_deref() {
+                // BODY[], RFC822 and BINARY[] are the message as stored: nothing to parse.
+                Some(r) if !needs_parse => (Some(r), None),
                 Some(r) => match parse(r) {
                     Some(m) => (Some(r), Some(m)),
                     None => {
@@ -1886,6 +1986,31 @@ impl Session {
                     .selected
                     .as_ref()
                     .is_some_and(|s| s.recent.contains(&meta.uid));
+            if simple {
+                let envelope = match (&cached_envelopes[i], &parsed) {
+                    (Some(e), _) => Some(e.clone()),
+                    (None, Some(m)) if wants_envelope => {
+                        let e: Arc<[u8]> =
+                            wire::envelope_wire(&fetch::envelope(m, self.utf8)).into();
+                        built_envelopes.push((meta.blob_id.clone(), e.clone()));
+                        Some(e)
+                    }
+                    _ => None,
+                };
+                wire::write_fetch(
+                    &mut self.out,
+                    seq,
+                    &names,
+                    &meta,
+                    recent,
+                    envelope.as_deref(),
+                );
+                if self.out.len() > 1024 * 1024 && self.flush().await.is_err() {
+                    self.quit = true;
+                    return;
+                }
+                continue;
+            }
             let mut items: Vec<MessageDataItem<'static>> = Vec::new();
             let mut flags_sent = false;
             for n in &names {
@@ -1903,14 +2028,9 @@ impl Session {
                         MessageDataItem::Rfc822Size(meta.size as u32)
                     }
                     MessageDataItemName::ModSeq => MessageDataItem::ModSeq(modseq(meta.modseq)),
-                    MessageDataItemName::Envelope => match (cached_envelopes[i].clone(), &parsed) {
-                        (Some(e), _) => MessageDataItem::Envelope(e),
-                        (None, Some(m)) => {
-                            let e = fetch::envelope(m, self.utf8);
-                            built_envelopes.push((meta.blob_id.clone(), e.clone()));
-                            MessageDataItem::Envelope(e)
-                        }
-                        (None, None) => continue,
+                    MessageDataItemName::Envelope => match &parsed {
+                        Some(m) => MessageDataItem::Envelope(fetch::envelope(m, self.utf8)),
+                        None => continue,
                     },
                     MessageDataItemName::Body => match &parsed {
                         Some(m) => MessageDataItem::Body(fetch::structure(m, 0, false, self.utf8)),
@@ -2049,7 +2169,7 @@ impl Session {
         uid: bool,
         modifiers: Vec<StoreModifier>,
     ) {
-        self.sync_selected(uid).await;
+        self.sync_if_changed(uid).await;
         let Some(sel) = &self.selected else { return };
         if sel.read_only {
             return self.no(tag, None, "Mailbox is read-only");
@@ -2131,7 +2251,10 @@ impl Session {
         };
         for m in &outcome.messages {
             if let Some(seq) = sel.seq_of(m.uid as u32) {
-                sel.messages[seq as usize - 1] = Meta::from(m);
+                let meta = Meta::from(m);
+                if sel.messages[seq as usize - 1] != meta {
+                    Arc::make_mut(&mut sel.messages)[seq as usize - 1] = meta;
+                }
             }
         }
         if outcome.modseq > 0 && sel.highestmodseq == outcome.modseq - 1 {
@@ -2176,7 +2299,7 @@ impl Session {
         uid: bool,
         remove: bool,
     ) {
-        self.sync_selected(uid).await;
+        self.sync_if_changed(uid).await;
         let Some(name) = self.name_in(mailbox) else {
             return self.bad(tag, "Bad mailbox name");
         };
@@ -2251,13 +2374,16 @@ impl Session {
                 }
                 return self.bad(tag, "Expected DONE");
             }
-            let mut chunk = [0u8; 1024];
             let selected = self.selected.as_ref().map(|s| s.mailbox_id);
+            // Into the framer's buffer, as `read` does: nothing of the kind in this state.
+            let buf = &mut self.framer.buf;
+            if buf.capacity() - buf.len() < 64 {
+                buf.reserve(1024);
+            }
             tokio::select! {
-                r = self.stream.read(&mut chunk) => match r {
+                r = self.stream.read_buf(buf) => match r {
                     Ok(0) | Err(_) => { self.quit = true; return; }
-                    Ok(n) => {
-                        self.framer.buf.extend_from_slice(&chunk[..n]);
+                    Ok(_) => {
                         // Only "DONE" is expected here.
                         if self.framer.buf.len() > self.imap.settings.max_line_length {
                             self.raw("* BYE Line too long");
@@ -2269,7 +2395,7 @@ impl Session {
                 },
                 changed = self.feed.recv() => {
                     let relevant = match changed {
-                        Ok(id) => Some(id) == selected,
+                        Ok(c) => Some(c.mailbox_id) == selected,
                         Err(broadcast::error::RecvError::Lagged(_)) => true,
                         Err(broadcast::error::RecvError::Closed) => false,
                     };

@@ -71,7 +71,10 @@ pub trait BlobStore: Send + Sync {
     async fn get(&self, id: &BlobId) -> Result<Vec<u8>>;
     /// Several blobs, each verified like `get`, in the order asked. One hand-off for all:
     /// an IMAP FETCH of a message list reads a hundred small blobs (issue 6).
-    async fn get_many(&self, ids: &[BlobId]) -> Vec<Result<Vec<u8>>> {
+    /// `expected_bytes`: what the caller knows the blobs add up to (0: not known); at most
+    /// [`READ_IN_PLACE_MAX`] lets a store read them without a hand-off.
+    async fn get_many(&self, ids: &[BlobId], expected_bytes: u64) -> Vec<Result<Vec<u8>>> {
+        let _ = expected_bytes;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.push(self.get(id).await);
@@ -82,6 +85,14 @@ pub trait BlobStore: Send + Sync {
     /// Removes a blob; `false` if it was not there.
     async fn delete(&self, id: &BlobId) -> Result<bool>;
 }
+
+/// Reads known to add up to at most this many bytes are done on the calling (async) thread:
+/// a small file in the page cache, the usual case for mail being read, takes a few
+/// microseconds to open, read and hash, less than the two thread switches of a hand-off to
+/// the blocking pool. Measured (issue 6, `bench/RESULTS.md`): IMAP FETCH BODY.PEEK[] of 4 KiB
+/// messages 23k → 35k ops/s. A read that has to wait for the disk holds up that worker
+/// thread for as long; larger reads keep going through the pool.
+pub const READ_IN_PLACE_MAX: u64 = 64 * 1024;
 
 /// Blobs as files under `ROOT/ab/cd/abcd…` (two fan-out levels keep directories small).
 pub struct FsBlobStore {
@@ -170,7 +181,13 @@ impl BlobStore for FsBlobStore {
         blocking(move || Self::get_blocking(&path, &id)).await
     }
 
-    async fn get_many(&self, ids: &[BlobId]) -> Vec<Result<Vec<u8>>> {
+    async fn get_many(&self, ids: &[BlobId], expected_bytes: u64) -> Vec<Result<Vec<u8>>> {
+        if expected_bytes > 0 && expected_bytes <= READ_IN_PLACE_MAX {
+            return ids
+                .iter()
+                .map(|id| Self::get_blocking(&self.path_of(id), id))
+                .collect();
+        }
         let wanted: Vec<(PathBuf, BlobId)> = ids
             .iter()
             .map(|id| (self.path_of(id), id.clone()))
@@ -229,11 +246,15 @@ mod tests {
         let c = store.put(b"third").await.unwrap();
         std::fs::write(store.path_of(&c), b"tampered").unwrap();
         let missing = BlobId::of(b"never stored");
-        let got = store.get_many(&[b.clone(), missing, a, c]).await;
-        assert_eq!(got[0].as_deref().unwrap(), b"second");
-        assert!(matches!(got[1], Err(StoreError::NotFound)));
-        assert_eq!(got[2].as_deref().unwrap(), b"first");
-        assert!(matches!(got[3], Err(StoreError::Corrupt(_))));
+        let ids = [b.clone(), missing, a, c];
+        // Through the blocking pool (size unknown, or large) and in place (known small).
+        for expected in [0, 64, READ_IN_PLACE_MAX + 1] {
+            let got = store.get_many(&ids, expected).await;
+            assert_eq!(got[0].as_deref().unwrap(), b"second");
+            assert!(matches!(got[1], Err(StoreError::NotFound)));
+            assert_eq!(got[2].as_deref().unwrap(), b"first");
+            assert!(matches!(got[3], Err(StoreError::Corrupt(_))));
+        }
         assert_eq!(store.get(&b).await.unwrap(), b"second");
     }
 }

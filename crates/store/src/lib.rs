@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use blob::{BlobId, BlobStore, FsBlobStore, inline_id, is_inline_id, verify_inline};
+pub use blob::{
+    BlobId, BlobStore, FsBlobStore, READ_IN_PLACE_MAX, inline_id, is_inline_id, verify_inline,
+};
 pub use records::*;
 
 /// Errors of the storage layer. Rules violations are not store errors: core reports those.
@@ -42,6 +44,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store configuration: {0}")]
     Config(String),
+    /// A read on the calling thread (`sql::in_place`) failed.
+    #[error("database (read in place): {0}")]
+    InPlace(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -81,11 +86,20 @@ pub trait Store: Send + Sync {
     /// A transaction that holds the store's write lock from its first statement (SQLite:
     /// `BEGIN IMMEDIATE`; PostgreSQL: row locks taken with [`Tx::lock_service`]).
     async fn begin_write(&self) -> Result<Box<dyn Tx>>;
+    /// [`Tx::inline_blobs_get`] on the calling thread, for a backend that can read there
+    /// cheaply (SQLite, `sql::in_place`); None: it cannot, read through a [`Tx`].
+    fn inline_blobs_now(&self, ids: &[&str]) -> Option<Result<InlineBodies>> {
+        let _ = ids;
+        None
+    }
     /// Quick liveness check for health endpoints.
     async fn ping(&self) -> Result<()>;
     /// Closes the pool, waiting for connections to be returned.
     async fn close(&self);
 }
+
+/// Inline bodies as read: (id, bytes), unverified ([`verify_inline`] checks them).
+pub type InlineBodies = Vec<(String, Vec<u8>)>;
 
 /// One transaction. Dropping it without [`Tx::commit`] rolls it back.
 #[async_trait]
@@ -375,7 +389,7 @@ pub trait Tx: Send {
     /// is a no-op.
     async fn inline_blob_put(&mut self, id: &str, data: &[u8]) -> Result<()>;
     /// The inline bodies among `ids` that exist, as (id, bytes), unverified.
-    async fn inline_blobs_get(&mut self, ids: &[&str]) -> Result<Vec<(String, Vec<u8>)>>;
+    async fn inline_blobs_get(&mut self, ids: &[&str]) -> Result<InlineBodies>;
     /// Removes an inline body unless a message or queue entry still refers to it; true if
     /// removed.
     async fn inline_blob_delete_unused(&mut self, id: &str) -> Result<bool>;

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use postfach_store::{
-    BlobId, Mailbox, MailboxStats, Message, NewMessage, Tx, is_inline_id, verify_inline,
+    BlobId, Mailbox, MailboxStats, Message, NewMessage, Tx, inline_id, is_inline_id, verify_inline,
 };
 
 use crate::error::{Error, Result};
@@ -97,6 +97,15 @@ pub fn folder_name(input: &str) -> Result<String> {
 pub struct Snapshot {
     pub mailbox: Mailbox,
     pub messages: Arc<Vec<Message>>,
+}
+
+/// One entry of the mailbox change feed ([`Directory::mailbox_changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxChange {
+    pub mailbox_id: i64,
+    /// The folder's HIGHESTMODSEQ after the change, where the writer knows it; 0: not known
+    /// (look).
+    pub modseq: i64,
 }
 
 /// What changed in a mailbox after some MODSEQ.
@@ -204,14 +213,20 @@ impl Directory {
         Ok(l)
     }
 
-    /// Mailbox change feed: the id of every mailbox that changed, after the change committed.
-    pub fn mailbox_changes(&self) -> tokio::sync::broadcast::Receiver<i64> {
+    /// Mailbox change feed: every mailbox that changed, after the change committed.
+    pub fn mailbox_changes(&self) -> tokio::sync::broadcast::Receiver<MailboxChange> {
         self.changes.subscribe()
     }
 
     pub(crate) fn changed(&self, mailbox_id: i64) {
+        self.changed_at(mailbox_id, 0);
+    }
+
+    /// A change that took the folder to HIGHESTMODSEQ `modseq`: a session that knows the
+    /// folder at that MODSEQ already (its own STORE) need not look (issue 6).
+    pub(crate) fn changed_at(&self, mailbox_id: i64, modseq: i64) {
         // No receiver is fine: nobody has the mailbox open.
-        let _ = self.changes.send(mailbox_id);
+        let _ = self.changes.send(MailboxChange { mailbox_id, modseq });
     }
 
     pub async fn folders(&self, address_id: i64) -> Result<Vec<Mailbox>> {
@@ -496,8 +511,14 @@ impl Directory {
 
     /// Several stored messages' bodies, in the order asked, read in one go: the inline ones
     /// (small spooled messages, `inline_blobs`) with one query, the files with one hand-off
-    /// to the blocking pool. Each is verified against its content address.
-    pub async fn message_bodies(&self, blob_ids: &[&str]) -> Vec<Result<Vec<u8>>> {
+    /// to the blocking pool (or none, when `expected_bytes`, what the caller knows they add up
+    /// to, is small: `postfach_store::READ_IN_PLACE_MAX`). Each is verified against its
+    /// content address.
+    pub async fn message_bodies(
+        &self,
+        blob_ids: &[&str],
+        expected_bytes: u64,
+    ) -> Vec<Result<Vec<u8>>> {
         let mut out: Vec<Option<Result<Vec<u8>>>> = blob_ids.iter().map(|_| None).collect();
         let (mut files, mut file_at, mut inline, mut inline_at) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -513,11 +534,16 @@ impl Directory {
             }
         }
         if !inline.is_empty() {
-            let found = async {
-                let mut tx = self.store.begin_read().await?;
-                Ok::<_, Error>(tx.inline_blobs_get(&inline).await?)
+            let found = match self.store.inline_blobs_now(&inline) {
+                Some(read) => read.map_err(Error::from),
+                None => {
+                    async {
+                        let mut tx = self.store.begin_read().await?;
+                        Ok::<_, Error>(tx.inline_blobs_get(&inline).await?)
+                    }
+                    .await
+                }
             }
-            .await
             .map(|rows| rows.into_iter().collect::<HashMap<_, _>>());
             for (id, at) in inline.iter().zip(inline_at) {
                 out[at] = Some(match &found {
@@ -530,7 +556,8 @@ impl Directory {
             }
         }
         if !files.is_empty() {
-            for (read, at) in self.blobs.get_many(&files).await.into_iter().zip(file_at) {
+            let reads = self.blobs.get_many(&files, expected_bytes).await;
+            for (read, at) in reads.into_iter().zip(file_at) {
                 out[at] = Some(read.map_err(Error::from));
             }
         }
@@ -543,7 +570,7 @@ impl Directory {
 
     /// A stored message's body.
     pub async fn message_body(&self, blob_id: &str) -> Result<Vec<u8>> {
-        self.message_bodies(&[blob_id])
+        self.message_bodies(&[blob_id], 0)
             .await
             .pop()
             .unwrap_or_else(|| Err(Error::Internal("a message body was not read".into())))
@@ -600,11 +627,18 @@ impl Directory {
             ..req
         };
         let size = req.raw.len() as i64;
-        {
+        // A small message is kept in the store with its row, written in the shared
+        // transaction: one COMMIT, shared with whoever else writes then, instead of a file's
+        // two fsyncs and a hand-off before it, as small deliveries are (issue 6). A large one
+        // becomes a file, after a look at the quota, so that no file is written in vain.
+        let inline = req.raw.len() <= crate::mail::INLINE_BODY_MAX;
+        let blob_id = if inline {
+            inline_id(&req.raw)
+        } else {
             let (used, limit) = self.storage(address_id).await?;
             Self::over_quota(used, size, limit)?;
-        }
-        let blob = self.blobs.put(&req.raw).await?;
+            self.blobs.put(&req.raw).await?.to_string()
+        };
         let summary = crate::mail::summarize(&req.raw);
         let mut turn = self.group.turn().await?;
         let result = async {
@@ -618,10 +652,10 @@ impl Directory {
                 .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
             Self::over_quota(a.storage_used_bytes, size, a.storage_quota_bytes)?;
             let stored = tx
-                .message_append(
+                .message_deliver(
                     m.id,
                     &NewMessage {
-                        blob_id: blob.to_string(),
+                        blob_id,
                         size,
                         internal_date: req.date.unwrap_or_else(|| self.now()),
                         flags: req.flags,
@@ -631,9 +665,10 @@ impl Directory {
                         sent_at: summary.sent_at,
                         message_id: summary.message_id,
                     },
+                    address_id,
+                    inline.then_some(req.raw.as_slice()),
                 )
                 .await?;
-            tx.address_add_usage(address_id, size).await?;
             Ok((m, stored))
         }
         .await;
@@ -706,7 +741,7 @@ impl Directory {
         .await;
         let (current, before, writes, modified, changed, modseq) = turn.finish(result).await?;
         if !writes.is_empty() {
-            self.changed(mailbox_id);
+            self.changed_at(mailbox_id, modseq);
         }
         if junk_keywords {
             self.train_on_keywords(mailbox_id, &before, &current).await;

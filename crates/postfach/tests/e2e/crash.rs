@@ -1,7 +1,7 @@
 //! Crash safety (issue 6): the server is SIGKILLed at random moments while a client submits
-//! mail over SMTP (Python `smtplib`) and another reads it over IMAPS (`imaplib`), then started
-//! again, many times. Afterwards every message that got its 250 is in the mailbox exactly
-//! once, every visible message is complete (nothing half-written), a UID once seen by a reader
+//! mail over SMTP (Python `smtplib`) and another APPENDs and reads over IMAPS (`imaplib`),
+//! then started again, many times. Afterwards every message that got its 250 or its APPEND
+//! OK is in the mailbox exactly once, every visible message is complete (nothing half-written), a UID once seen by a reader
 //! still names the same message (UIDs never reused after a crash), and `postfach store check`
 //! finds the store consistent.
 //!
@@ -93,6 +93,9 @@ fn crash_run(d: Data, kills: usize) {
             RCPT,
             PW,
             seen.to_str().unwrap(),
+            &format!("a{round}"),
+            attempted.to_str().unwrap(),
+            acked.to_str().unwrap(),
         ]);
         std::thread::sleep(Duration::from_millis(150 + next() % 1200));
         s.kill();
@@ -212,19 +215,7 @@ fn store_check_names_a_damaged_body() {
 
     // Flip a byte of each body (the blob id is the SHA-256 of what it should hold): the
     // file on disk, and the row in the SQLite file.
-    let root = d.path().join("blobs");
-    let mut files = Vec::new();
-    let mut stack = vec![root];
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p).unwrap().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().unwrap().len() == 64 {
-                files.push(path);
-            }
-        }
-    }
+    let files = d.blob_files();
     assert_eq!(
         files.len(),
         1,

@@ -1494,3 +1494,70 @@ fn cached_envelopes_answer_the_same_and_keep_utf8_apart() {
         "{mixed}"
     );
 }
+
+/// Issue 6: a small APPENDed message is kept in the store with its row (`inline_blobs`,
+/// written in the shared transaction), a large one as a file; both read back byte for byte
+/// over IMAP and through the CLI, both count against the quota, and the store check passes.
+#[test]
+fn appended_small_message_is_kept_inline_large_one_as_file() {
+    let d = setup();
+    let s = Server::start(&d);
+    let small = "Subject: small\r\nMessage-ID: <small@acme.example>\r\n\r\nshort body\r\n";
+    let large = format!(
+        "Subject: large\r\nMessage-ID: <large@acme.example>\r\n\r\n{}",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n".repeat(1100)
+    );
+    assert!(large.len() > 64 * 1024);
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["append", "INBOX", "(\\Flagged)", null, small],
+            ["append", "INBOX", "", null, large],
+            ["call", "getquotaroot", "INBOX"],
+            ["select", "INBOX"],
+            ["uid", "FETCH", "1", "(FLAGS RFC822.SIZE BODY.PEEK[])"],
+            ["uid", "FETCH", "2", "(RFC822.SIZE BODY.PEEK[])"],
+            ["logout"]
+        ]),
+    );
+    for step in &r[2..4] {
+        assert!(all_text(step).contains("APPENDUID"), "{step}");
+    }
+    let kib = (small.len() + large.len()).div_ceil(1024);
+    assert!(
+        all_text(&r[4]).contains(&format!("(STORAGE {kib} ")),
+        "{}",
+        r[4]
+    );
+    let (first, second) = (all_text(&r[6]), all_text(&r[7]));
+    assert!(
+        first.contains(small) && first.contains("\\Flagged"),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!("RFC822.SIZE {}", small.len())),
+        "{first}"
+    );
+    assert!(
+        second.contains(&large),
+        "the large message reads back whole"
+    );
+    assert!(
+        second.contains(&format!("RFC822.SIZE {}", large.len())),
+        "{second}"
+    );
+    assert!(d.message(ANN, 1).contains("short body"));
+    drop(s);
+    assert_eq!(d.blob_files().len(), 1, "only the large body is a file");
+    let inline = python(
+        "import sqlite3,sys\n\
+         db = sqlite3.connect(sys.argv[1])\n\
+         print(db.execute('SELECT count(*) FROM inline_blobs').fetchone()[0])\n",
+        &[d.path().join("postfach.sqlite3").to_str().unwrap()],
+    );
+    assert_eq!(inline.stdout.trim(), "1", "the small body is kept inline");
+    let check = d.ok(&["store", "check"]);
+    assert!(check.contains("The store is consistent."), "{check}");
+}

@@ -260,6 +260,23 @@ impl Data {
         std::fs::write(&p, content).unwrap();
         p
     }
+
+    /// The message bodies kept as files (`blobs/ab/cd/<64 hex>`).
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut stack = vec![self.path().join("blobs")];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().unwrap().len() == 64 {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
 }
 
 /// Polls `f` until it is true or `timeout` passes.

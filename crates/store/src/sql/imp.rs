@@ -9,9 +9,9 @@ use sqlx::{AssertSqlSafe, Pool, Transaction};
 use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
 use crate::{
     Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, DeliveryLog, DkimKey, Domain,
-    Grant, MailService, Mailbox, MailboxStats, Membership, Message, NewAddress, NewAudit,
-    NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser, Org,
-    QueueEntry, QueueRcpt, Report, Result, Store, StoreError, TokenCount, Tx, User,
+    Grant, InlineBodies, MailService, Mailbox, MailboxStats, Membership, Message, NewAddress,
+    NewAudit, NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser,
+    Org, QueueEntry, QueueRcpt, Report, Result, Store, StoreError, TokenCount, Tx, User,
 };
 
 pub struct SqlStore {
@@ -19,12 +19,15 @@ pub struct SqlStore {
     /// Writers of this process queue here before they take the database's write lock (SQLite
     /// only, see `super::WRITERS_QUEUE`).
     writers: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Reads on the calling thread (SQLite only, `super::super::in_place`).
+    in_place: Option<super::super::in_place::Readers>,
 }
 
 impl SqlStore {
-    pub(crate) fn new(pool: Pool<Db>) -> Self {
+    pub(crate) fn new(pool: Pool<Db>, in_place: Option<super::super::in_place::Readers>) -> Self {
         Self {
             pool,
+            in_place,
             writers: super::WRITERS_QUEUE
                 .then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(1))),
         }
@@ -66,6 +69,10 @@ impl Store for SqlStore {
             tx: Conn::Tx(self.pool.begin_with(BEGIN_WRITE).await?),
             _turn: turn,
         }))
+    }
+
+    fn inline_blobs_now(&self, ids: &[&str]) -> Option<Result<InlineBodies>> {
+        Some(self.in_place.as_ref()?.inline_blobs(ids))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -1718,7 +1725,7 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn inline_blobs_get(&mut self, ids: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
+    async fn inline_blobs_get(&mut self, ids: &[&str]) -> Result<InlineBodies> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
+mod in_place;
 pub mod postgres;
 pub mod sqlite;
 

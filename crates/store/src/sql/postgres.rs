@@ -66,5 +66,5 @@ pub async fn open(url: &str) -> Result<PgStore> {
         .connect(url)
         .await?;
     super::migrator(MIGRATIONS).run(&pool).await?;
-    Ok(PgStore::new(pool))
+    Ok(PgStore::new(pool, None))
 }

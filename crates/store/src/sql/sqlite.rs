@@ -94,5 +94,8 @@ pub async fn open(path: &Path) -> Result<SqliteStore> {
         .connect_with(options)
         .await?;
     super::migrator(MIGRATIONS).run(&pool).await?;
-    Ok(SqliteStore::new(pool))
+    Ok(SqliteStore::new(
+        pool,
+        Some(super::in_place::Readers::new(path)),
+    ))
 }

@@ -4,8 +4,10 @@
   crash_client.py smtp PORT RCPT PREFIX ATTEMPTED ACKED
       sends messages PREFIX-0, PREFIX-1, … over one SMTP session after another; writes an id
       to ATTEMPTED before its DATA and to ACKED once the server said 250 (both fsynced).
-  crash_client.py imap PORT USER PASS SEEN
-      reads INBOX over IMAPS again and again; writes "uid subject" lines it saw to SEEN.
+  crash_client.py imap PORT USER PASS SEEN PREFIX ATTEMPTED ACKED
+      reads INBOX over IMAPS again and again; writes "uid subject" lines it saw to SEEN. In
+      each session it first APPENDs a message PREFIX-n, logged to ATTEMPTED before and to
+      ACKED once the server said OK, as the smtp mode logs its own.
   crash_client.py verify PORT USER PASS
       prints JSON [[uid, subject, intact], …] for INBOX: intact = the body is exactly what
       the smtp mode sent for that id.
@@ -92,11 +94,18 @@ def subjects(m):
     return [(u[s], subj[s].split(":", 1)[1].strip() if ":" in subj[s] else "") for s in sorted(u)]
 
 
-def imap(port, user, password, seen):
-    with open(seen, "a") as f:
+def imap(port, user, password, seen, prefix, attempted, acked):
+    n = 0
+    with open(seen, "a") as f, open(attempted, "a") as att, open(acked, "a") as ack:
         while True:
             try:
                 m = imap_session(port, user, password)
+                mid = f"{prefix}-{n}"
+                n += 1
+                append(att, mid)
+                typ, _ = m.append("INBOX", None, None, message(mid, user).encode())
+                if typ == "OK":
+                    append(ack, mid)
                 for uid, subject in subjects(m):
                     f.write(f"{uid} {subject}\n")
                 f.flush()
