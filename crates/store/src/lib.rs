@@ -217,13 +217,18 @@ pub trait Tx: Send {
     /// `address_id`'s usage and, when `inline` is given, the body stored under `m.blob_id`
     /// (as [`Tx::inline_blob_put`]). On SQLite one round trip to the database thread instead
     /// of four, which matters inside the group commit, where every writer waits for the one
-    /// before it (issue 6).
+    /// before it (issue 6). With `within_quota`, nothing is written unless the address's
+    /// usage plus the message stays within its storage quota (checked against the stored
+    /// usage in the same statement, so concurrent appends cannot overshoot it together).
+    /// `NotFound` when the mailbox does not exist or the quota check failed (the caller
+    /// tells the two apart, the latter being rare).
     async fn message_deliver(
         &mut self,
         mailbox_id: i64,
         m: &NewMessage,
         address_id: i64,
         inline: Option<&[u8]>,
+        within_quota: bool,
     ) -> Result<Message>;
     async fn message_get(&mut self, mailbox_id: i64, uid: i64) -> Result<Option<Message>>;
     /// Takes the mailbox row's write lock for the rest of the transaction, so that a

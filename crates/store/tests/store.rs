@@ -86,8 +86,9 @@ mod scenarios {
     }
 
     /// `message_deliver` (issue 6: one round trip on SQLite) does what `message_append`,
-    /// `address_add_usage` and `inline_blob_put` do; a missing mailbox is an error that
-    /// leaves nothing behind once its savepoint is rolled back.
+    /// `address_add_usage` and `inline_blob_put` do; a missing mailbox, or with
+    /// `within_quota` a message that does not fit, is an error that leaves nothing behind
+    /// once its savepoint is rolled back.
     pub async fn delivery_append_in_one_call(t: &TestStore) {
         let a = address(t).await;
         let mut tx = t.store.begin_write().await.unwrap();
@@ -95,16 +96,16 @@ mod scenarios {
         let body = b"Subject: one\r\n\r\nfirst\r\n".to_vec();
         let id = inline_id(&body);
         let first = tx
-            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body))
+            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body), false)
             .await
             .unwrap();
         // A second copy of a body that is stored already, and one kept elsewhere (no data).
         let second = tx
-            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body))
+            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body), false)
             .await
             .unwrap();
         let third = tx
-            .message_deliver(inbox.id, &msg("0123abcd", 40), a.id, None)
+            .message_deliver(inbox.id, &msg("0123abcd", 40), a.id, None, true)
             .await
             .unwrap();
         assert_eq!((first.uid, second.uid, third.uid), (1, 2, 3));
@@ -116,10 +117,26 @@ mod scenarios {
         assert_eq!(third.subject, "Hello");
         tx.savepoint().await.unwrap();
         assert!(matches!(
-            tx.message_deliver(inbox.id + 1000, &msg(&id, 25), a.id, None)
+            tx.message_deliver(inbox.id + 1000, &msg(&id, 25), a.id, None, false)
                 .await,
             Err(StoreError::NotFound)
         ));
+        tx.rollback_to_savepoint().await.unwrap();
+        // Within the quota (1 MiB, 90 bytes used): exactly up to it fits, a byte more does
+        // not, and what the refused call wrote goes with its savepoint.
+        tx.savepoint().await.unwrap();
+        assert!(matches!(
+            tx.message_deliver(inbox.id, &msg("0123abce", (1 << 20) - 89), a.id, None, true)
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        tx.rollback_to_savepoint().await.unwrap();
+        tx.savepoint().await.unwrap();
+        let full = tx
+            .message_deliver(inbox.id, &msg("0123abce", (1 << 20) - 90), a.id, None, true)
+            .await
+            .unwrap();
+        assert_eq!(full.uid, 4);
         tx.rollback_to_savepoint().await.unwrap();
         tx.commit().await.unwrap();
 

@@ -640,17 +640,17 @@ impl Directory {
             self.blobs.put(&req.raw).await?.to_string()
         };
         let summary = crate::mail::summarize(&req.raw);
+        // The folder is looked up before the shared transaction, whose writers wait for each
+        // other; were it deleted in between, the append finds no mailbox and fails as if it
+        // had been gone before (issue 6: the turn is one statement, as a delivery's is).
+        let m = {
+            let mut tx = self.store.begin_read().await?;
+            selectable(&mut *tx, address_id, &name).await?
+        }
+        .ok_or_else(|| Self::no_folder(&name))?;
         let mut turn = self.group.turn().await?;
         let result = async {
             let tx = turn.tx();
-            let m = selectable(tx, address_id, &name)
-                .await?
-                .ok_or_else(|| Self::no_folder(&name))?;
-            let a = tx
-                .address_by_id(address_id)
-                .await?
-                .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
-            Self::over_quota(a.storage_used_bytes, size, a.storage_quota_bytes)?;
             let stored = tx
                 .message_deliver(
                     m.id,
@@ -667,9 +667,25 @@ impl Directory {
                     },
                     address_id,
                     inline.then_some(req.raw.as_slice()),
+                    // The quota is tested in the same statement, against the usage as
+                    // stored: concurrent APPENDs cannot overshoot it together.
+                    true,
                 )
-                .await?;
-            Ok((m, stored))
+                .await;
+            match stored {
+                Ok(stored) => Ok((m, stored)),
+                // Over the quota, or the folder went away meanwhile: which one is told by
+                // the address's usage (this job's writes are undone with its savepoint).
+                Err(postfach_store::StoreError::NotFound) => {
+                    let a = tx
+                        .address_by_id(address_id)
+                        .await?
+                        .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
+                    Self::over_quota(a.storage_used_bytes, size, a.storage_quota_bytes)?;
+                    Err(Self::no_folder(&name))
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         .await;
         let (m, stored) = turn.finish(result).await?;

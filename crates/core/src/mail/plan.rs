@@ -401,6 +401,8 @@ impl Directory {
                         },
                         address_id,
                         inline,
+                        // Delivery is under the quota checked at RCPT (F-quota rules there).
+                        false,
                     )
                     .await?;
                 touched.insert(mb.id);

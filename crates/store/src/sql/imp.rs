@@ -973,30 +973,48 @@ impl Tx for SqlTx {
         m: &NewMessage,
         address_id: i64,
         inline: Option<&[u8]>,
+        within_quota: bool,
     ) -> Result<Message> {
         if BACKEND != Backend::Sqlite {
+            // The usage first: its row lock makes concurrent appends of the address wait
+            // for each other, so each sees the usage the one before it left.
+            let counted = sqlx::query(
+                "UPDATE addresses SET storage_used_bytes = storage_used_bytes + $1 \
+                 WHERE id = $2 AND (NOT $3 OR storage_used_bytes + $1 <= storage_quota_bytes)",
+            )
+            .bind(m.size)
+            .bind(address_id)
+            .bind(within_quota)
+            .execute(self.conn())
+            .await?;
+            if counted.rows_affected() != 1 {
+                return Err(StoreError::NotFound);
+            }
             if let Some(data) = inline {
                 self.inline_blob_put(&m.blob_id, data).await?;
             }
-            let stored = self.message_append(mailbox_id, m).await?;
-            self.address_add_usage(address_id, m.size).await?;
-            return Ok(stored);
+            return self.message_append(mailbox_id, m).await;
         }
         // SQLite runs the statements of one query string in order, binding `$N` to the N-th
         // argument in each: the INSERT reads the UID and MODSEQ the UPDATE just took (the
         // write lock is ours, so nobody else can take them in between). Only the INSERT
-        // returns a row; no row means the mailbox does not exist.
+        // returns a row; no row means the mailbox does not exist or, with `within_quota`
+        // ($13), the message does not fit: every statement tests the quota against the usage
+        // as it was before this message, which is why the usage is counted last. What the
+        // other statements wrote then is undone by the caller's error (its savepoint).
         let stored: Vec<Message> = sqlx::query_as(concat!(
             "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
-             WHERE id = $1; \
-             UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11; \
+             WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 <= storage_quota_bytes \
+             FROM addresses WHERE id = $11)); \
              INSERT INTO inline_blobs (id, data) SELECT $2, $12 WHERE $12 IS NOT NULL \
              ON CONFLICT (id) DO NOTHING; \
              INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
              modseq, header_from, subject, sent_at, message_id) \
              SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10 \
-             FROM mailboxes WHERE id = $1 RETURNING ",
-            message_columns!()
+             FROM mailboxes WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 \
+             <= storage_quota_bytes FROM addresses WHERE id = $11)) RETURNING ",
+            message_columns!(),
+            "; UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11"
         ))
         .bind(mailbox_id)
         .bind(&m.blob_id)
@@ -1010,6 +1028,7 @@ impl Tx for SqlTx {
         .bind(&m.message_id)
         .bind(address_id)
         .bind(inline)
+        .bind(within_quota)
         .fetch_all(self.conn())
         .await?;
         Ok(stored.into_iter().next().ok_or(StoreError::NotFound)?)
