@@ -61,6 +61,9 @@ pub struct Selected {
     /// When the store was last asked what changed (`sync`): changes made outside this process
     /// are not on its change feed, so the view is trusted only for a short while.
     pub checked_at: Instant,
+    /// UIDs (first, last) this session's own APPEND claimed as \Recent that are not in the
+    /// view yet: marked when `sync` brings them in.
+    pub own_recent: Option<(u32, u32)>,
 }
 
 /// One untagged response to send.
@@ -148,7 +151,49 @@ impl Selected {
             recent: HashSet::new(),
             pending_expunge: HashSet::new(),
             checked_at: Instant::now(),
+            own_recent: None,
         }
+    }
+
+    /// Takes this session's own APPEND into the view without asking the store (issue 6: the
+    /// store was read five times after every APPEND), when nothing else changed the folder
+    /// since the view was brought up to date: every change takes the folder's next MODSEQ in
+    /// commit order, so a message with the MODSEQ right after the view's is the only change
+    /// in between. `recent_from`: the first UID the append claimed as \Recent for this
+    /// session. Returns the untagged responses (EXISTS, and RECENT for IMAP4rev1), or None
+    /// when the store must be asked (`sync`) — then the claim is kept for it.
+    pub fn own_append(
+        &mut self,
+        m: &Message,
+        recent_from: Option<i64>,
+        rev1: bool,
+    ) -> Option<Vec<Update>> {
+        let uid = m.uid as u32;
+        let claimed = recent_from.map(|first| (first as u32, uid));
+        if m.mailbox_id != self.mailbox_id
+            || m.modseq != self.highestmodseq + 1
+            || uid <= self.max_uid()
+            || !self.pending_expunge.is_empty()
+        {
+            self.own_recent = claimed;
+            return None;
+        }
+        if let Some((first, last)) = claimed {
+            // Those below the new one are in the view already (nothing else changed).
+            for u in first..=last {
+                if u == uid || self.seq_of(u).is_some() {
+                    self.recent.insert(u);
+                }
+            }
+        }
+        Arc::make_mut(&mut self.messages).push(Meta::from(m));
+        self.highestmodseq = m.modseq;
+        self.uidnext = self.uidnext.max(uid + 1);
+        let mut updates = vec![Update::Exists(self.exists())];
+        if rev1 {
+            updates.push(Update::Recent(self.recent.len() as u32));
+        }
+        Some(updates)
     }
 
     pub fn exists(&self) -> u32 {
@@ -258,15 +303,18 @@ impl Selected {
         if !new.is_empty() {
             new.sort_by_key(|m| m.uid);
             if rev1 && !self.read_only {
-                // The first session to see new mail gets it as \Recent.
-                if let Ok(first) = dir
+                // The first session to see new mail gets it as \Recent; what this session's
+                // own APPEND claimed is its own already.
+                let own = self.own_recent.take();
+                let first = dir
                     .folder_claim_recent(&changes.mailbox, self.uidnext as i64)
                     .await
-                {
-                    for m in &new {
-                        if m.uid as i64 >= first {
-                            self.recent.insert(m.uid);
-                        }
+                    .ok();
+                for m in &new {
+                    if first.is_some_and(|f| m.uid as i64 >= f)
+                        || own.is_some_and(|(a, b)| (a..=b).contains(&m.uid))
+                    {
+                        self.recent.insert(m.uid);
                     }
                 }
             }

@@ -1517,12 +1517,42 @@ impl Session {
             keywords: keywords.join(" "),
             date: date.map(|d| d.as_ref().timestamp()),
         };
-        match self.imap.dir.append(self.address_id(), &name, req).await {
-            Ok((uidvalidity, uid)) => {
-                self.sync_selected(true).await;
+        // Into the selected folder, an IMAP4rev1 session read-write claims the message as
+        // \Recent in the append's own transaction (RFC 3501 §2.3.2: it is the first session
+        // to be told of it).
+        let into_selected = self.selected.as_ref().is_some_and(|sel| {
+            postfach_core::mail::folder_name(&name).is_ok_and(|canonical| canonical == sel.name)
+        });
+        let rev1 = !self.rev2;
+        let claim = into_selected && rev1 && self.selected.as_ref().is_some_and(|s| !s.read_only);
+        match self
+            .imap
+            .dir
+            .append_claiming(self.address_id(), &name, req, claim)
+            .await
+        {
+            Ok(appended) => {
+                // RFC 9051 §6.3.12: a session with the folder selected hears of the new
+                // message at once (EXISTS); from its own view when nothing else changed.
+                let own = self
+                    .selected
+                    .as_mut()
+                    .and_then(|sel| sel.own_append(&appended.message, appended.recent_from, rev1));
+                match own {
+                    Some(updates) => {
+                        for u in updates {
+                            match u {
+                                Update::Exists(n) => self.data(Data::Exists(n)),
+                                Update::Recent(n) => self.data(Data::Recent(n)),
+                                _ => {}
+                            }
+                        }
+                    }
+                    None => self.sync_selected(true).await,
+                }
                 let code = Code::AppendUid {
-                    uid_validity: nz(uidvalidity as u32),
-                    uid: nz(uid as u32),
+                    uid_validity: nz(appended.uidvalidity as u32),
+                    uid: nz(appended.message.uid as u32),
                 };
                 self.tagged("OK", tag, Some(code), "APPEND completed");
             }

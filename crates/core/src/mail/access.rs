@@ -128,6 +128,18 @@ pub struct AppendRequest {
     pub date: Option<i64>,
 }
 
+/// What an APPEND stored ([`Directory::append_claiming`]).
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub uidvalidity: i64,
+    /// The message's row as committed (UID, MODSEQ, …): a session with the folder selected
+    /// takes it into its view without asking the store (issue 6).
+    pub message: Message,
+    /// With `claim_recent`: the first UID this append claimed as \Recent for the caller (all
+    /// from it up to the message's UID; IMAP4rev1 §2.3.2). None: nothing claimed.
+    pub recent_from: Option<i64>,
+}
+
 /// How STORE changes flags (RFC 9051 §6.4.6): add, remove or replace; `bits` are the system
 /// flags (store bit order), `keywords` the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -619,6 +631,22 @@ impl Directory {
         folder: &str,
         req: AppendRequest,
     ) -> Result<(i64, i64)> {
+        let a = self.append_claiming(address_id, folder, req, false).await?;
+        Ok((a.uidvalidity, a.message.uid))
+    }
+
+    /// [`Directory::append`] for a session that may have the folder selected. With
+    /// `claim_recent` (an IMAP4rev1 session with the folder selected read-write) the message
+    /// — and any other not yet claimed — is claimed as \Recent for that session in the same
+    /// transaction (issue 6: a claim of its own after the append was a second write
+    /// transaction, with its own fsync, per APPEND).
+    pub async fn append_claiming(
+        &self,
+        address_id: i64,
+        folder: &str,
+        req: AppendRequest,
+        claim_recent: bool,
+    ) -> Result<Appended> {
         let name = folder_name(folder)?;
         // Stored with CRLF line ends (RFC 5322 §2.1), so that the size every protocol reports
         // (RFC822.SIZE, POP3 LIST) is the size of what it sends.
@@ -673,7 +701,12 @@ impl Directory {
                 )
                 .await;
             match stored {
-                Ok(stored) => Ok((m, stored)),
+                Ok(stored) if claim_recent => {
+                    let first = tx.mailbox_claim_recent(m.id, stored.uid + 1).await?;
+                    let claimed = (first <= stored.uid).then_some(first);
+                    Ok((m, stored, claimed))
+                }
+                Ok(stored) => Ok((m, stored, None)),
                 // Over the quota, or the folder went away meanwhile: which one is told by
                 // the address's usage (this job's writes are undone with its savepoint).
                 Err(postfach_store::StoreError::NotFound) => {
@@ -688,9 +721,15 @@ impl Directory {
             }
         }
         .await;
-        let (m, stored) = turn.finish(result).await?;
-        self.changed(m.id);
-        Ok((m.uidvalidity, stored.uid))
+        let (m, stored, recent_from) = turn.finish(result).await?;
+        // With its MODSEQ: a session that knows the folder up to the MODSEQ before (the one
+        // that appended) need not look.
+        self.changed_at(m.id, stored.modseq);
+        Ok(Appended {
+            uidvalidity: m.uidvalidity,
+            message: stored,
+            recent_from,
+        })
     }
 
     /// STORE (RFC 9051 §6.4.6, RFC 7162 UNCHANGEDSINCE): changes the flags of the messages

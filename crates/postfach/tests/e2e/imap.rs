@@ -411,8 +411,10 @@ fn concurrency(d: Data) {
         })
         .collect();
     let seen: Vec<Value> = view.iter().map(|m| json!([m[1], m[2]])).collect();
+    // The three messages of the APPEND part came after the views were taken.
+    let stored = &stored[..stored.len() - 3];
     assert_eq!(seen, stored, "the sessions' view is what is stored");
-    // All 25 deliveries got their own UID; none was reused for another.
+    // All 25 deliveries got their own UID, and the three appends theirs; none was reused.
     let folders = d.json(&["mailbox", "folders", ANN]);
     let inbox = folders
         .as_array()
@@ -420,7 +422,23 @@ fn concurrency(d: Data) {
         .iter()
         .find(|f| f["name"] == "INBOX")
         .unwrap();
-    assert_eq!(inbox["uidnext"], json!(26), "{inbox}");
+    assert_eq!(inbox["uidnext"], json!(29), "{inbox}");
+    // APPEND into the selected folder (issue 6 takes it into the appending session's view
+    // without asking the store): EXISTS at once, \Recent for the appender only; after
+    // another session's append, both new messages are reported, only its own as \Recent.
+    let ap = &out["append"];
+    let n = ap["before"].as_u64().unwrap();
+    assert_eq!(ap["exists"], json!([(n + 1).to_string()]), "{ap}");
+    assert_eq!(ap["recent"], json!(["1"]), "{ap}");
+    let has_recent = |v: &Value| v.as_str().unwrap().contains("\\Recent");
+    assert!(has_recent(&ap["own_flags"]), "{ap}");
+    assert_eq!(ap["other_exists"], json!([(n + 1).to_string()]), "{ap}");
+    assert!(!has_recent(&ap["other_flags"]), "{ap}");
+    let after = &ap["after_other"];
+    assert_eq!(after["exists"], json!([(n + 3).to_string()]), "{ap}");
+    assert_eq!(after["recent"], json!(["2"]), "{ap}");
+    assert!(has_recent(&after["own_flags"]), "{ap}");
+    assert!(!has_recent(&after["theirs_flags"]), "{ap}");
 }
 
 /// Message files of a maildir tree (relative path → content), without mbsync's state files.

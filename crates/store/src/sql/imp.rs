@@ -1453,6 +1453,20 @@ impl Tx for SqlTx {
     }
 
     async fn mailbox_claim_recent(&mut self, id: i64, upto: i64) -> Result<i64> {
+        if BACKEND == Backend::Sqlite {
+            // The write transaction is exclusive: read and advance in one query string, one
+            // round trip to the database thread (issue 6: APPEND claims in the shared
+            // transaction). `fetch_all`, so that the UPDATE after the SELECT runs too.
+            let before: Vec<i64> = sqlx::query_scalar(
+                "SELECT recent_uid FROM mailboxes WHERE id = $1; \
+                 UPDATE mailboxes SET recent_uid = $2 WHERE id = $1 AND recent_uid < $2",
+            )
+            .bind(id)
+            .bind(upto)
+            .fetch_all(self.conn())
+            .await?;
+            return before.into_iter().next().ok_or(StoreError::NotFound);
+        }
         // Read and advance under the row lock the UPDATE takes.
         let before: i64 = sqlx::query_scalar(
             "UPDATE mailboxes SET recent_uid = recent_uid WHERE id = $1 RETURNING recent_uid",

@@ -91,6 +91,10 @@ pub async fn open(path: &Path) -> Result<SqliteStore> {
         .row_buffer_size(16 * 1024);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        // A pooled SQLite connection is a file handle in this process: it cannot have been
+        // hung up on, so the ping sqlx sends before lending one out (a round trip to the
+        // connection's worker thread on every begin) buys nothing (issue 6).
+        .test_before_acquire(false)
         .connect_with(options)
         .await?;
     super::migrator(MIGRATIONS).run(&pool).await?;

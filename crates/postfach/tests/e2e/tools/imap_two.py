@@ -144,6 +144,38 @@ def main():
         "a": int((a.select("INBOX", readonly=True)[1][0])),
         "b": int((b.select("INBOX", readonly=True)[1][0])),
     }
+    # 3. APPEND into the selected folder: the appending session hears of it at once (EXISTS,
+    # RFC 9051 §6.3.12) and, being the first told, has it as \Recent (RFC 3501 §2.3.2); the
+    # other session hears of it at its next command, without \Recent. Then B appends first,
+    # so that A's next APPEND finds a change it has not seen: both are reported to A, and
+    # only its own message is \Recent for A.
+    a.select("INBOX")
+    b.select("INBOX")
+    a.untagged_responses.clear()
+    b.untagged_responses.clear()
+
+    def appended(m, subject):
+        typ, data = m.append("INBOX", None, None,
+                             ("Subject: %s\r\n\r\nappended\r\n" % subject).encode())
+        return re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1).decode()
+
+    def flags(m, uid):
+        typ, data = m.uid("FETCH", uid, "(FLAGS)")
+        return data[0].decode()
+
+    before = int(a.select("INBOX")[1][0])
+    a.untagged_responses.clear()
+    own = appended(a, "own")
+    out["append"] = {"before": before, "exists": take(a, "EXISTS"), "recent": take(a, "RECENT"),
+                     "own_flags": flags(a, own)}
+    b.noop()
+    out["append"]["other_exists"] = take(b, "EXISTS")
+    out["append"]["other_flags"] = flags(b, own)
+    theirs = appended(b, "theirs")
+    a.untagged_responses.clear()
+    own2 = appended(a, "own again")
+    out["append"]["after_other"] = {"exists": take(a, "EXISTS"), "recent": take(a, "RECENT"),
+                                    "own_flags": flags(a, own2), "theirs_flags": flags(a, theirs)}
     a.logout()
     b.logout()
     print(json.dumps(out))
