@@ -35,7 +35,9 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use postfach_core::Error as CoreError;
-use postfach_core::mail::{AppendRequest, FlagChange, FlagOp, MailboxLogin, StoreOutcome};
+use postfach_core::mail::{
+    AppendRequest, FlagChange, FlagOp, MailboxLogin, SeenFlags, SeenOutcome,
+};
 use postfach_core::net::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -1868,10 +1870,10 @@ impl Session {
         // \Seen first (RFC 9051 §6.4.5), so that the responses carry the new flags and MODSEQ.
         let mut seen_now = HashSet::new();
         if sets_seen {
-            let unseen: Vec<i64> = targets
+            let unseen: Vec<&Meta> = targets
                 .iter()
                 .filter(|(_, m)| m.flags & SEEN == 0)
-                .map(|(_, m)| i64::from(m.uid))
+                .map(|(_, m)| m)
                 .collect();
             if !unseen.is_empty() {
                 let change = FlagChange {
@@ -1879,12 +1881,7 @@ impl Session {
                     bits: SEEN,
                     keywords: Vec::new(),
                 };
-                match self
-                    .imap
-                    .dir
-                    .store_flags(mailbox_id, &unseen, &change, None)
-                    .await
-                {
+                match self.change_flags(mailbox_id, &unseen, &change, None).await {
                     Ok(outcome) => {
                         self.own_change(&outcome);
                         seen_now = outcome.changed.iter().map(|u| *u as u32).collect();
@@ -2223,16 +2220,11 @@ impl Session {
             bits,
             keywords,
         };
-        let uids: Vec<i64> = self
-            .resolve(set, uid)
-            .into_iter()
-            .map(|(_, m)| i64::from(m.uid))
-            .collect();
+        let targets = self.resolve(set, uid);
+        let targets: Vec<&Meta> = targets.iter().map(|(_, m)| m).collect();
         let mailbox_id = sel.mailbox_id;
         let outcome = match self
-            .imap
-            .dir
-            .store_flags(mailbox_id, &uids, &change, unchanged_since)
+            .change_flags(mailbox_id, &targets, &change, unchanged_since)
             .await
         {
             Ok(o) => o,
@@ -2246,7 +2238,9 @@ impl Session {
             if silent && !(self.condstore && changed) {
                 continue;
             }
-            self.flags_response(&Meta::from(m), !silent, uid);
+            if let Some(meta) = self.view_meta(m.uid) {
+                self.flags_response(&meta, !silent, uid);
+            }
         }
         if !outcome.modified.is_empty() {
             let modified: Vec<u32> = outcome
@@ -2273,23 +2267,83 @@ impl Session {
         self.ok(tag, "STORE completed");
     }
 
+    /// Changes flags of messages of the selected folder: from the session's view when every
+    /// one is still as the view has it (one round trip inside the shared transaction, issue
+    /// 6), else from the stored state ([`Directory::store_flags`]).
+    async fn change_flags(
+        &self,
+        mailbox_id: i64,
+        targets: &[&Meta],
+        change: &FlagChange,
+        unchanged_since: Option<i64>,
+    ) -> Result<SeenOutcome, CoreError> {
+        let seen: Vec<SeenFlags> = targets
+            .iter()
+            .map(|m| SeenFlags {
+                uid: i64::from(m.uid),
+                flags: m.flags,
+                keywords: m.keywords.clone(),
+                modseq: m.modseq,
+            })
+            .collect();
+        let dir = &self.imap.dir;
+        if let Some(done) = dir
+            .store_flags_as_seen(mailbox_id, &seen, change, unchanged_since)
+            .await?
+        {
+            return Ok(done);
+        }
+        let uids: Vec<i64> = seen.iter().map(|m| m.uid).collect();
+        let o = dir
+            .store_flags(mailbox_id, &uids, change, unchanged_since)
+            .await?;
+        Ok(SeenOutcome {
+            modseq: o.modseq,
+            messages: o
+                .messages
+                .iter()
+                .map(|m| SeenFlags {
+                    uid: m.uid,
+                    flags: m.flags,
+                    keywords: m.keywords.clone(),
+                    modseq: m.modseq,
+                })
+                .collect(),
+            changed: o.changed,
+            modified: o.modified,
+        })
+    }
+
     /// Takes this session's own flag change into its view, so that it is not reported back
     /// as someone else's (when no other change came in between).
-    fn own_change(&mut self, outcome: &StoreOutcome) {
+    fn own_change(&mut self, outcome: &SeenOutcome) {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
         for m in &outcome.messages {
             if let Some(seq) = sel.seq_of(m.uid as u32) {
-                let meta = Meta::from(m);
-                if sel.messages[seq as usize - 1] != meta {
-                    Arc::make_mut(&mut sel.messages)[seq as usize - 1] = meta;
+                let known = &sel.messages[seq as usize - 1];
+                if known.flags != m.flags
+                    || known.keywords != m.keywords
+                    || known.modseq != m.modseq
+                {
+                    let meta = &mut Arc::make_mut(&mut sel.messages)[seq as usize - 1];
+                    meta.flags = m.flags;
+                    meta.keywords.clone_from(&m.keywords);
+                    meta.modseq = m.modseq;
                 }
             }
         }
         if outcome.modseq > 0 && sel.highestmodseq == outcome.modseq - 1 {
             sel.highestmodseq = outcome.modseq;
         }
+    }
+
+    /// A message of the view as it is now (after [`Session::own_change`]).
+    fn view_meta(&self, uid: i64) -> Option<Meta> {
+        let sel = self.selected.as_ref()?;
+        let seq = sel.seq_of(uid as u32)?;
+        Some(sel.messages[seq as usize - 1].clone())
     }
 
     /// An untagged FETCH about a message's flags: FLAGS (unless `flags` is false, for

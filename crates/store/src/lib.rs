@@ -265,6 +265,21 @@ pub trait Tx: Send {
     ) -> Result<Vec<Message>>;
     /// UIDs expunged after `modseq`.
     async fn expunged_since(&mut self, mailbox_id: i64, modseq: i64) -> Result<Vec<i64>>;
+    /// IMAP STORE from what the session saw (issue 6): sets `writes` (UID, flags, keywords,
+    /// the MODSEQ the caller saw the message at) under one new MODSEQ, provided that every one
+    /// of them and every one of `unchanged` (UID, MODSEQ seen) is still at that MODSEQ — a
+    /// message's MODSEQ changes with every change to it, and an expunged one has no row.
+    /// On SQLite one round trip that also opens a pending savepoint, in place of a read
+    /// under the write lock and then the write. Returns the new MODSEQ (0 without writes),
+    /// or None when a message was not as seen: then whatever this call wrote must be undone
+    /// (the caller's savepoint) and the change made from the stored state. On PostgreSQL
+    /// always None, without writing.
+    async fn messages_set_flags_if_current(
+        &mut self,
+        mailbox_id: i64,
+        writes: &[(i64, i64, String, i64)],
+        unchanged: &[(i64, i64)],
+    ) -> Result<Option<i64>>;
     /// Sets flags and keywords of messages, all under one new MODSEQ, which is returned.
     async fn messages_set_flags(
         &mut self,

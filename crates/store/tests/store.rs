@@ -22,6 +22,7 @@ postfach_store::on_both!(
     delivery_settings_and_state,
     inline_bodies,
     delivery_append_in_one_call,
+    flags_set_if_current,
 );
 
 mod scenarios {
@@ -478,6 +479,132 @@ mod scenarios {
             "recipients go with the entry"
         );
         assert!(!tx.blob_referenced("blob").await.unwrap());
+    }
+
+    /// STORE from a session's view (issue 6): written only while every message is still at
+    /// the MODSEQ the session saw it at; a stale one refuses the whole change, and what the
+    /// call wrote goes with the writer's savepoint. PostgreSQL always refuses, writing nothing.
+    pub async fn flags_set_if_current(t: &TestStore) {
+        let a = address(t).await;
+        let mut tx = t.store.begin_write().await.unwrap();
+        let inbox = mail::inbox(&mut *tx, a.id).await;
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            let m = tx
+                .message_deliver(
+                    inbox.id,
+                    &msg(&format!("0123abc{i}"), 10),
+                    a.id,
+                    None,
+                    false,
+                )
+                .await
+                .unwrap();
+            seen.push((m.uid, m.modseq));
+        }
+        tx.commit().await.unwrap();
+        let flags_of = |list: &[Message]| -> Vec<(i64, i64, String)> {
+            list.iter()
+                .map(|m| (m.uid, m.flags, m.keywords.clone()))
+                .collect()
+        };
+        let sqlite = t.store.backend() == Backend::Sqlite;
+
+        // As seen: one new MODSEQ carried by exactly the messages written.
+        let mut tx = t.store.begin_write().await.unwrap();
+        tx.savepoint().await.unwrap();
+        let done = tx
+            .messages_set_flags_if_current(
+                inbox.id,
+                &[
+                    (1, 1, "".into(), seen[0].1),
+                    (2, 4, "$Work".into(), seen[1].1),
+                ],
+                &[(3, seen[2].1)],
+            )
+            .await
+            .unwrap();
+        let listed = tx.message_list(inbox.id).await.unwrap();
+        if sqlite {
+            let modseq = done.expect("every message as seen");
+            assert!(modseq > seen[2].1);
+            assert_eq!(
+                flags_of(&listed),
+                [(1, 1, "".into()), (2, 4, "$Work".into()), (3, 0, "".into())]
+            );
+            assert_eq!(
+                listed.iter().map(|m| m.modseq).collect::<Vec<_>>(),
+                [modseq, modseq, seen[2].1]
+            );
+            let mb = tx.mailbox_by_id(inbox.id).await.unwrap().unwrap();
+            assert_eq!(mb.highestmodseq, modseq);
+        } else {
+            assert_eq!(done, None);
+            assert!(listed.iter().all(|m| m.flags == 0), "nothing written");
+        }
+        tx.commit().await.unwrap();
+        let before = t
+            .store
+            .begin_read()
+            .await
+            .unwrap()
+            .message_list(inbox.id)
+            .await
+            .unwrap();
+
+        // Stale: message 1 is no longer at the MODSEQ seen (on SQLite it was just changed),
+        // and 3 is named with a MODSEQ it never had. Either refuses the whole change.
+        for (writes, unchanged) in [
+            (
+                vec![
+                    (1, 0, "".to_string(), seen[0].1),
+                    (3, 1, "".into(), seen[2].1),
+                ],
+                vec![],
+            ),
+            (
+                vec![(1, 8, "".to_string(), before[0].modseq)],
+                vec![(3, seen[2].1 + 100)],
+            ),
+            (vec![], vec![(2, before[1].modseq), (3, seen[2].1 + 100)]),
+        ] {
+            let mut tx = t.store.begin_write().await.unwrap();
+            tx.savepoint().await.unwrap();
+            let done = tx
+                .messages_set_flags_if_current(inbox.id, &writes, &unchanged)
+                .await
+                .unwrap();
+            assert_eq!(done, None, "{writes:?} {unchanged:?}");
+            tx.rollback_to_savepoint().await.unwrap();
+            tx.commit().await.unwrap();
+            let mut tx = t.store.begin_read().await.unwrap();
+            assert_eq!(tx.message_list(inbox.id).await.unwrap(), before);
+            let mb = tx.mailbox_by_id(inbox.id).await.unwrap().unwrap();
+            assert_eq!(
+                mb.highestmodseq,
+                before.iter().map(|m| m.modseq).max().unwrap()
+            );
+        }
+
+        // Nothing to write, all as seen: a read that says so (0), in a read transaction.
+        let mut tx = t.store.begin_read().await.unwrap();
+        let still: Vec<(i64, i64)> = before.iter().map(|m| (m.uid, m.modseq)).collect();
+        let done = tx
+            .messages_set_flags_if_current(inbox.id, &[], &still)
+            .await
+            .unwrap();
+        assert_eq!(done, sqlite.then_some(0));
+        // An expunged message is not as seen either.
+        drop(tx);
+        let mut tx = t.store.begin_write().await.unwrap();
+        tx.messages_delete(inbox.id, &[2]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = t.store.begin_read().await.unwrap();
+        let done = tx
+            .messages_set_flags_if_current(inbox.id, &[], &still)
+            .await
+            .unwrap();
+        assert_eq!(done, None);
     }
 
     pub async fn imap_operations(t: &TestStore) {

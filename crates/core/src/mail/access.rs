@@ -201,6 +201,29 @@ pub struct StoreOutcome {
     pub modified: Vec<i64>,
 }
 
+/// A message's flags as a session saw them, with the MODSEQ it saw them at
+/// ([`Directory::store_flags_as_seen`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenFlags {
+    pub uid: i64,
+    pub flags: i64,
+    pub keywords: String,
+    pub modseq: i64,
+}
+
+/// What [`Directory::store_flags_as_seen`] did: as [`StoreOutcome`], with the messages' flags.
+#[derive(Debug, Clone)]
+pub struct SeenOutcome {
+    pub modseq: i64,
+    pub messages: Vec<SeenFlags>,
+    pub changed: std::collections::HashSet<i64>,
+    pub modified: Vec<i64>,
+}
+
+/// Messages a STORE may name for [`Directory::store_flags_as_seen`] (a client's flag change
+/// names one or a few; "mark all read" takes the other way).
+const STORE_AS_SEEN_MAX: usize = 100;
+
 impl Directory {
     /// IMAP/POP3 login: the mailbox password, S4 throttling, and M9 maintenance mode.
     pub async fn mailbox_login(
@@ -730,6 +753,101 @@ impl Directory {
             message: stored,
             recent_from,
         })
+    }
+
+    /// STORE as [`Directory::store_flags`] does, computed from the flags the session saw
+    /// (`seen`, its view) instead of read under the write lock, and written only if every
+    /// message is still as seen — checked by MODSEQ in the same statement (issue 6: on SQLite
+    /// the change is one round trip inside the shared transaction, a STORE that changes
+    /// nothing no transaction at all). None when that cannot be done or a message was not as
+    /// seen (another session changed or expunged it, the change is a junk-training keyword,
+    /// PostgreSQL, too many messages): nothing was written, and [`Directory::store_flags`]
+    /// does the change from the stored state.
+    pub async fn store_flags_as_seen(
+        &self,
+        mailbox_id: i64,
+        seen: &[SeenFlags],
+        change: &FlagChange,
+        unchanged_since: Option<i64>,
+    ) -> Result<Option<SeenOutcome>> {
+        let trains = change.op != FlagOp::Remove
+            && change
+                .keywords
+                .iter()
+                .any(|k| Class::of_keyword(k).is_some());
+        if self.store.backend() != postfach_store::Backend::Sqlite
+            || trains
+            || seen.is_empty()
+            || seen.len() > STORE_AS_SEEN_MAX
+        {
+            return Ok(None);
+        }
+        let mut messages = Vec::with_capacity(seen.len());
+        let (mut writes, mut unchanged) = (Vec::new(), Vec::new());
+        let mut modified = Vec::new();
+        let mut changed = std::collections::HashSet::new();
+        for m in seen {
+            if unchanged_since.is_some_and(|since| m.modseq > since) {
+                // Still modified if still there (its MODSEQ can only have grown).
+                modified.push(m.uid);
+                unchanged.push((m.uid, m.modseq));
+                continue;
+            }
+            let (flags, keywords) = change.apply(m.flags, &m.keywords);
+            if flags != m.flags || keywords != m.keywords {
+                writes.push((m.uid, flags, keywords.clone(), m.modseq));
+                changed.insert(m.uid);
+            } else {
+                unchanged.push((m.uid, m.modseq));
+            }
+            messages.push(SeenFlags {
+                uid: m.uid,
+                flags,
+                keywords,
+                modseq: m.modseq,
+            });
+        }
+        let modseq = if writes.is_empty() {
+            // Nothing to write: whether the flags are still as seen is one read.
+            let mut tx = self.store.begin_read().await?;
+            match tx
+                .messages_set_flags_if_current(mailbox_id, &[], &unchanged)
+                .await?
+            {
+                Some(_) => 0,
+                None => return Ok(None),
+            }
+        } else {
+            let mut turn = self.group.turn().await?;
+            let written = turn
+                .tx()
+                .messages_set_flags_if_current(mailbox_id, &writes, &unchanged)
+                .await
+                .map_err(Error::from)
+                .and_then(|w| {
+                    // Not as seen: undone with this writer's savepoint.
+                    w.ok_or_else(|| Error::Conflict("changed meanwhile".into()))
+                });
+            match turn.finish(written).await {
+                Ok(modseq) => modseq,
+                Err(Error::Conflict(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        };
+        if modseq > 0 {
+            for m in &mut messages {
+                if changed.contains(&m.uid) {
+                    m.modseq = modseq;
+                }
+            }
+            self.changed_at(mailbox_id, modseq);
+        }
+        Ok(Some(SeenOutcome {
+            modseq,
+            messages,
+            changed,
+            modified,
+        }))
     }
 
     /// STORE (RFC 9051 §6.4.6, RFC 7162 UNCHANGEDSINCE): changes the flags of the messages

@@ -376,6 +376,13 @@ fn concurrency(d: Data) {
         json!(true),
         "EXPUNGE goes by the stored \\Deleted, not a stale view"
     );
+    for key in ["stale_store", "stale_store_stored"] {
+        let flags = out[key].to_string();
+        assert!(
+            flags.contains("\\\\Flagged") && flags.contains("$Work"),
+            "{key}: one session's flag lost to another's STORE from a stale view: {flags}"
+        );
+    }
     let bye = out["deleted_selected"].as_str().unwrap();
     assert!(bye.contains("selected mailbox was deleted"), "{bye}");
     // Both end with the same view, numbered consistently, and so does the store.

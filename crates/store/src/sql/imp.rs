@@ -42,6 +42,7 @@ impl Store for SqlStore {
 
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(SqlTx {
+            savepoint_pending: false,
             tx: Conn::Tx(self.pool.begin().await?),
             _turn: None,
         }))
@@ -49,6 +50,7 @@ impl Store for SqlStore {
 
     async fn begin_read(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(SqlTx {
+            savepoint_pending: false,
             tx: Conn::Plain(self.pool.acquire().await?),
             _turn: None,
         }))
@@ -66,6 +68,7 @@ impl Store for SqlStore {
             None => None,
         };
         Ok(Box::new(SqlTx {
+            savepoint_pending: false,
             tx: Conn::Tx(self.pool.begin_with(BEGIN_WRITE).await?),
             _turn: turn,
         }))
@@ -87,6 +90,9 @@ impl Store for SqlStore {
 
 struct SqlTx {
     tx: Conn,
+    /// SQLite: [`Tx::savepoint`] was asked for and not yet sent; it goes with the next
+    /// statement (see [`SqlTx::savepoint_prefix`]).
+    savepoint_pending: bool,
     /// This process's writer turn (SQLite), held until the transaction ends: dropped after
     /// `tx` (field order), i.e. after COMMIT or ROLLBACK has returned.
     _turn: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -175,7 +181,7 @@ impl SqlTx {
              RETURNING highestmodseq",
         )
         .bind(mailbox_id)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?
         .ok_or(StoreError::NotFound)
     }
@@ -189,10 +195,35 @@ enum Conn {
 }
 
 impl SqlTx {
-    fn conn(&mut self) -> &mut <Db as sqlx::Database>::Connection {
+    /// The connection, for a statement of its own: a savepoint still pending is opened first.
+    async fn conn(&mut self) -> Result<&mut <Db as sqlx::Database>::Connection> {
+        if std::mem::take(&mut self.savepoint_pending) {
+            sqlx::query("SAVEPOINT job")
+                .execute(self.raw_conn())
+                .await?;
+        }
+        Ok(self.raw_conn())
+    }
+
+    /// The connection as it is, for a statement that opens a pending savepoint itself
+    /// ([`SqlTx::savepoint_prefix`]).
+    fn raw_conn(&mut self) -> &mut <Db as sqlx::Database>::Connection {
         match &mut self.tx {
             Conn::Tx(tx) => tx,
             Conn::Plain(c) => c,
+        }
+    }
+
+    /// SQLite: `"SAVEPOINT job; "` when this writer's savepoint is still pending, to be put in
+    /// front of the writer's first query string, which then opens it in the same round trip
+    /// (issue 6: inside the group commit every round trip keeps the writers behind waiting).
+    /// Taken as opened from here on, even if the statements fail: then rolling back to it
+    /// fails too and the batch is abandoned, the safe way.
+    fn savepoint_prefix(&mut self) -> &'static str {
+        if std::mem::take(&mut self.savepoint_pending) {
+            "SAVEPOINT job; "
+        } else {
+            ""
         }
     }
 
@@ -228,7 +259,7 @@ impl SqlTx {
             for (uid, flags, keywords) in chunk {
                 q = q.bind(*flags).bind(keywords.as_str()).bind(*uid);
             }
-            modseq = q.fetch_all(self.conn()).await?.into_iter().next();
+            modseq = q.fetch_all(self.conn().await?).await?.into_iter().next();
             if modseq.is_none() {
                 return Err(StoreError::NotFound);
             }
@@ -272,15 +303,26 @@ impl Tx for SqlTx {
 
     // Same statements in both dialects (SQLite lang_savepoint, PostgreSQL SAVEPOINT).
     async fn savepoint(&mut self) -> Result<()> {
-        sqlx::query("SAVEPOINT job").execute(self.conn()).await?;
+        if BACKEND == Backend::Sqlite {
+            // Sent with the next statement: one round trip less per writer.
+            self.savepoint_pending = true;
+            return Ok(());
+        }
+        sqlx::query("SAVEPOINT job")
+            .execute(self.conn().await?)
+            .await?;
         Ok(())
     }
 
     async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.savepoint_pending) {
+            // Never opened: nothing was written since.
+            return Ok(());
+        }
         // To the innermost savepoint of that name (SQLite lang_savepoint, PostgreSQL
         // ROLLBACK TO SAVEPOINT), which stays in place.
         sqlx::query("ROLLBACK TO SAVEPOINT job")
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(())
     }
@@ -293,7 +335,7 @@ impl Tx for SqlTx {
         )
         .bind(name)
         .bind(now)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -301,7 +343,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE name = $1")
                 .bind(name)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -310,7 +352,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as("SELECT id, name, created_at FROM orgs WHERE id = $1")
                 .bind(id)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -318,7 +360,7 @@ impl Tx for SqlTx {
     async fn org_list(&mut self) -> Result<Vec<Org>> {
         Ok(
             sqlx::query_as("SELECT id, name, created_at FROM orgs ORDER BY name")
-                .fetch_all(self.conn())
+                .fetch_all(self.conn().await?)
                 .await?,
         )
     }
@@ -334,21 +376,21 @@ impl Tx for SqlTx {
         .bind(&user.password_hash)
         .bind(user.is_operator)
         .bind(now)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
     async fn user_by_login(&mut self, login: &str) -> Result<Option<User>> {
         Ok(sqlx::query_as(concat!(user_select!(), " WHERE login = $1"))
             .bind(login)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?)
     }
 
     async fn user_by_id(&mut self, id: i64) -> Result<Option<User>> {
         Ok(sqlx::query_as(concat!(user_select!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?)
     }
 
@@ -357,7 +399,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(user_id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -367,7 +409,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(user_id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -375,7 +417,7 @@ impl Tx for SqlTx {
     async fn operator_count(&mut self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_operator = TRUE")
-                .fetch_one(self.conn())
+                .fetch_one(self.conn().await?)
                 .await?,
         )
     }
@@ -395,7 +437,7 @@ impl Tx for SqlTx {
         .bind(user_id)
         .bind(role)
         .bind(now)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -407,7 +449,7 @@ impl Tx for SqlTx {
         ))
         .bind(org_id)
         .bind(user_id)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
@@ -417,7 +459,7 @@ impl Tx for SqlTx {
             " WHERE m.user_id = $1 ORDER BY o.name"
         ))
         .bind(user_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -427,7 +469,7 @@ impl Tx for SqlTx {
             " WHERE m.org_id = $1 ORDER BY u.login"
         ))
         .bind(org_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -448,7 +490,7 @@ impl Tx for SqlTx {
         .bind(service_id)
         .bind(level)
         .bind(now)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -457,7 +499,7 @@ impl Tx for SqlTx {
         let r = sqlx::query("DELETE FROM grants WHERE user_id = $1 AND service_id = $2")
             .bind(user_id)
             .bind(service_id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -467,7 +509,7 @@ impl Tx for SqlTx {
             sqlx::query_scalar("SELECT level FROM grants WHERE user_id = $1 AND service_id = $2")
                 .bind(user_id)
                 .bind(service_id)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -479,7 +521,7 @@ impl Tx for SqlTx {
              WHERE g.user_id = $1 ORDER BY d.name",
         )
         .bind(user_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -493,7 +535,7 @@ impl Tx for SqlTx {
         .bind(org_id)
         .bind(name)
         .bind(now)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -501,7 +543,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as("SELECT id, org_id, name, created_at FROM domains WHERE name = $1")
                 .bind(name)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -512,7 +554,7 @@ impl Tx for SqlTx {
              WHERE ($1 IS NULL OR org_id = $1) ORDER BY name",
         )
         .bind(org_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -530,7 +572,7 @@ impl Tx for SqlTx {
         .bind(&s.offer)
         .bind(s.address_quota)
         .bind(now)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?;
         self.service_by_id(id).await?.ok_or(StoreError::NotFound)
     }
@@ -539,7 +581,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(service_select!(), " WHERE d.name = $1"))
                 .bind(domain)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -548,7 +590,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(service_select!(), " WHERE s.id = $1"))
                 .bind(id)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -559,7 +601,7 @@ impl Tx for SqlTx {
             " WHERE ($1 IS NULL OR s.org_id = $1) ORDER BY d.name"
         ))
         .bind(org_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -576,7 +618,7 @@ impl Tx for SqlTx {
             .bind(s.new_address_limit)
             .bind(s.maintenance)
             .bind(s.id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?,
         )
     }
@@ -584,7 +626,7 @@ impl Tx for SqlTx {
     async fn lock_service(&mut self, id: i64) -> Result<()> {
         sqlx::query(LOCK_SERVICE)
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?
             .map(|_| ())
             .ok_or(StoreError::NotFound)
@@ -603,7 +645,7 @@ impl Tx for SqlTx {
         .bind(a.storage_quota_bytes)
         .bind(a.forward_keep_copy)
         .bind(now)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?;
         self.address_by_id(id).await?.ok_or(StoreError::NotFound)
     }
@@ -615,7 +657,7 @@ impl Tx for SqlTx {
         ))
         .bind(service_id)
         .bind(local_part)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
@@ -623,7 +665,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(address_select!(), " WHERE a.id = $1"))
                 .bind(id)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -634,7 +676,7 @@ impl Tx for SqlTx {
             " WHERE a.service_id = $1 ORDER BY a.local_part"
         ))
         .bind(service_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -642,7 +684,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM addresses WHERE service_id = $1")
                 .bind(service_id)
-                .fetch_one(self.conn())
+                .fetch_one(self.conn().await?)
                 .await?,
         )
     }
@@ -661,7 +703,7 @@ impl Tx for SqlTx {
             .bind(a.may_change_folders)
             .bind(a.last_login_at)
             .bind(a.id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?,
         )
     }
@@ -671,7 +713,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE addresses SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -683,12 +725,15 @@ impl Tx for SqlTx {
             "DELETE FROM bayes_tokens WHERE scope_id = $1",
             "DELETE FROM bayes_totals WHERE scope_id = $1",
         ] {
-            sqlx::query(sql).bind(id).execute(self.conn()).await?;
+            sqlx::query(sql)
+                .bind(id)
+                .execute(self.conn().await?)
+                .await?;
         }
         one_row(
             sqlx::query("DELETE FROM addresses WHERE id = $1")
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -697,7 +742,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_scalar("SELECT target FROM forwards WHERE address_id = $1 ORDER BY target")
                 .bind(address_id)
-                .fetch_all(self.conn())
+                .fetch_all(self.conn().await?)
                 .await?,
         )
     }
@@ -705,13 +750,13 @@ impl Tx for SqlTx {
     async fn forwards_set(&mut self, address_id: i64, targets: &[String]) -> Result<()> {
         sqlx::query("DELETE FROM forwards WHERE address_id = $1")
             .bind(address_id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         for target in targets {
             sqlx::query("INSERT INTO forwards (address_id, target) VALUES ($1, $2)")
                 .bind(address_id)
                 .bind(target)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(())
@@ -729,7 +774,7 @@ impl Tx for SqlTx {
         .bind(service_id)
         .bind(local_part)
         .bind(now)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -740,7 +785,7 @@ impl Tx for SqlTx {
         )
         .bind(service_id)
         .bind(since)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -761,11 +806,11 @@ impl Tx for SqlTx {
         .bind(local_part)
         .bind(address_id)
         .bind(now)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?;
         sqlx::query_as(concat!(alias_select!(), " WHERE l.id = $1"))
             .bind(id)
-            .fetch_one(self.conn())
+            .fetch_one(self.conn().await?)
             .await
             .map_err(Into::into)
     }
@@ -777,7 +822,7 @@ impl Tx for SqlTx {
         ))
         .bind(service_id)
         .bind(local_part)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
@@ -787,7 +832,7 @@ impl Tx for SqlTx {
             " WHERE l.service_id = $1 ORDER BY l.local_part"
         ))
         .bind(service_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -795,7 +840,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM aliases WHERE id = $1")
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -813,7 +858,7 @@ impl Tx for SqlTx {
         .bind(&e.action)
         .bind(&e.target)
         .bind(&e.detail)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -828,7 +873,7 @@ impl Tx for SqlTx {
         .bind(f.actor.as_deref())
         .bind(f.before_id)
         .bind(f.limit)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -846,7 +891,7 @@ impl Tx for SqlTx {
         .bind(&t.token_hash)
         .bind(now)
         .bind(t.expires_at)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -854,7 +899,7 @@ impl Tx for SqlTx {
         Ok(
             sqlx::query_as(concat!(token_select!(), " WHERE token_hash = $1"))
                 .bind(token_hash)
-                .fetch_optional(self.conn())
+                .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -864,7 +909,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -873,7 +918,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM api_tokens WHERE id = $1")
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -885,7 +930,7 @@ impl Tx for SqlTx {
         ))
         .bind(user_id)
         .bind(kind)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -902,7 +947,7 @@ impl Tx for SqlTx {
         .bind(&m.special_use)
         .bind(m.uidvalidity)
         .bind(now)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -913,14 +958,14 @@ impl Tx for SqlTx {
         ))
         .bind(address_id)
         .bind(name)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
     async fn mailbox_by_id(&mut self, id: i64) -> Result<Option<Mailbox>> {
         Ok(sqlx::query_as(concat!(mailbox_select!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?)
     }
 
@@ -930,7 +975,7 @@ impl Tx for SqlTx {
             " WHERE address_id = $1 ORDER BY name"
         ))
         .bind(address_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -942,7 +987,7 @@ impl Tx for SqlTx {
              WHERE id = $1 RETURNING uidnext - 1, highestmodseq",
         )
         .bind(mailbox_id)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?
         .ok_or(StoreError::NotFound)?;
         Ok(sqlx::query_as(concat!(
@@ -963,7 +1008,7 @@ impl Tx for SqlTx {
         .bind(&m.subject)
         .bind(m.sent_at)
         .bind(&m.message_id)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -985,7 +1030,7 @@ impl Tx for SqlTx {
             .bind(m.size)
             .bind(address_id)
             .bind(within_quota)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
             if counted.rows_affected() != 1 {
                 return Err(StoreError::NotFound);
@@ -1002,35 +1047,47 @@ impl Tx for SqlTx {
         // ($13), the message does not fit: every statement tests the quota against the usage
         // as it was before this message, which is why the usage is counted last. What the
         // other statements wrote then is undone by the caller's error (its savepoint).
-        let stored: Vec<Message> = sqlx::query_as(concat!(
-            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
-             WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 <= storage_quota_bytes \
-             FROM addresses WHERE id = $11)); \
-             INSERT INTO inline_blobs (id, data) SELECT $2, $12 WHERE $12 IS NOT NULL \
-             ON CONFLICT (id) DO NOTHING; \
-             INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
-             modseq, header_from, subject, sent_at, message_id) \
-             SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10 \
-             FROM mailboxes WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 \
-             <= storage_quota_bytes FROM addresses WHERE id = $11)) RETURNING ",
-            message_columns!(),
-            "; UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11"
-        ))
-        .bind(mailbox_id)
-        .bind(&m.blob_id)
-        .bind(m.size)
-        .bind(m.internal_date)
-        .bind(m.flags)
-        .bind(&m.keywords)
-        .bind(&m.header_from)
-        .bind(&m.subject)
-        .bind(m.sent_at)
-        .bind(&m.message_id)
-        .bind(address_id)
-        .bind(inline)
-        .bind(within_quota)
-        .fetch_all(self.conn())
-        .await?;
+        macro_rules! deliver_sql {
+            ($prefix:literal) => {
+                concat!(
+                    $prefix,
+                    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+                     WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 <= storage_quota_bytes \
+                     FROM addresses WHERE id = $11)); \
+                     INSERT INTO inline_blobs (id, data) SELECT $2, $12 WHERE $12 IS NOT NULL \
+                     ON CONFLICT (id) DO NOTHING; \
+                     INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
+                     modseq, header_from, subject, sent_at, message_id) \
+                     SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10 \
+                     FROM mailboxes WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 \
+                     <= storage_quota_bytes FROM addresses WHERE id = $11)) RETURNING ",
+                    message_columns!(),
+                    "; UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11"
+                )
+            };
+        }
+        // With this writer's savepoint in front when it is still pending: one round trip.
+        let sql = if self.savepoint_prefix().is_empty() {
+            deliver_sql!("")
+        } else {
+            deliver_sql!("SAVEPOINT job; ")
+        };
+        let stored: Vec<Message> = sqlx::query_as(sql)
+            .bind(mailbox_id)
+            .bind(&m.blob_id)
+            .bind(m.size)
+            .bind(m.internal_date)
+            .bind(m.flags)
+            .bind(&m.keywords)
+            .bind(&m.header_from)
+            .bind(&m.subject)
+            .bind(m.sent_at)
+            .bind(&m.message_id)
+            .bind(address_id)
+            .bind(inline)
+            .bind(within_quota)
+            .fetch_all(self.raw_conn())
+            .await?;
         Ok(stored.into_iter().next().ok_or(StoreError::NotFound)?)
     }
 
@@ -1041,7 +1098,7 @@ impl Tx for SqlTx {
         ))
         .bind(mailbox_id)
         .bind(uid)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
@@ -1051,7 +1108,7 @@ impl Tx for SqlTx {
             " WHERE mailbox_id = $1 ORDER BY uid"
         ))
         .bind(mailbox_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -1062,7 +1119,7 @@ impl Tx for SqlTx {
             )
             .bind(delta)
             .bind(address_id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?,
         )
     }
@@ -1079,7 +1136,7 @@ impl Tx for SqlTx {
         .bind(scope)
         .bind(scope_id)
         .bind(name)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
@@ -1101,7 +1158,7 @@ impl Tx for SqlTx {
         for (scope, id) in scopes {
             q = q.bind(*scope).bind(*id);
         }
-        Ok(q.fetch_all(self.conn()).await?)
+        Ok(q.fetch_all(self.conn().await?).await?)
     }
 
     async fn settings_put(
@@ -1122,7 +1179,7 @@ impl Tx for SqlTx {
         .bind(name)
         .bind(value)
         .bind(now)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1133,7 +1190,7 @@ impl Tx for SqlTx {
                 .bind(scope)
                 .bind(scope_id)
                 .bind(name)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -1144,7 +1201,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(sender)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
@@ -1156,7 +1213,7 @@ impl Tx for SqlTx {
         .bind(address_id)
         .bind(sender)
         .bind(at)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1167,14 +1224,14 @@ impl Tx for SqlTx {
         let senders: Vec<String> =
             sqlx::query_scalar("SELECT sender FROM autoreply_sent WHERE address_id = $1")
                 .bind(address_id)
-                .fetch_all(self.conn())
+                .fetch_all(self.conn().await?)
                 .await?;
         let mut n = 0;
         for sender in senders.iter().filter(|s| s.starts_with(prefix)) {
             sqlx::query("DELETE FROM autoreply_sent WHERE address_id = $1 AND sender = $2")
                 .bind(address_id)
                 .bind(sender)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
             n += 1;
         }
@@ -1195,7 +1252,7 @@ impl Tx for SqlTx {
         .bind(now)
         .bind(kind)
         .bind(detail)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1207,7 +1264,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(limit)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -1223,7 +1280,7 @@ impl Tx for SqlTx {
             for t in chunk {
                 q = q.bind(t);
             }
-            out.extend(q.fetch_all(self.conn()).await?);
+            out.extend(q.fetch_all(self.conn().await?).await?);
         }
         Ok(out)
     }
@@ -1240,7 +1297,7 @@ impl Tx for SqlTx {
         for id in scope_ids {
             q = q.bind(*id);
         }
-        let rows = q.fetch_all(self.conn()).await?;
+        let rows = q.fetch_all(self.conn().await?).await?;
         Ok(scope_ids
             .iter()
             .map(|id| {
@@ -1279,7 +1336,7 @@ impl Tx for SqlTx {
             for t in chunk {
                 q = q.bind(t);
             }
-            q.execute(self.conn()).await?;
+            q.execute(self.conn().await?).await?;
             if spam < 0 || ham < 0 {
                 // Un-training: tokens no message counts any more are forgotten.
                 let sql = format!(
@@ -1291,7 +1348,7 @@ impl Tx for SqlTx {
                 for t in chunk {
                     q = q.bind(t);
                 }
-                q.execute(self.conn()).await?;
+                q.execute(self.conn().await?).await?;
             }
         }
         sqlx::query(
@@ -1302,7 +1359,7 @@ impl Tx for SqlTx {
         .bind(scope_id)
         .bind(spam)
         .bind(ham)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1317,7 +1374,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(msg_key)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?)
     }
 
@@ -1336,7 +1393,7 @@ impl Tx for SqlTx {
         .bind(msg_key)
         .bind(class)
         .bind(at)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1357,7 +1414,7 @@ impl Tx for SqlTx {
         .bind(&r.headers)
         .bind(&r.reported_by)
         .bind(r.at)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -1376,7 +1433,7 @@ impl Tx for SqlTx {
         .bind(org_id)
         .bind(kind)
         .bind(limit)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -1390,7 +1447,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("UPDATE mailboxes SET highestmodseq = highestmodseq WHERE id = $1")
                 .bind(mailbox_id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -1400,7 +1457,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
                 .bind(name)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -1409,7 +1466,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM mailboxes WHERE id = $1")
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -1419,7 +1476,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE mailboxes SET subscribed = $1 WHERE id = $2")
                 .bind(subscribed)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -1437,7 +1494,7 @@ impl Tx for SqlTx {
             .bind(noselect)
             .bind(uidvalidity)
             .bind(id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?,
         )
     }
@@ -1447,7 +1504,7 @@ impl Tx for SqlTx {
             sqlx::query("UPDATE mailboxes SET special_use = $1 WHERE id = $2")
                 .bind(special_use)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -1463,7 +1520,7 @@ impl Tx for SqlTx {
             )
             .bind(id)
             .bind(upto)
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?;
             return before.into_iter().next().ok_or(StoreError::NotFound);
         }
@@ -1472,14 +1529,14 @@ impl Tx for SqlTx {
             "UPDATE mailboxes SET recent_uid = recent_uid WHERE id = $1 RETURNING recent_uid",
         )
         .bind(id)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?
         .ok_or(StoreError::NotFound)?;
         if upto > before {
             sqlx::query("UPDATE mailboxes SET recent_uid = $1 WHERE id = $2")
                 .bind(upto)
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(before)
@@ -1492,7 +1549,7 @@ impl Tx for SqlTx {
              CAST(COALESCE(SUM(size), 0) AS BIGINT) AS size FROM messages WHERE mailbox_id = $1",
         )
         .bind(id)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -1507,7 +1564,7 @@ impl Tx for SqlTx {
         ))
         .bind(mailbox_id)
         .bind(modseq)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -1517,8 +1574,73 @@ impl Tx for SqlTx {
         )
         .bind(mailbox_id)
         .bind(modseq)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
+    }
+
+    async fn messages_set_flags_if_current(
+        &mut self,
+        mailbox_id: i64,
+        writes: &[(i64, i64, String, i64)],
+        unchanged: &[(i64, i64)],
+    ) -> Result<Option<i64>> {
+        if BACKEND != Backend::Sqlite || writes.len() + unchanged.len() > FLAG_CHANGES_PER_CALL {
+            return Ok(None);
+        }
+        // One query string (SQLite binds `$N` to the N-th argument in every statement): the
+        // new MODSEQ, each write guarded by the MODSEQ the caller saw, then one row telling
+        // the MODSEQ, how many messages carry it (exactly the ones written: it is new) and
+        // how many of `unchanged` are still as seen.
+        let mut sql = String::from(self.savepoint_prefix());
+        if !writes.is_empty() {
+            sql.push_str("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1;");
+        }
+        let mut p = 2;
+        for _ in writes {
+            sql.push_str(&format!(
+                "UPDATE messages SET flags = ${}, keywords = ${}, modseq = \
+                 (SELECT highestmodseq FROM mailboxes WHERE id = $1) \
+                 WHERE mailbox_id = $1 AND uid = ${} AND modseq = ${};",
+                p,
+                p + 1,
+                p + 2,
+                p + 3
+            ));
+            p += 4;
+        }
+        let seen = if unchanged.is_empty() {
+            "0".to_string()
+        } else {
+            let each: Vec<String> = (0..unchanged.len())
+                .map(|i| format!("(uid = ${} AND modseq = ${})", p + 2 * i, p + 2 * i + 1))
+                .collect();
+            format!(
+                "(SELECT COUNT(*) FROM messages WHERE mailbox_id = $1 AND ({}))",
+                each.join(" OR ")
+            )
+        };
+        sql.push_str(&format!(
+            "SELECT highestmodseq, (SELECT COUNT(*) FROM messages WHERE mailbox_id = $1 \
+             AND modseq = m.highestmodseq), {seen} FROM mailboxes m WHERE id = $1"
+        ));
+        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(sql)).bind(mailbox_id);
+        for (uid, flags, keywords, modseq) in writes {
+            q = q
+                .bind(*flags)
+                .bind(keywords.as_str())
+                .bind(*uid)
+                .bind(*modseq);
+        }
+        for (uid, modseq) in unchanged {
+            q = q.bind(*uid).bind(*modseq);
+        }
+        let Some((modseq, written, still)) = q.fetch_all(self.raw_conn()).await?.into_iter().next()
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let as_seen = (writes.is_empty() || written == writes.len() as i64)
+            && still == unchanged.len() as i64;
+        Ok(as_seen.then_some(if writes.is_empty() { 0 } else { modseq }))
     }
 
     async fn messages_set_flags(
@@ -1540,7 +1662,7 @@ impl Tx for SqlTx {
             .bind(modseq)
             .bind(mailbox_id)
             .bind(uid)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         }
         Ok(modseq)
@@ -1552,14 +1674,14 @@ impl Tx for SqlTx {
             let gone = sqlx::query("DELETE FROM messages WHERE mailbox_id = $1 AND uid = $2")
                 .bind(mailbox_id)
                 .bind(uid)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
             if gone.rows_affected() == 1 {
                 sqlx::query("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3)")
                     .bind(mailbox_id)
                     .bind(uid)
                     .bind(modseq)
-                    .execute(self.conn())
+                    .execute(self.conn().await?)
                     .await?;
             }
         }
@@ -1602,7 +1724,7 @@ impl Tx for SqlTx {
         .bind(q.expires_at)
         .bind(claim.map(|c| c.0))
         .bind(claim.map(|c| c.1))
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?;
         let mut out = Vec::with_capacity(rcpts.len());
         for r in rcpts {
@@ -1622,7 +1744,7 @@ impl Tx for SqlTx {
                 .bind(r.notify)
                 .bind(r.orcpt.as_deref())
                 .bind(now)
-                .fetch_one(self.conn())
+                .fetch_one(self.conn().await?)
                 .await?,
             );
         }
@@ -1632,13 +1754,13 @@ impl Tx for SqlTx {
     async fn queue_get(&mut self, id: i64) -> Result<Option<QueueEntry>> {
         Ok(sqlx::query_as(concat!(queue_select!(), " WHERE id = $1"))
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?)
     }
 
     async fn queue_list(&mut self) -> Result<Vec<QueueEntry>> {
         Ok(sqlx::query_as(concat!(queue_select!(), " ORDER BY id"))
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?)
     }
 
@@ -1650,7 +1772,7 @@ impl Tx for SqlTx {
         ))
         .bind(now)
         .bind(limit)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -1669,7 +1791,7 @@ impl Tx for SqlTx {
         .bind(node)
         .bind(id)
         .bind(now)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -1679,7 +1801,7 @@ impl Tx for SqlTx {
             "UPDATE queue SET lease_until = NULL, leased_by = NULL WHERE leased_by = $1",
         )
         .bind(node)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(r.rows_affected())
     }
@@ -1693,7 +1815,7 @@ impl Tx for SqlTx {
             .bind(next_attempt_at)
             .bind(attempts)
             .bind(id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?,
         )
     }
@@ -1702,7 +1824,7 @@ impl Tx for SqlTx {
         one_row(
             sqlx::query("DELETE FROM queue WHERE id = $1")
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?,
         )
     }
@@ -1713,7 +1835,7 @@ impl Tx for SqlTx {
              last_error, updated_at FROM queue_rcpts WHERE queue_id = $1 ORDER BY id",
         )
         .bind(queue_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -1732,7 +1854,7 @@ impl Tx for SqlTx {
             .bind(last_error)
             .bind(now)
             .bind(id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?,
         )
     }
@@ -1743,7 +1865,7 @@ impl Tx for SqlTx {
              OR EXISTS (SELECT 1 FROM queue WHERE blob_id = $1)",
         )
         .bind(blob_id)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 
@@ -1753,7 +1875,7 @@ impl Tx for SqlTx {
         )
         .bind(id)
         .bind(data)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1769,7 +1891,7 @@ impl Tx for SqlTx {
             for id in chunk {
                 q = q.bind(*id);
             }
-            out.extend(q.fetch_all(self.conn()).await?);
+            out.extend(q.fetch_all(self.conn().await?).await?);
         }
         Ok(out)
     }
@@ -1781,7 +1903,7 @@ impl Tx for SqlTx {
              AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = $1)",
         )
         .bind(id)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(r.rows_affected() > 0)
     }
@@ -1799,7 +1921,7 @@ impl Tx for SqlTx {
         .bind(&k.private_key)
         .bind(&k.public_key)
         .bind(now)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -1810,7 +1932,7 @@ impl Tx for SqlTx {
              FROM dkim_keys WHERE domain_id = $1 ORDER BY id",
         )
         .bind(domain_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?)
     }
 
@@ -1819,7 +1941,7 @@ impl Tx for SqlTx {
             .bind(address_id)
             .bind(now)
             .bind(recipients)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(())
     }
@@ -1831,7 +1953,7 @@ impl Tx for SqlTx {
         )
         .bind(address_id)
         .bind(since)
-        .fetch_one(self.conn())
+        .fetch_one(self.conn().await?)
         .await?)
     }
 }

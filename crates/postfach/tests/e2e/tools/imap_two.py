@@ -6,6 +6,7 @@
 1. Each session's changes reach the other: A sets \\Answered, B's NOOP reports the FETCH;
    A expunges, B's NOOP reports the EXPUNGE (at a moment B allows it). A marks a message
    \\Deleted, B takes the flag away, A's EXPUNGE (without a NOOP first) must keep it.
+   A and then B (from a view that does not know of A's change) add a flag each: both stay.
    A third session has a folder selected that B deletes: its next command gets BYE.
 2. Then both sessions store flags, expunge, and NOOP in parallel while 20 messages arrive
    over SMTP. At the end both sessions NOOP and FETCH 1:* (UID FLAGS) by sequence number.
@@ -108,6 +109,13 @@ def main():
     a.expunge()
     typ, data = b.uid("SEARCH", "ALL")
     out["undeleted_survives"] = second.decode() in data[0].decode().split()
+    # A flag change from a view that another session's change made stale adds to that change
+    # instead of overwriting it, and the STORE's FETCH shows both.
+    a.uid("STORE", second, "+FLAGS", "(\\Flagged)")
+    typ, data = b.uid("STORE", second, "+FLAGS", "($Work)")
+    out["stale_store"] = [x.decode() for x in data if isinstance(x, bytes)]
+    typ, data = a.uid("FETCH", second, "(FLAGS)")
+    out["stale_store_stored"] = data[0].decode()
     c = session(port, user, password)
     c.create("Temp")
     c.select("Temp")
