@@ -36,7 +36,7 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use postfach_core::Error as CoreError;
 use postfach_core::mail::{
-    AppendRequest, FlagChange, FlagOp, MailboxLogin, SeenFlags, SeenOutcome,
+    AppendRequest, FlagChange, FlagOp, MailboxLogin, MessageFlags, StoreOutcome,
 };
 use postfach_core::net::Stream;
 use tokio::io::AsyncWriteExt;
@@ -2276,10 +2276,10 @@ impl Session {
         targets: &[&Meta],
         change: &FlagChange,
         unchanged_since: Option<i64>,
-    ) -> Result<SeenOutcome, CoreError> {
-        let seen: Vec<SeenFlags> = targets
+    ) -> Result<StoreOutcome, CoreError> {
+        let seen: Vec<MessageFlags> = targets
             .iter()
-            .map(|m| SeenFlags {
+            .map(|m| MessageFlags {
                 uid: i64::from(m.uid),
                 flags: m.flags,
                 keywords: m.keywords.clone(),
@@ -2294,29 +2294,13 @@ impl Session {
             return Ok(done);
         }
         let uids: Vec<i64> = seen.iter().map(|m| m.uid).collect();
-        let o = dir
-            .store_flags(mailbox_id, &uids, change, unchanged_since)
-            .await?;
-        Ok(SeenOutcome {
-            modseq: o.modseq,
-            messages: o
-                .messages
-                .iter()
-                .map(|m| SeenFlags {
-                    uid: m.uid,
-                    flags: m.flags,
-                    keywords: m.keywords.clone(),
-                    modseq: m.modseq,
-                })
-                .collect(),
-            changed: o.changed,
-            modified: o.modified,
-        })
+        dir.store_flags(mailbox_id, &uids, change, unchanged_since)
+            .await
     }
 
     /// Takes this session's own flag change into its view, so that it is not reported back
     /// as someone else's (when no other change came in between).
-    fn own_change(&mut self, outcome: &SeenOutcome) {
+    fn own_change(&mut self, outcome: &StoreOutcome) {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };

@@ -194,30 +194,32 @@ pub struct StoreOutcome {
     /// The MODSEQ of the change (0 if nothing changed).
     pub modseq: i64,
     /// Every message the STORE applied to, as it is now.
-    pub messages: Vec<Message>,
+    pub messages: Vec<MessageFlags>,
     /// UIDs whose flags actually changed.
     pub changed: std::collections::HashSet<i64>,
     /// UIDs left alone because they changed after UNCHANGEDSINCE.
     pub modified: Vec<i64>,
 }
 
-/// A message's flags as a session saw them, with the MODSEQ it saw them at
-/// ([`Directory::store_flags_as_seen`]).
+/// A message's flags with the MODSEQ they carry: as a session saw them
+/// ([`Directory::store_flags_as_seen`]) or as a STORE left them ([`StoreOutcome`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeenFlags {
+pub struct MessageFlags {
     pub uid: i64,
     pub flags: i64,
     pub keywords: String,
     pub modseq: i64,
 }
 
-/// What [`Directory::store_flags_as_seen`] did: as [`StoreOutcome`], with the messages' flags.
-#[derive(Debug, Clone)]
-pub struct SeenOutcome {
-    pub modseq: i64,
-    pub messages: Vec<SeenFlags>,
-    pub changed: std::collections::HashSet<i64>,
-    pub modified: Vec<i64>,
+impl From<&Message> for MessageFlags {
+    fn from(m: &Message) -> Self {
+        MessageFlags {
+            uid: m.uid,
+            flags: m.flags,
+            keywords: m.keywords.clone(),
+            modseq: m.modseq,
+        }
+    }
 }
 
 /// Messages a STORE may name for [`Directory::store_flags_as_seen`] (a client's flag change
@@ -766,10 +768,10 @@ impl Directory {
     pub async fn store_flags_as_seen(
         &self,
         mailbox_id: i64,
-        seen: &[SeenFlags],
+        seen: &[MessageFlags],
         change: &FlagChange,
         unchanged_since: Option<i64>,
-    ) -> Result<Option<SeenOutcome>> {
+    ) -> Result<Option<StoreOutcome>> {
         let trains = change.op != FlagOp::Remove
             && change
                 .keywords
@@ -800,7 +802,7 @@ impl Directory {
             } else {
                 unchanged.push((m.uid, m.modseq));
             }
-            messages.push(SeenFlags {
+            messages.push(MessageFlags {
                 uid: m.uid,
                 flags,
                 keywords,
@@ -842,7 +844,7 @@ impl Directory {
             }
             self.changed_at(mailbox_id, modseq);
         }
-        Ok(Some(SeenOutcome {
+        Ok(Some(StoreOutcome {
             modseq,
             messages,
             changed,
@@ -921,7 +923,7 @@ impl Directory {
         }
         Ok(StoreOutcome {
             modseq,
-            messages: current,
+            messages: current.iter().map(MessageFlags::from).collect(),
             changed,
             modified,
         })

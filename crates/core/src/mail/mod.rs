@@ -21,8 +21,8 @@ mod submit;
 mod training;
 
 pub use access::{
-    AppendRequest, Appended, Changes, FlagChange, FlagOp, MailboxChange, SeenFlags, SeenOutcome,
-    Snapshot, StoreOutcome, folder_name, special_use,
+    AppendRequest, Appended, Changes, FlagChange, FlagOp, MailboxChange, MessageFlags, Snapshot,
+    StoreOutcome, folder_name, special_use,
 };
 
 /// The system flags as bits of `messages.flags` (RFC 9051 §2.3.2; the order of
