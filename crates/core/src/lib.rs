@@ -14,6 +14,7 @@ pub mod model;
 pub mod net;
 mod ops;
 pub mod policy;
+pub mod rules;
 pub mod secret;
 pub mod throttle;
 pub mod validate;

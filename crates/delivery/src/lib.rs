@@ -260,10 +260,13 @@ pub fn plan(
         redirects = out.redirects;
         if facts.via != "catchall" {
             for (to, m) in out.replies {
+                let Some(raw) = own_author(m, &ctx.own, &ctx.address, &mut plan.log) else {
+                    continue;
+                };
                 plan.outgoing.push(Outgoing {
                     mail_from: String::new(),
                     to: vec![to],
-                    raw: m,
+                    raw,
                     kind: "autoreply",
                 });
             }
@@ -286,20 +289,23 @@ pub fn plan(
             .is_none_or(|t| facts.now - t >= AUTOREPLY_INTERVAL)
     {
         let reply_from = a.from.clone().unwrap_or_else(|| ctx.address.clone());
-        plan.outgoing.push(Outgoing {
-            mail_from: String::new(),
-            to: vec![sender.clone()],
-            raw: reply::autoresponse(
-                &reply_from,
-                &sender,
-                &a.subject,
-                &a.message,
-                &msg,
-                facts.hostname,
-                facts.now,
-            ),
-            kind: "autoreply",
-        });
+        let raw = reply::autoresponse(
+            &reply_from,
+            &sender,
+            &a.subject,
+            &a.message,
+            &msg,
+            facts.hostname,
+            facts.now,
+        );
+        if let Some(raw) = own_author(raw, &ctx.own, &ctx.address, &mut plan.log) {
+            plan.outgoing.push(Outgoing {
+                mail_from: String::new(),
+                to: vec![sender.clone()],
+                raw,
+                kind: "autoreply",
+            });
+        }
         plan.remember.push(autoreply_key(&sender));
     }
 
@@ -364,6 +370,37 @@ pub fn plan(
     }
     plan.files = files.into_iter().map(|(f, _)| f).collect();
     plan
+}
+
+/// O2: an automatic reply of a mailbox (its autoresponder, a Sieve vacation) names one of the
+/// mailbox's own addresses as author. Any other From (a vacation `:from` naming another
+/// tenant's address, RFC 5230 §4.4 lets the implementation refuse it; an alias deleted since
+/// the autoresponder was saved) is replaced by the mailbox's address, so the platform never
+/// sends — nor signs — mail as someone the mailbox is not. `None`: the reply is unreadable and
+/// dropped.
+fn own_author(
+    raw: Vec<u8>,
+    own: &[String],
+    address: &str,
+    log: &mut Vec<(String, String)>,
+) -> Option<Vec<u8>> {
+    use postfach_core::mail::header_block::HeaderBlock;
+    use postfach_core::rules::o2_dkim_authority::owns_author;
+    let block = HeaderBlock::parse(&raw).ok()?;
+    let author = block.author().ok();
+    if owns_author(own, author.as_ref()) {
+        return Some(raw);
+    }
+    log.push((
+        "autoreply-from".into(),
+        format!(
+            "an automatic reply named {} as sender, which is not one of this mailbox's addresses; sent as {address}",
+            author.map_or_else(|| "no single address".to_string(), |a| a.address)
+        ),
+    ));
+    let mut fixed = format!("From: <{address}>\r\n").into_bytes();
+    fixed.extend(block.without(|f, _| f.name.eq_ignore_ascii_case("From")));
+    Some(fixed)
 }
 
 /// Runs the pipeline for one recipient and commits the result.
@@ -456,7 +493,9 @@ impl Pipeline {
         let rspamd = self.rspamd.clone().filter(|_| ctx.filters.spam);
         let (queue_id, submitter) = (
             entry.id,
-            entry.sender_address_id.map(|_| entry.mail_from.clone()),
+            // Only a login's own submission is "authenticated user" mail for Rspamd; the
+            // producer of a forward or an autoresponse is recorded for O2, not as a login.
+            (entry.source == "submission").then(|| entry.mail_from.clone()),
         );
         // Sieve and the scorer are CPU work (regular expressions, MIME) and Rspamd a blocking
         // HTTP call: off the async threads.

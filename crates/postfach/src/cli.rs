@@ -222,7 +222,8 @@ pub enum DomainCmd {
         #[arg(long)]
         org: Option<String>,
     },
-    /// The DNS records to publish for a domain's mail service (MX, SPF, DKIM, DMARC, …).
+    /// The DNS records to publish for a domain's mail service (MX, SPF, DKIM, DMARC, …); with
+    /// the platform's host name, the platform's own records (the key of its ARC seal).
     Dns { domain: String },
 }
 
@@ -705,7 +706,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
 
         Command::Domain(DomainCmd::Dns { domain }) => {
-            let records = dir.domain_dns(a, &domain).await?;
+            // The platform's own host name lists the platform's records (its ARC key).
+            let host = dir
+                .policy()
+                .platform
+                .hostname
+                .trim_end_matches('.')
+                .to_string();
+            let records = if domain.trim_end_matches('.').eq_ignore_ascii_case(&host) {
+                dir.platform_dns(a).await?
+            } else {
+                dir.domain_dns(a, &domain).await?
+            };
             out.show(&records, |l| {
                 for r in l {
                     println!("; {}", r.purpose);

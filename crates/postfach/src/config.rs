@@ -12,7 +12,9 @@ use postfach_core::Policy;
 use postfach_core::policy::{ApiPolicy, Limits, Offer, PasswordRules, Platform, default_offers};
 use postfach_imap::ImapSettings;
 use postfach_pop3::Pop3Settings;
-use postfach_smtp::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings, SpamSettings};
+use postfach_smtp::{
+    AuthSettings, DnsSettings, QueueSettings, SmtpConfig, SmtpSettings, SpamSettings,
+};
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
@@ -161,6 +163,7 @@ pub struct Config {
     pub smtp: SmtpSettings,
     pub queue: QueueSettings,
     pub dns: DnsSettings,
+    pub auth: AuthSettings,
     pub imap: ImapSettings,
     pub pop3: Pop3Settings,
     pub spam: SpamSettings,
@@ -184,6 +187,7 @@ impl Default for Config {
             smtp: SmtpSettings::default(),
             queue: QueueSettings::default(),
             dns: DnsSettings::default(),
+            auth: AuthSettings::default(),
             imap: ImapSettings::default(),
             pop3: Pop3Settings::default(),
             spam: SpamSettings::default(),
@@ -223,6 +227,7 @@ impl Config {
             smtp: self.smtp.clone(),
             queue: self.queue.clone(),
             dns: self.dns.clone(),
+            auth: self.auth.clone(),
             routes: self.routes.clone(),
             spam: self.spam.clone(),
         }
@@ -421,6 +426,11 @@ timeout_seconds = 5
 spf_include = ""
 # DMARC policy recommended to customer domains: none, quarantine or reject.
 dmarc_policy = "quarantine"
+
+[auth]
+# Forwarders (mailing lists, other providers) whose ARC seal is trusted: mail they forward
+# that fails DMARC of a p=reject domain is accepted when their ARC chain passes.
+trusted_arc_sealers = []
 
 [imap]
 # Largest literal (an APPENDed message) in bytes.

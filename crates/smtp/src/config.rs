@@ -111,6 +111,16 @@ impl Default for DnsSettings {
     }
 }
 
+/// Sender authentication (`[auth]`, F4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Forwarders (mailing lists, other providers) whose ARC seal we trust: when the chain
+    /// passes and its newest seal is by one of these domains, a DMARC `p=reject` failure is
+    /// not refused (RFC 7489 §7.2 local policy; RFC 8617 §7.2). Empty: trust none.
+    pub trusted_arc_sealers: Vec<String>,
+}
+
 /// Everything the SMTP side needs besides the service layer and TLS.
 #[derive(Debug, Clone)]
 pub struct SmtpConfig {
@@ -120,6 +130,7 @@ pub struct SmtpConfig {
     pub smtp: SmtpSettings,
     pub queue: QueueSettings,
     pub dns: DnsSettings,
+    pub auth: AuthSettings,
     /// Static routes: recipient domain → `host:port` (O1 operator routes).
     pub routes: BTreeMap<String, String>,
     /// The spam filter's backend (F5).
@@ -171,6 +182,13 @@ impl SmtpConfig {
         }
         if !["none", "quarantine", "reject"].contains(&self.dns.dmarc_policy.as_str()) {
             return Err("dns.dmarc_policy: use none, quarantine or reject".into());
+        }
+        for d in &self.auth.trusted_arc_sealers {
+            if postfach_core::validate::domain(d).is_err() {
+                return Err(format!(
+                    "auth.trusted_arc_sealers: {d:?} is not a domain name"
+                ));
+            }
         }
         for (domain, target) in &self.routes {
             if parse_host_port(target).is_none() {

@@ -3,6 +3,7 @@
 //! that delivers locally and to remote MX hosts with DKIM (O1, O2) and bounces with DSNs.
 
 pub mod config;
+pub mod data;
 mod dsn;
 mod mailauth;
 mod outbound;
@@ -21,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-pub use config::{DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
+pub use config::{AuthSettings, DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
 pub use postfach_delivery::rspamd::{SpamBackend, SpamSettings};
 pub use session::Kind;
 pub use verdict::{bogus_helo, forbidden_attachment};

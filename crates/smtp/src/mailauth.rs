@@ -10,8 +10,8 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::Policy;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator,
-    dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
+    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult,
+    MessageAuthenticator, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
 };
 
 use crate::config::DnsSettings;
@@ -48,6 +48,8 @@ pub struct InboundAuth {
     /// Set when the message must be refused: the RFC5322.From domain whose DMARC policy
     /// is `reject`.
     pub dmarc_reject: Option<String>,
+    /// The results in one line (`spf=fail dkim=none arc=none dmarc=fail`) for the log.
+    pub summary: String,
 }
 
 impl InboundAuth {
@@ -58,11 +60,50 @@ impl InboundAuth {
                 "Authentication-Results: {hostname};\r\n\tspf=temperror (DNS timeout);\r\n\tdkim=temperror (DNS timeout);\r\n\tdmarc=temperror (DNS timeout)\r\n"
             ),
             dmarc_reject: None,
+            summary: "spf=temperror dkim=temperror arc=none dmarc=temperror (timeout)".into(),
         }
     }
 }
 
-/// Runs SPF, DKIM, ARC and DMARC for an inbound message.
+/// The `method=result` pairs of an Authentication-Results header, for the log.
+fn summary(header: &str) -> String {
+    let mut out = Vec::new();
+    for part in header.split(';').skip(1) {
+        let word = part.split_whitespace().next().unwrap_or_default();
+        if word.contains('=') {
+            out.push(word.to_string());
+        }
+    }
+    out.join(" ")
+}
+
+/// RFC 8617 §4.4 and the IANA "arc" result registry of RFC 8601: `none`, `pass` or `fail`.
+/// `mail-auth` also reports `neutral`, `permerror` and `temperror`; a chain that cannot be
+/// validated is not a pass, and nothing may trust it.
+fn arc_word(arc: &ArcOutput<'_>) -> &'static str {
+    match arc.result() {
+        DkimResult::Pass => "pass",
+        DkimResult::None => "none",
+        _ => "fail",
+    }
+}
+
+/// The domain of the newest ARC-Seal when the chain passed (RFC 8617 §5.2: the sealer the
+/// receiver may decide to trust).
+fn arc_sealer(arc: &ArcOutput<'_>) -> Option<String> {
+    if !matches!(arc.result(), DkimResult::Pass) {
+        return None;
+    }
+    arc.sets()
+        .last()
+        .map(|s| s.seal.header.d.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Runs SPF, DKIM, ARC and DMARC for an inbound message whose header section passed
+/// `header_block::HeaderBlock::parse` and whose author is `author_domain` (so `mail-auth`
+/// reads the same single From address: DMARC is never skipped for want of one).
+/// `trusted_sealers` are the forwarders whose `arc=pass` overrides a DMARC reject (RFC 7489
+/// §7.2 local policy, RFC 8617 §7.2).
 pub async fn authenticate(
     auth: &MessageAuthenticator,
     hostname: &str,
@@ -70,6 +111,7 @@ pub async fn authenticate(
     ip: IpAddr,
     helo: &str,
     mail_from: &str,
+    trusted_sealers: &[String],
 ) -> InboundAuth {
     let helo = helo.trim_start_matches('[').trim_end_matches(']');
     let spf = if mail_from.is_empty() {
@@ -82,13 +124,12 @@ pub async fn authenticate(
         .await
     };
     let Some(message) = AuthenticatedMessage::parse(raw) else {
-        // Not a message mail-auth can read (no header section): record SPF only.
-        let header = AuthenticationResults::new(hostname)
-            .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
-            .to_header();
+        // Unreachable for a message that passed the header check (it has a From field); kept
+        // fail-closed: no verdict, no acceptance.
         return InboundAuth {
-            header,
-            dmarc_reject: None,
+            header: String::new(),
+            dmarc_reject: Some(String::from("(unreadable header)")),
+            summary: "unreadable".into(),
         };
     };
     let dkim = auth.verify_dkim(&message).await;
@@ -106,25 +147,44 @@ pub async fn authenticate(
         ))
         .await;
     let header_from = message.from.first().map(String::as_str).unwrap_or_default();
-    let header = AuthenticationResults::new(hostname)
+    let mut header = AuthenticationResults::new(hostname)
         .with_dkim_results(&dkim, header_from)
         .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
-        .with_arc_result(&arc, ip)
         .with_dmarc_result(&dmarc)
         .to_header();
+    // Our own arc= entry, in the registry's words (see `arc_word`).
+    if header.ends_with("\r\n") {
+        header.truncate(header.len() - 2);
+        header.push_str(&format!(
+            ";\r\n\tarc={} smtp.remote-ip={ip}\r\n",
+            arc_word(&arc)
+        ));
+    }
     // RFC 7489 §6.6.2: DMARC fails when neither an aligned SPF nor an aligned DKIM result
     // passes. A temporary DNS error is not a failure (§6.6.3): such mail is not refused.
     let passed = |r: &DmarcResult| matches!(r, DmarcResult::Pass);
     let temporary = |r: &DmarcResult| matches!(r, DmarcResult::TempError(_));
     let (spf_r, dkim_r) = (dmarc.spf_result(), dmarc.dkim_result());
-    let dmarc_reject = (dmarc.policy() == Policy::Reject
+    let fails = dmarc.policy() == Policy::Reject
         && !passed(spf_r)
         && !passed(dkim_r)
         && !temporary(spf_r)
-        && !temporary(dkim_r))
-    .then(|| dmarc.domain().to_string());
+        && !temporary(dkim_r);
+    let trusted = arc_sealer(&arc).filter(|d| {
+        trusted_sealers
+            .iter()
+            .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(d))
+    });
+    let mut summary = summary(&header);
+    if let (true, Some(sealer)) = (fails, &trusted) {
+        summary.push_str(&format!(
+            " (DMARC reject overridden: arc=pass sealed by trusted {sealer})"
+        ));
+    }
+    let dmarc_reject = (fails && trusted.is_none()).then(|| dmarc.domain().to_string());
     InboundAuth {
         header,
         dmarc_reject,
+        summary,
     }
 }

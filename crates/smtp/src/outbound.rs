@@ -5,10 +5,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use mail_auth::arc::ArcSealer;
 use mail_auth::common::cache::NoCache;
 use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
+use mail_auth::{AuthenticatedMessage, AuthenticationResults};
 use mail_auth::{DnsError, IpLookupStrategy, MX, RecordSet};
 use mail_send::SmtpClient;
 use postfach_store::{QueueEntry, QueueRcpt};
@@ -50,22 +52,43 @@ const SIGNED_HEADERS: [&str; 12] = [
 /// The message as it leaves: without the `Return-Path` we keep for final delivery, and with
 /// DKIM signatures of the sender's domain when it is one of ours.
 pub(crate) async fn prepare(smtp: &Smtp, entry: &QueueEntry, blob: &[u8]) -> Vec<u8> {
-    let mut message = strip_return_path(blob);
-    if entry.source == "inbound" {
-        // Relayed mail of others is not signed with our users' keys.
-        return message;
+    let message = strip_return_path(blob);
+    let signatures = dkim_signatures(smtp, entry, &message).await;
+    let signed = [signatures.as_bytes(), &message].concat();
+    // F11: a forward keeps its author's From and vouches for it with the platform's ARC seal
+    // (RFC 8617): results of the message as it came to us, seal over the message as it
+    // leaves (our DKIM signature included).
+    if entry.source == "forward"
+        && let Some(arc) = arc_seal(smtp, &message, &signed).await
+    {
+        return [arc.as_bytes(), &signed].concat();
     }
-    let Some(domain) = from_domain(&message) else {
-        return message;
+    signed
+}
+
+/// The DKIM-Signature fields for an outgoing message: only of the producer's own domain (O2,
+/// `rules/o2_dkim_authority.rs`), Ed25519 and RSA.
+async fn dkim_signatures(smtp: &Smtp, entry: &QueueEntry, message: &[u8]) -> String {
+    let mut signatures = String::new();
+    let domain = match smtp
+        .dir
+        .dkim_signing_domain(&entry.source, entry.sender_address_id, message)
+        .await
+    {
+        Ok(Some(d)) => d,
+        Ok(None) => return signatures,
+        Err(e) => {
+            tracing::warn!(error = %e, "DKIM authority unknown; sending unsigned");
+            return signatures;
+        }
     };
     let keys = match smtp.dir.dkim_signing_keys(&domain).await {
         Ok(k) => k,
         Err(e) => {
             tracing::warn!(error = %e, %domain, "DKIM keys unavailable; sending unsigned");
-            return message;
+            return signatures;
         }
     };
-    let mut signatures = String::new();
     for k in keys {
         let key: DkimKey = if k.algorithm == postfach_core::mail::ED25519 {
             match Ed25519Key::from_pkcs8_der(&k.private_der) {
@@ -76,9 +99,7 @@ pub(crate) async fn prepare(smtp: &Smtp, entry: &QueueEntry, blob: &[u8]) -> Vec
                 }
             }
         } else {
-            match RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(
-                k.private_der.as_slice(),
-            ))) {
+            match rsa_key(&k.private_der) {
                 Ok(key) => key.into(),
                 Err(e) => {
                     tracing::warn!(error = %e, selector = %k.selector, "unusable DKIM key");
@@ -90,18 +111,95 @@ pub(crate) async fn prepare(smtp: &Smtp, entry: &QueueEntry, blob: &[u8]) -> Vec
             .domain(k.domain.as_str())
             .selector(k.selector.as_str())
             .headers(SIGNED_HEADERS)
-            .sign(&message)
+            .sign(message)
         {
             Ok(sig) => signatures.push_str(&sig.to_header()),
             Err(e) => tracing::warn!(error = %e, selector = %k.selector, "DKIM signing failed"),
         }
     }
-    if !signatures.is_empty() {
-        let mut signed = signatures.into_bytes();
-        signed.append(&mut message);
-        message = signed;
+    signatures
+}
+
+fn rsa_key(pkcs1_der: &[u8]) -> mail_auth::Result<RsaKey<Sha256>> {
+    RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(pkcs1_der)))
+}
+
+/// Header fields covered by our ARC-Message-Signature (RFC 8617 §4.1.2: as DKIM's, plus the
+/// DKIM signatures that travel with the message; never ARC-Seal, §5.1.1).
+const ARC_SIGNED_HEADERS: [&str; 13] = [
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "DKIM-Signature",
+];
+
+/// The ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results) the platform adds
+/// to a message it forwards, or `None` when it cannot (no key, an existing chain that failed:
+/// RFC 8617 §5.1.2 — a broken chain is not extended by us).
+async fn arc_seal(smtp: &Smtp, received: &[u8], message: &[u8]) -> Option<String> {
+    let key = match smtp.dir.arc_signing_key().await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "ARC key unavailable; forwarding without a seal");
+            return None;
+        }
+    };
+    let rsa = rsa_key(&key.private_der)
+        .map_err(|e| tracing::warn!(error = %e, "unusable ARC key"))
+        .ok()?;
+    // What the AAR records: the results of the message as it came to us, checked now.
+    let before = AuthenticatedMessage::parse(received)?;
+    let dkim = smtp.auth.verify_dkim(&before).await;
+    let arc = smtp.auth.verify_arc(&before).await;
+    if !arc.can_be_sealed() {
+        tracing::info!("forwarding without an ARC seal: the message's ARC chain failed");
+        return None;
     }
-    message
+    let parsed = AuthenticatedMessage::parse(message)?;
+    let from = parsed.from.first().map(String::as_str).unwrap_or_default();
+    let client = received_client(received, &smtp.cfg.hostname)
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let results = AuthenticationResults::new(&smtp.cfg.hostname)
+        .with_dkim_results(&dkim, from)
+        .with_arc_result(&arc, client);
+    match ArcSealer::from_key(rsa)
+        .domain(key.domain.as_str())
+        .selector(key.selector.as_str())
+        .headers(ARC_SIGNED_HEADERS)
+        .seal(&parsed, &results, &arc)
+    {
+        Ok(set) => Some(set.to_header()),
+        Err(e) => {
+            tracing::warn!(error = %e, "ARC sealing failed; forwarding without a seal");
+            None
+        }
+    }
+}
+
+/// The client address in the Received field we added when the message came in
+/// (`from HELO (IP) by HOSTNAME (Postfach)`).
+fn received_client(message: &[u8], hostname: &str) -> Option<IpAddr> {
+    use postfach_core::mail::header_block::HeaderBlock;
+    let block = HeaderBlock::parse(message).ok()?;
+    let ours = format!("by {hostname} (Postfach)");
+    block.named("Received").find_map(|f| {
+        let v = String::from_utf8_lossy(block.value(f)).into_owned();
+        if !v.contains(&ours) {
+            return None;
+        }
+        let open = v.find('(')?;
+        let close = v[open..].find(')')? + open;
+        v[open + 1..close].trim().parse().ok()
+    })
 }
 
 pub(crate) fn strip_return_path(blob: &[u8]) -> Vec<u8> {
@@ -113,13 +211,6 @@ pub(crate) fn strip_return_path(blob: &[u8]) -> Vec<u8> {
         }
     }
     rest.to_vec()
-}
-
-fn from_domain(message: &[u8]) -> Option<String> {
-    let m = mail_parser::MessageParser::default().parse_headers(message)?;
-    let addr = m.from()?.first()?.address()?.to_string();
-    let (_, domain) = addr.rsplit_once('@')?;
-    postfach_core::validate::domain(domain).ok()
 }
 
 /// The servers to try for `domain`, best first.

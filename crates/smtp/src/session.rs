@@ -2,10 +2,10 @@
 //! RFC 2920 (PIPELINING), 1870 (SIZE), 6152 (8BITMIME), 6531 (SMTPUTF8), 2034 (ENHANCED-
 //! STATUSCODES), 3207 (STARTTLS), 3030 (CHUNKING), 3461 (DSN) and 4954 (AUTH PLAIN/LOGIN).
 //!
-//! Commands and message data are parsed by `smtp-proto`. Its data receiver ends a message only
-//! at `<CRLF>.<CRLF>`; bare `\n.\n`, `\r.\r` or `\n.\r\n` are message content (the SMTP
-//! smuggling class, CVE-2023-51764). After STARTTLS, whatever the client pipelined in clear
-//! text is thrown away (CVE-2011-0411).
+//! Commands are parsed by `smtp-proto`; message data by our own scanner (`data.rs`), which
+//! ends a message only at `<CRLF>.<CRLF>` (the SMTP smuggling class, CVE-2023-51764), and a
+//! message with a bare CR or LF or a NUL is refused at its end. After STARTTLS, whatever the
+//! client pipelined in clear text is thrown away (CVE-2011-0411).
 //!
 //! Every refusal is answered here, in the session, with its enhanced status code — nothing is
 //! accepted that would have to be bounced later.
@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use postfach_core::Error as CoreError;
+use postfach_core::mail::header_block::{self, HeaderBlock, Malformed};
 use postfach_core::mail::{MailboxLogin, Rcpt, SpoolRequest};
 use postfach_core::net::Stream;
 use postfach_core::secret;
 use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt};
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, LineReceiver, RequestReceiver};
+use smtp_proto::request::receiver::{BdatReceiver, LineReceiver, RequestReceiver};
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, MAIL_RET_FULL, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE,
     RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, Request,
@@ -29,6 +30,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::Smtp;
+use crate::data::DataScanner;
 use crate::verdict;
 
 /// Which port the client connected to.
@@ -62,7 +64,7 @@ struct Txn {
 /// What the client's next bytes are.
 enum Input {
     Command(RequestReceiver),
-    Data(DataReceiver),
+    Data(DataScanner),
     /// A BDAT chunk; `refusal` is set when the chunk is read only to be discarded.
     Bdat {
         rx: BdatReceiver,
@@ -93,15 +95,6 @@ enum Next {
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-fn data_receiver() -> DataReceiver {
-    // The receiver finds "<CRLF>.<CRLF>"; the CRLF that ended the DATA command counts as the
-    // first one, so that an empty message (".") is recognised too. The seed bytes are dropped.
-    let mut rx = DataReceiver::new();
-    let mut scratch = Vec::new();
-    rx.ingest(&mut b"\r\n".iter(), &mut scratch);
-    rx
-}
 
 pub(crate) struct Session {
     /// This connection's place in the per-IP count. Declared first so that it is released
@@ -278,9 +271,11 @@ impl Session {
                         self.command(request).await
                     }
                     Input::Data(rx) => {
-                        let done = rx.ingest(&mut bytes, &mut self.data);
+                        let rest = bytes.as_slice();
+                        let end = rx.ingest(rest, &mut self.data);
+                        bytes = rest[end.unwrap_or(rest.len())..].iter();
                         self.check_data_size();
-                        if !done {
+                        if end.is_none() {
                             break;
                         }
                         self.end_of_message().await;
@@ -332,7 +327,7 @@ impl Session {
                     Next::Data => {
                         self.data.clear();
                         self.data_too_big = false;
-                        Input::Data(data_receiver())
+                        Input::Data(DataScanner::default())
                     }
                     Next::Bdat {
                         size,
@@ -783,32 +778,45 @@ impl Session {
 
     /// The verdict on a complete message, then the spool. `Ok` and `Err` both carry the reply.
     async fn accept(&mut self, txn: Txn, raw: Vec<u8>) -> Result<String, String> {
+        let helo = self.helo.clone().unwrap_or_default();
+        // F4, P1: one strict reading of the message, shared by every decision below and by
+        // everything after us (header_block.rs says what is refused and why).
+        let checked = header_block::content_fault(&raw)
+            .map_or_else(|| HeaderBlock::parse(&raw), Err)
+            .and_then(|block| {
+                if !block.agrees_with_mail_auth() {
+                    return Err(Malformed::Ambiguous);
+                }
+                let author = block.author()?;
+                Ok((author, header_block::strip_our_results(&block, self.host())))
+            });
+        let (author, stripped) = match checked {
+            Ok(c) => c,
+            Err(why) => {
+                self.log_verdict(&txn, &helo, "-", "-", &format!("refused: {why}"));
+                return Err(format!("550 5.6.0 Message refused: {why}"));
+            }
+        };
         // P1: what the recipients see as sender must be the login's too.
-        if let Some(login) = &self.login {
-            let from = header_from_addresses(&raw);
-            if from.is_empty() {
-                return Err(
-                    "553 5.7.1 Sender address rejected: the message has no From: address".into(),
-                );
-            }
-            if let Some(bad) = from
+        if let Some(login) = &self.login
+            && !login
+                .senders
                 .iter()
-                .find(|f| !login.senders.iter().any(|s| s.eq_ignore_ascii_case(f)))
-            {
-                return Err(format!(
-                    "553 5.7.1 <{bad}>... Sender address rejected: not owned by user {}",
-                    login.address
-                ));
-            }
+                .any(|s| s.eq_ignore_ascii_case(&author.address))
+        {
+            return Err(format!(
+                "553 5.7.1 <{}>... Sender address rejected: not owned by user {}",
+                author.address, login.address
+            ));
         }
         // F3: forbidden attachments, also inside archives.
         if let Some(name) = verdict::forbidden_attachment(&raw) {
             tracing::info!(peer = %self.peer, attachment = %name, "refused forbidden attachment");
             return Err("554 5.7.0 AV: Message is rejected by headers rule filter".into());
         }
-        let helo = self.helo.clone().unwrap_or_default();
         let mut prefix = String::new();
-        // F4: authenticate inbound mail.
+        // F4: authenticate inbound mail (on the message as it came: a stripped field may be
+        // covered by a DKIM signature).
         if self.login.is_none() {
             // A dead resolver must not hold the session: past the bound, the results are
             // recorded as temporary errors and the message is accepted (RFC 7489 §6.6.3 asks
@@ -823,18 +831,29 @@ impl Session {
                     self.peer.ip(),
                     &helo,
                     &txn.mail_from,
+                    &self.smtp.cfg.auth.trusted_arc_sealers,
                 ),
             )
             .await
             .unwrap_or_else(|_| crate::mailauth::InboundAuth::timed_out(self.host()));
-            if let Some(domain) = auth.dmarc_reject {
-                tracing::info!(peer = %self.peer, %domain, "refused by DMARC policy");
+            if let Some(domain) = auth.dmarc_reject
+                && self.smtp.cfg.smtp.dmarc_reject
+            {
+                self.log_verdict(
+                    &txn,
+                    &helo,
+                    &author.domain,
+                    &auth.summary,
+                    &format!("refused: fails DMARC and {domain} publishes p=reject"),
+                );
                 return Err(format!(
                     "550 5.7.1 Message rejected: it fails DMARC authentication and {domain} publishes a reject policy"
                 ));
             }
+            self.log_verdict(&txn, &helo, &author.domain, &auth.summary, "accepted");
             prefix.push_str(&auth.header);
         }
+        let raw = stripped.unwrap_or(raw);
         let queue_ref = crate::random_id();
         let received = self.received_header(&txn, &queue_ref, &helo);
         // Return-Path (RFC 5321 §4.4) is for final delivery; relaying strips it again.
@@ -846,6 +865,20 @@ impl Session {
         ]
         .concat();
         self.spool(txn, message, queue_ref).await
+    }
+
+    /// One line per inbound verdict (F4), so that an operator can answer "why was this
+    /// refused" with grep: client, HELO, envelope, the From domain, the results, the reason.
+    fn log_verdict(&self, txn: &Txn, helo: &str, from_domain: &str, results: &str, verdict: &str) {
+        if self.login.is_some() {
+            return;
+        }
+        let rcpts: Vec<&str> = txn.rcpts.iter().map(|r| r.rcpt.as_str()).collect();
+        tracing::info!(
+            target: "postfach::auth",
+            peer = %self.peer.ip(), helo, mail_from = %txn.mail_from, rcpts = %rcpts.join(","),
+            from_domain, results, verdict, "inbound verdict"
+        );
     }
 
     /// Inbound mail for exactly one local recipient is delivered during the transaction, like
@@ -1053,18 +1086,4 @@ impl Session {
             }
         }
     }
-}
-
-/// The addresses of the `From:` header field(s).
-fn header_from_addresses(raw: &[u8]) -> Vec<String> {
-    let Some(m) = mail_parser::MessageParser::default().parse_headers(raw) else {
-        return Vec::new();
-    };
-    m.from()
-        .map(|a| {
-            a.iter()
-                .filter_map(|addr| addr.address().map(|s| s.to_string()))
-                .collect()
-        })
-        .unwrap_or_default()
 }

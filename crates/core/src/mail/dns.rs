@@ -18,6 +18,8 @@ use crate::{Actor, Directory};
 
 pub const ED25519: &str = "ed25519-sha256";
 pub const RSA: &str = "rsa-sha256";
+/// The platform settings key of the ARC sealing key.
+const ARC_KEY: &str = "arc_key";
 
 /// A key to sign a domain's outgoing mail with.
 #[derive(Debug, Clone)]
@@ -146,6 +148,89 @@ impl Directory {
                 })
             })
             .collect()
+    }
+
+    /// The platform's ARC sealing key (RFC 8617 §5.1; only rsa-sha256 is defined for ARC),
+    /// made on first use and kept with the platform's settings so that every node seals with
+    /// the same key. Its public half is in [`Directory::platform_dns`].
+    pub async fn arc_signing_key(&self) -> Result<DkimSigningKey> {
+        let hostname = self
+            .policy
+            .platform
+            .hostname
+            .trim_end_matches('.')
+            .to_string();
+        let stored = {
+            let mut tx = self.store.begin().await?;
+            tx.settings_get("global", 0, ARC_KEY).await?
+        };
+        let stored = match stored {
+            Some(v) => v,
+            None => {
+                let month = time::OffsetDateTime::from_unix_timestamp(self.now())
+                    .map(|t| format!("{:04}{:02}", t.year(), u8::from(t.month())))
+                    .unwrap_or_else(|_| "0".into());
+                let rsa = generate_keys(month)
+                    .await?
+                    .into_iter()
+                    .find(|k| k.1 == RSA)
+                    .ok_or_else(|| Error::Internal("no RSA key generated".into()))?;
+                let value = serde_json::json!({
+                    "selector": rsa.0.replace("pf-rsa", "pf-arc"),
+                    "private": b64(&rsa.2),
+                    "public": rsa.3,
+                })
+                .to_string();
+                let mut tx = self.store.begin_write().await?;
+                // Two nodes may race here: the first write wins and both read it back.
+                if tx.settings_get("global", 0, ARC_KEY).await?.is_none() {
+                    tx.settings_put("global", 0, ARC_KEY, &value, self.now())
+                        .await?;
+                }
+                let v = tx
+                    .settings_get("global", 0, ARC_KEY)
+                    .await?
+                    .unwrap_or(value);
+                tx.commit().await?;
+                v
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&stored)
+            .map_err(|e| Error::Internal(format!("stored ARC key: {e}")))?;
+        let field = |name: &str| v[name].as_str().unwrap_or_default().to_string();
+        Ok(DkimSigningKey {
+            domain: hostname,
+            selector: field("selector"),
+            algorithm: RSA.into(),
+            private_der: unb64(&field("private"))?,
+        })
+    }
+
+    /// D1 for the platform itself (operator only): the records of the platform's host name —
+    /// the public key of its ARC seal (RFC 8617 §4.1.3: `ARC-Seal` keys are found as DKIM
+    /// keys are, at `selector._domainkey.hostname`).
+    pub async fn platform_dns(&self, actor: &Actor) -> Result<Vec<DnsRecord>> {
+        actor.require_operator("see the platform's DNS records")?;
+        self.arc_signing_key().await?;
+        let stored = {
+            let mut tx = self.store.begin().await?;
+            tx.settings_get("global", 0, ARC_KEY).await?
+        };
+        let v: serde_json::Value = serde_json::from_str(&stored.unwrap_or_default())
+            .map_err(|e| Error::Internal(format!("stored ARC key: {e}")))?;
+        let host = self.policy.platform.hostname.trim_end_matches('.');
+        Ok(vec![DnsRecord {
+            name: format!(
+                "{}._domainkey.{host}",
+                v["selector"].as_str().unwrap_or_default()
+            ),
+            rtype: "TXT".into(),
+            value: format!(
+                "v=DKIM1; k=rsa; p={}",
+                v["public"].as_str().unwrap_or_default()
+            ),
+            purpose: "ARC seal of forwarded mail (RFC 8617)".into(),
+        }])
     }
 
     /// D1: the records to publish for a domain's mail service.

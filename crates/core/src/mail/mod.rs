@@ -10,6 +10,7 @@ mod check;
 mod deliver;
 mod dns;
 mod folders;
+pub mod header_block;
 pub(crate) mod index_cache;
 mod mailbox;
 mod plan;
@@ -17,7 +18,7 @@ mod queue;
 mod routing;
 pub mod settings;
 pub mod srs;
-mod submit;
+pub(crate) mod submit;
 mod training;
 
 pub use access::{

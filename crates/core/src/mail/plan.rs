@@ -148,12 +148,7 @@ impl Directory {
             .await?
             .ok_or_else(|| Error::not_found("mail service", &a.domain))?;
         let address = format!("{}@{}", a.local_part, a.domain);
-        let mut own = vec![address.clone()];
-        for al in tx.alias_list(svc.id).await? {
-            if al.address_id == a.id {
-                own.push(format!("{}@{}", al.local_part, al.domain));
-            }
-        }
+        let own = super::submit::own_addresses(&mut *tx, svc.id, &a).await?;
         let [own_settings, service_settings] = settings::Documents::load_many(
             &mut *tx,
             [Scope::Address(a.id), Scope::Service(svc.id)],
@@ -419,7 +414,8 @@ impl Directory {
                             size: o.raw.len() as i64,
                             mail_from: o.mail_from.clone(),
                             source: o.kind.to_string(),
-                            sender_address_id: None,
+                            // O2: the producer decides whose key may sign it.
+                            sender_address_id: Some(address_id),
                             env_id: None,
                             ret_full: false,
                             expires_at: now + OUTGOING_LIFETIME,

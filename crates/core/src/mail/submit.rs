@@ -2,8 +2,29 @@
 
 use std::net::IpAddr;
 
+use postfach_store::{Address, Tx};
+
 use crate::error::{Error, Result};
+use crate::mail::header_block::HeaderBlock;
+use crate::rules::o2_dkim_authority::{self, Producer};
 use crate::{Directory, secret, validate};
+
+/// The addresses a mailbox owns: its own address first, then its aliases. P1 (what its login
+/// may send as), O2 (what may be signed for it) and the autoresponder's alternate sender all
+/// use this one list.
+pub(crate) async fn own_addresses(
+    tx: &mut dyn Tx,
+    service_id: i64,
+    a: &Address,
+) -> Result<Vec<String>> {
+    let mut own = vec![format!("{}@{}", a.local_part, a.domain)];
+    for al in tx.alias_list(service_id).await? {
+        if al.address_id == a.id {
+            own.push(format!("{}@{}", al.local_part, al.domain));
+        }
+    }
+    Ok(own)
+}
 
 /// A mailbox logged in with its mail password (SMTP AUTH now; IMAP/POP3 later).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +94,7 @@ impl Directory {
             return Err(denied());
         }
         let mut tx = self.store.begin().await?;
-        let mut senders = vec![format!("{}@{}", a.local_part, a.domain)];
-        for al in tx.alias_list(svc.id).await? {
-            if al.address_id == a.id {
-                senders.push(format!("{}@{}", al.local_part, al.domain));
-            }
-        }
+        let senders = own_addresses(&mut *tx, svc.id, &a).await?;
         drop(tx);
         let daily_limit = self
             .policy
@@ -93,6 +109,44 @@ impl Directory {
             daily_limit,
             maintenance: svc.maintenance,
         })
+    }
+
+    /// O2: the domain whose DKIM key signs an outgoing queue entry (`source` and
+    /// `producer_id` as queued; `message` as it leaves), or `None` for no signature.
+    pub async fn dkim_signing_domain(
+        &self,
+        source: &str,
+        producer_id: Option<i64>,
+        message: &[u8],
+    ) -> Result<Option<String>> {
+        let author = HeaderBlock::parse(message)
+            .ok()
+            .and_then(|b| b.author().ok());
+        let mailbox = match producer_id {
+            Some(id) => {
+                let mut tx = self.store.begin_read().await?;
+                match tx.address_by_id(id).await? {
+                    Some(a) => match tx.service_by_domain(&a.domain).await? {
+                        Some(svc) => Some((own_addresses(&mut *tx, svc.id, &a).await?, a.domain)),
+                        None => None,
+                    },
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let hostname = self.policy.platform.hostname.as_str();
+        let producer = match (source, &mailbox) {
+            ("submission" | "autoreply" | "reject", Some((own, _))) => Producer::Mailbox { own },
+            ("forward", Some((_, domain))) => Producer::Forward {
+                mailbox_domain: domain,
+            },
+            ("dsn", _) => Producer::Platform { hostname },
+            // Inbound relays, and anything whose producer is unknown (entries queued before
+            // producers were recorded, a deleted mailbox): no signature.
+            _ => Producer::Relay,
+        };
+        Ok(o2_dkim_authority::signing_domain(producer, author.as_ref()))
     }
 
     /// O3: recipients this address sent to in the last 24 hours.

@@ -436,13 +436,7 @@ impl Directory {
         let Target::Address(svc, a) = t else {
             return Ok(Vec::new());
         };
-        let mut own = vec![format!("{}@{}", a.local_part, a.domain)];
-        for al in tx.alias_list(svc.id).await? {
-            if al.address_id == a.id {
-                own.push(format!("{}@{}", al.local_part, al.domain));
-            }
-        }
-        Ok(own)
+        crate::mail::submit::own_addresses(tx, svc.id, a).await
     }
 
     /// Activates one autoresponder (deactivating any other: one is active at a time) or, with

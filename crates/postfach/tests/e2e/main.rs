@@ -10,6 +10,7 @@ mod delivery;
 mod imap;
 mod managesieve;
 mod pop3;
+mod sender_auth;
 mod server;
 mod smtp;
 mod spam;

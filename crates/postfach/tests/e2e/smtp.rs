@@ -1023,55 +1023,6 @@ fn raw_session(port: u16) -> (TcpStream, BufReader<TcpStream>) {
 }
 
 #[test]
-fn smuggled_end_of_data_variants_are_message_content() {
-    let d = setup();
-    let s = Server::start(&d);
-    let (mut w, mut r) = raw_session(s.port("smtp"));
-    for cmd in [
-        "EHLO mx.sender.example",
-        "MAIL FROM:<a@sender.example>",
-        "RCPT TO:<info@acme.example>",
-        "DATA",
-    ] {
-        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        let _ = reply(&mut r);
-    }
-    // CVE-2023-51764 class: only <CRLF>.<CRLF> ends the data; these do not.
-    let smuggle = |end: &str| {
-        format!(
-            "{end}MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<jean@acme.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n"
-        )
-    };
-    let body = format!(
-        "Subject: carrier\r\n\r\nfirst part{}{}{}last line\r\n.\r\n",
-        smuggle("\n.\n"),
-        smuggle("\r.\r"),
-        smuggle("\n.\r\n")
-    );
-    w.write_all(body.as_bytes()).unwrap();
-    let end = reply(&mut r);
-    assert!(end.starts_with("250 2.0.0"), "{end}");
-    w.write_all(b"QUIT\r\n").unwrap();
-    assert!(
-        reply(&mut r).starts_with("221"),
-        "nothing else was answered in between"
-    );
-    let inbox = d.wait_messages("info@acme.example", "INBOX", 1);
-    assert_eq!(inbox.len(), 1);
-    let stored = d.message("info@acme.example", 1);
-    assert_eq!(
-        stored.matches("MAIL FROM:<evil@attacker.example>").count(),
-        3,
-        "{stored}"
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        d.messages("jean@acme.example", "INBOX").is_empty(),
-        "no smuggled second message"
-    );
-}
-
-#[test]
 fn commands_pipelined_after_starttls_are_discarded() {
     let d = setup();
     let s = Server::start(&d);
@@ -1127,7 +1078,7 @@ fn chunking_with_bdat() {
         w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
         assert!(reply(&mut r).starts_with("250"));
     }
-    let part1 = "Subject: chunked\r\n\r\nfirst chunk\r\n";
+    let part1 = "From: a@sender.example\r\nSubject: chunked\r\n\r\nfirst chunk\r\n";
     let part2 = "second chunk\r\n.not stuffed in BDAT\r\n";
     w.write_all(format!("BDAT {}\r\n{part1}", part1.len()).as_bytes())
         .unwrap();

@@ -1,0 +1,6 @@
+//! The platform's rules, one file per rule, named by its PRODUCT.md ID. Each is a pure
+//! predicate over facts; the service layer gathers the facts (inside the transaction that
+//! writes, where one writes) and protocol sessions, the CLI and the API only turn the outcome
+//! into their reply.
+
+pub mod o2_dkim_authority;

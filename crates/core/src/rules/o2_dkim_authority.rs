@@ -1,0 +1,103 @@
+//! O2: whose DKIM key may sign an outgoing message. A signature says "this domain vouches for
+//! this message"; the platform holds the keys of every tenant, so it must only ever sign for
+//! the domain of the principal that produced the message — never for whatever domain the
+//! message's From field names (a Sieve script, a vacation `:from` or a forwarded message can
+//! name any domain, including another tenant's).
+
+use crate::mail::header_block::Author;
+
+/// Who produced an outgoing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Producer<'a> {
+    /// Mail of others that we relay: signed by nobody here.
+    Relay,
+    /// A mailbox: submitted by its login, or generated on its behalf (autoresponder, Sieve
+    /// vacation, a rejection notice). `own` are the addresses it owns: its address and its
+    /// aliases (the P1 sender rule's list).
+    Mailbox { own: &'a [String] },
+    /// A forward or a Sieve redirect by the mailbox of `mailbox_domain`: it keeps the original
+    /// From (RFC 7489 §7.2 and RFC 8617: the forwarder vouches with an ARC seal, not with the
+    /// author's domain) and may carry a signature of the forwarding mailbox's own domain.
+    Forward { mailbox_domain: &'a str },
+    /// A delivery status notification of the platform itself (`MAILER-DAEMON@hostname`).
+    Platform { hostname: &'a str },
+}
+
+/// The domain whose key signs the message, if any. `author` is the message's one From
+/// address (`HeaderBlock::author`); a message without exactly one is signed only when it is
+/// a forward (with the forwarder's domain).
+pub fn signing_domain(producer: Producer<'_>, author: Option<&Author>) -> Option<String> {
+    match producer {
+        Producer::Relay => None,
+        Producer::Mailbox { own } => {
+            let a = author?;
+            own.iter()
+                .any(|o| o.eq_ignore_ascii_case(&a.address))
+                .then(|| a.domain.clone())
+        }
+        Producer::Forward { mailbox_domain } => Some(mailbox_domain.to_ascii_lowercase()),
+        Producer::Platform { hostname } => {
+            let a = author?;
+            a.domain
+                .eq_ignore_ascii_case(hostname.trim_end_matches('.'))
+                .then(|| a.domain.clone())
+        }
+    }
+}
+
+/// Whether a message generated for a mailbox (an autoresponse, a Sieve vacation reply) names
+/// one of the mailbox's own addresses as its author.
+pub fn owns_author(own: &[String], author: Option<&Author>) -> bool {
+    author.is_some_and(|a| own.iter().any(|o| o.eq_ignore_ascii_case(&a.address)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn author(address: &str) -> Author {
+        Author {
+            address: address.into(),
+            domain: address.rsplit_once('@').unwrap().1.to_ascii_lowercase(),
+        }
+    }
+
+    #[test]
+    fn only_the_producers_own_domain_is_signed() {
+        let own = vec!["anna@a.example".to_string(), "sales@a.example".to_string()];
+        let mailbox = Producer::Mailbox { own: &own };
+        assert_eq!(
+            signing_domain(mailbox, Some(&author("Sales@A.example"))).as_deref(),
+            Some("a.example")
+        );
+        // Another tenant's address as From: no signature of that tenant's domain.
+        assert_eq!(
+            signing_domain(mailbox, Some(&author("ceo@b.example"))),
+            None
+        );
+        assert_eq!(signing_domain(mailbox, None), None);
+        // A forward keeps the author's From but is signed (if at all) by the forwarder.
+        let fwd = Producer::Forward {
+            mailbox_domain: "A.example",
+        };
+        assert_eq!(
+            signing_domain(fwd, Some(&author("ceo@b.example"))).as_deref(),
+            Some("a.example")
+        );
+        assert_eq!(
+            signing_domain(Producer::Relay, Some(&author("anna@a.example"))),
+            None
+        );
+        let platform = Producer::Platform {
+            hostname: "mail.host.example",
+        };
+        assert_eq!(
+            signing_domain(platform, Some(&author("MAILER-DAEMON@mail.host.example"))).as_deref(),
+            Some("mail.host.example")
+        );
+        assert_eq!(signing_domain(platform, Some(&author("x@b.example"))), None);
+        assert!(owns_author(&own, Some(&author("ANNA@a.example"))));
+        assert!(!owns_author(&own, Some(&author("ceo@b.example"))));
+        assert!(!owns_author(&own, None));
+    }
+}

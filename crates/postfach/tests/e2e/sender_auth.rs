@@ -1,0 +1,627 @@
+//! Sender authentication from the outside (F4, P1, O2): forged mail through the MX and
+//! submission, DATA framing (SMTP smuggling), forged Authentication-Results, and DKIM
+//! authority across tenants. The peers are real: a DNS server (dnslib) serving a victim domain
+//! that publishes `p=reject` and an attacker domain whose SPF passes, raw sockets for
+//! byte-exact messages, an SMTP sink for what leaves, and dkimpy to verify signatures.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{Data, PW, Peer, Server, deliver, scripted, tool, wait_until};
+
+/// The zone: bank.test is the victim (no sender of ours may pass its SPF; `p=reject`);
+/// attack.test is the attacker's own domain (SPF passes for 127.0.0.1; `p=none`).
+fn zone() -> Value {
+    json!({
+        "bank.test.": [["TXT", "v=spf1 -all"]],
+        "_dmarc.bank.test.": [["TXT", "v=DMARC1; p=reject"]],
+        "attack.test.": [["TXT", "v=spf1 ip4:127.0.0.1 -all"]],
+        "_dmarc.attack.test.": [["TXT", "v=DMARC1; p=none"]],
+    })
+}
+
+fn setup(d: &Data) {
+    d.service("acme.example", "standard", None);
+    for a in ["info@acme.example", "jean@acme.example"] {
+        d.ok(&["address", "add", a, "--password", PW]);
+    }
+}
+
+/// Sends one message byte for byte (`body` is the DATA content without the final
+/// `.<CRLF>`) on the MX and returns the reply to the end of data.
+fn mx_send(port: u16, mail_from: &str, body: &str) -> String {
+    let out = scripted(
+        "raw_client.py",
+        &[&port.to_string(), "plain"],
+        &json!([
+            ["line"],
+            ["send", "EHLO mx.attack.test\r\n"],
+            ["until", "250 "],
+            ["send", format!("MAIL FROM:<{mail_from}>\r\n")],
+            ["line"],
+            ["send", "RCPT TO:<info@acme.example>\r\n"],
+            ["line"],
+            ["send", "DATA\r\n"],
+            ["line"],
+            ["send", format!("{body}\r\n.\r\n")],
+            ["line"],
+            ["send", "QUIT\r\n"],
+            ["line"],
+        ]),
+    );
+    let steps = out.as_array().unwrap();
+    assert!(
+        steps[8][0].as_str().unwrap().starts_with("354"),
+        "{steps:?}"
+    );
+    assert!(
+        steps[12][0].as_str().unwrap().starts_with("221"),
+        "one answer per message, nothing smuggled in between: {steps:?}"
+    );
+    steps[10][0].as_str().unwrap().to_string()
+}
+
+const BODY: &str = "Subject: Your account\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@x.test>\r\n\r\nPlease log in at http://bank.test.attack.test/\r\n";
+
+#[test]
+fn forged_senders_are_refused_on_the_mx() {
+    let d = Data::sqlite();
+    setup(&d);
+    let s = Server::start_opts(&d, &zone(), &[]);
+    let mx = s.port("smtp");
+    // (what is forged, header lines before the common body)
+    let refused: &[(&str, &str)] = &[
+        // 1. Header lines that are no fields, before or after a valid one.
+        (
+            "line without colon first",
+            "X-Junk\r\nFrom: <admin@bank.test>\r\n",
+        ),
+        (
+            "line without colon between",
+            "To: info@acme.example\r\nX-Junk\r\nFrom: <admin@bank.test>\r\n",
+        ),
+        (
+            "line without colon after From",
+            "From: <admin@bank.test>\r\nX-Junk\r\n",
+        ),
+        ("empty field name", ": x\r\nFrom: <admin@bank.test>\r\n"),
+        (
+            "space in field name",
+            "X Junk: x\r\nFrom: <admin@bank.test>\r\n",
+        ),
+        (
+            "blank continuation",
+            "To: info@acme.example\r\n \r\nFrom: <admin@bank.test>\r\n",
+        ),
+        // 2. Several From fields, several authors.
+        (
+            "two From fields",
+            "From: <a@attack.test>\r\nFrom: <admin@bank.test>\r\n",
+        ),
+        (
+            "two From fields, victim first",
+            "From: <admin@bank.test>\r\nFrom: <a@attack.test>\r\n",
+        ),
+        (
+            "two From fields, odd casing",
+            "FROM: <a@attack.test>\r\nfrom:<admin@bank.test>\r\n",
+        ),
+        ("two authors", "From: a@attack.test, admin@bank.test\r\n"),
+        (
+            "two authors, no space",
+            "From: a@attack.test,admin@bank.test\r\n",
+        ),
+        (
+            "two authors, odd spacing",
+            "From:   a@attack.test ,  ADMIN@BANK.TEST  \r\n",
+        ),
+        (
+            "two authors in a group",
+            "From: team: a@attack.test, admin@bank.test;\r\n",
+        ),
+        (
+            "space before colon",
+            "From : <admin@bank.test>\r\nFrom: <a@attack.test>\r\n",
+        ),
+        // 3. A continuation first: it would extend the header we prepend.
+        (
+            "leading continuation",
+            " dkim=pass header.d=bank.test; dmarc=pass\r\nFrom: <admin@bank.test>\r\n",
+        ),
+        (
+            "leading continuation, aligned From",
+            "\tdmarc=pass\r\nFrom: <a@attack.test>\r\n",
+        ),
+        // 4. Author domains DMARC cannot look up as written.
+        ("trailing dot", "From: <admin@bank.test.>\r\n"),
+        ("empty label", "From: <admin@bank..test>\r\n"),
+        ("IP literal", "From: <admin@[127.0.0.1]>\r\n"),
+        ("no author", "From: Bank Security\r\n"),
+        ("no From", "Sender: <admin@bank.test>\r\n"),
+        // 6. Bare line ends and NUL in the header section.
+        (
+            "bare LF",
+            "From: <a@attack.test>\nFrom: <admin@bank.test>\r\n",
+        ),
+        (
+            "bare CR",
+            "From: <a@attack.test>\rFrom: <admin@bank.test>\r\n",
+        ),
+        ("NUL", "From: <admin@bank.test>\0\r\n"),
+        // The plain spoof and its disguises: one author, bank.test, DMARC fails → reject.
+        ("plain spoof", "From: <admin@bank.test>\r\n"),
+        ("upper case", "From: Bank <ADMIN@BANK.TEST>\r\n"),
+        ("no space", "From:<admin@bank.test>\r\n"),
+        (
+            "attacker as display name",
+            "From: \"a@attack.test\" <admin@bank.test>\r\n",
+        ),
+        (
+            "attacker in encoded word",
+            "From: =?utf-8?q?a=40attack=2Etest?= <admin@bank.test>\r\n",
+        ),
+        (
+            "attacker in comment",
+            "From: admin@bank.test (a@attack.test)\r\n",
+        ),
+        (
+            "attacker as Sender",
+            "From: <admin@bank.test>\r\nSender: <a@attack.test>\r\n",
+        ),
+        ("folded From", "From:\r\n <admin@bank.test>\r\n"),
+        (
+            "attacker as Resent-From",
+            "Resent-From: <a@attack.test>\r\nFrom: <admin@bank.test>\r\n",
+        ),
+    ];
+    assert!(refused.len() >= 30);
+    for (what, headers) in refused {
+        let reply = mx_send(mx, "bounce@attack.test", &format!("{headers}{BODY}"));
+        assert!(reply.starts_with("550 5."), "{what}: {reply}");
+        assert!(
+            reply.contains("refused") || reply.contains("DMARC"),
+            "{what}: a sentence that says why: {reply}"
+        );
+    }
+    // A genuine message of the attacker's own domain still gets through: the refusals above
+    // are about the forgery, not the sender.
+    let ok = mx_send(
+        mx,
+        "bounce@attack.test",
+        &format!("From: <a@attack.test>\r\n{BODY}"),
+    );
+    assert!(ok.starts_with("250 "), "{ok}");
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 1);
+    std::thread::sleep(Duration::from_millis(500));
+    let inbox_now = d.messages("info@acme.example", "INBOX");
+    assert_eq!(
+        inbox_now.len(),
+        1,
+        "only the genuine message: {inbox_now:?}"
+    );
+    let raw = d.message("info@acme.example", inbox[0]["uid"].as_i64().unwrap());
+    assert!(raw.contains("dmarc=pass"), "{raw}");
+    assert!(raw.contains("header.from=attack.test"), "{raw}");
+    assert!(!raw.to_ascii_lowercase().contains("bank.test>"), "{raw}");
+}
+
+#[test]
+fn forged_authentication_results_are_removed_and_ours_cannot_be_extended() {
+    let d = Data::sqlite();
+    setup(&d);
+    let s = Server::start_opts(&d, &zone(), &[]);
+    let mx = s.port("smtp");
+    let headers = "Authentication-Results: mail.e2e.test; dkim=pass header.d=bank.test; dmarc=pass\r\n\
+         authentication-results: (forged)\r\n MAIL.E2E.TEST; spf=pass\r\n\
+         ARC-Authentication-Results: i=1; mail.e2e.test; arc=pass\r\n\
+         Authentication-Results: other.example; spf=pass smtp.mailfrom=x@other.example\r\n\
+         From: <a@attack.test>\r\n";
+    let reply = mx_send(mx, "bounce@attack.test", &format!("{headers}{BODY}"));
+    assert!(reply.starts_with("250 "), "{reply}");
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 1);
+    let raw = d.message("info@acme.example", inbox[0]["uid"].as_i64().unwrap());
+    let (head, _) = raw.split_once("\r\n\r\n").unwrap();
+    let ours: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("authentication-results:")
+        })
+        .collect();
+    assert_eq!(
+        ours.len(),
+        2,
+        "ours and the other server's, none forged: {head}"
+    );
+    assert!(ours[0].contains("mail.e2e.test"), "{head}");
+    assert!(ours[1].contains("other.example"), "{head}");
+    assert!(!head.contains("header.d=bank.test"), "{head}");
+    assert!(!head.contains("(forged)"), "{head}");
+    assert!(!head.contains("ARC-Authentication-Results"), "{head}");
+    // Our header is followed by a header field, never by a line that continues it.
+    let after = head
+        .split("\r\n")
+        .skip_while(|l| !l.starts_with("Authentication-Results: mail.e2e.test"));
+    let next_field = after
+        .skip(1)
+        .find(|l| !l.starts_with('\t') && !l.starts_with(' '))
+        .unwrap();
+    assert!(next_field.contains(':'), "{head}");
+}
+
+/// Every end-of-data disguise of the SMTP smuggling class, inside one carrier message
+/// followed by what would be a second transaction.
+const SMUGGLED: &[&str] = &[
+    "\n.\n",
+    "\r.\r",
+    "\r\n.\n",
+    "\n.\r\n",
+    "\r\n.\r",
+    "\r\n.\r\r\n",
+    "\r\n.\r\r\r\n",
+    "\r\r\n.\r\r\n",
+    "\r\n\0.\r\n",
+    "\r\n.\0\r\n",
+];
+
+fn smuggle_script(end: &str) -> String {
+    format!(
+        "From: <a@attack.test>\r\nSubject: carrier\r\n\r\nfirst part{end}MAIL FROM:<admin@bank.test>\r\nRCPT TO:<jean@acme.example>\r\nDATA\r\nFrom: <admin@bank.test>\r\nSubject: smuggled\r\n\r\nevil\r\n"
+    )
+}
+
+#[test]
+fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
+    let d = Data::sqlite();
+    setup(&d);
+    let s = Server::start_opts(&d, &zone(), &[]);
+    for end in SMUGGLED {
+        let reply = mx_send(s.port("smtp"), "bounce@attack.test", &smuggle_script(end));
+        assert!(reply.starts_with("550 5.6.0 "), "{end:?}: {reply}");
+    }
+    // Submission: the same bytes from an authenticated user.
+    use base64::Engine;
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0info@acme.example\0{PW}"));
+    for end in SMUGGLED {
+        let body = smuggle_script(end).replace("<a@attack.test>", "<info@acme.example>");
+        let out = scripted(
+            "raw_client.py",
+            &[&s.port("submission").to_string(), "plain"],
+            &json!([
+                ["line"],
+                ["send", "EHLO laptop.example\r\n"],
+                ["until", "250 "],
+                ["send", "STARTTLS\r\n"],
+                ["line"],
+                ["starttls"],
+                ["send", "EHLO laptop.example\r\n"],
+                ["until", "250 "],
+                ["send", format!("AUTH PLAIN {auth}\r\n")],
+                ["line"],
+                [
+                    "send",
+                    "MAIL FROM:<info@acme.example>\r\nRCPT TO:<jean@acme.example>\r\nDATA\r\n"
+                ],
+                ["line"],
+                ["line"],
+                ["line"],
+                ["send", format!("{body}\r\n.\r\n")],
+                ["line"],
+                ["send", "QUIT\r\n"],
+                ["line"],
+            ]),
+        );
+        let steps = out.as_array().unwrap();
+        assert!(
+            steps[9][0].as_str().unwrap().starts_with("235"),
+            "{steps:?}"
+        );
+        let end_reply = steps[15][0].as_str().unwrap();
+        assert!(end_reply.starts_with("550 5.6.0 "), "{end:?}: {end_reply}");
+        assert!(
+            steps[17][0].as_str().unwrap().starts_with("221"),
+            "{steps:?}"
+        );
+    }
+    // A correct end followed by a pipelined second transaction: two messages, each its own.
+    let two = scripted(
+        "raw_client.py",
+        &[&s.port("smtp").to_string(), "plain"],
+        &json!([
+            ["line"],
+            ["send", "EHLO mx.attack.test\r\n"],
+            ["until", "250 "],
+            [
+                "send",
+                format!(
+                    "MAIL FROM:<bounce@attack.test>\r\nRCPT TO:<info@acme.example>\r\nDATA\r\nFrom: <a@attack.test>\r\nSubject: first\r\n\r\none\r\n.\r\nMAIL FROM:<bounce@attack.test>\r\nRCPT TO:<info@acme.example>\r\nDATA\r\nFrom: <a@attack.test>\r\nSubject: second\r\n\r\ntwo\r\n.\r\nQUIT\r\n"
+                )
+            ],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["line"],
+        ]),
+    );
+    let lines: Vec<&str> = two.as_array().unwrap()[4..]
+        .iter()
+        .map(|l| l[0].as_str().unwrap())
+        .collect();
+    assert!(
+        lines[3].starts_with("250 ") && lines[7].starts_with("250 "),
+        "{lines:?}"
+    );
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 2);
+    let mut subjects: Vec<&str> = inbox
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    subjects.sort();
+    assert_eq!(subjects, ["first", "second"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        d.messages("jean@acme.example", "INBOX").is_empty(),
+        "nothing smuggled was stored"
+    );
+    assert_eq!(d.messages("info@acme.example", "INBOX").len(), 2);
+}
+
+#[test]
+fn submission_checks_the_one_author_the_reader_sees() {
+    let d = Data::sqlite();
+    setup(&d);
+    let s = Server::start_opts(&d, &zone(), &[]);
+    use base64::Engine;
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0info@acme.example\0{PW}"));
+    let cases: &[(&str, &str)] = &[
+        (
+            "two From fields",
+            "From: CEO <eve@other.test>\r\nFrom: info@acme.example\r\n",
+        ),
+        (
+            "two From fields, upper case",
+            "FROM: CEO <eve@other.test>\r\nFrom: info@acme.example\r\n",
+        ),
+        (
+            "space before colon",
+            "From : CEO <eve@other.test>\r\nFrom: info@acme.example\r\n",
+        ),
+        (
+            "bare LF",
+            "From: CEO <eve@other.test>\nFrom: info@acme.example\r\n",
+        ),
+        ("two authors", "From: info@acme.example, eve@other.test\r\n"),
+        ("another author", "From: CEO <eve@other.test>\r\n"),
+        ("no author", "Subject: x\r\n"),
+    ];
+    for (what, headers) in cases {
+        let out = scripted(
+            "raw_client.py",
+            &[&s.port("submission").to_string(), "plain"],
+            &json!([
+                ["line"],
+                ["send", "EHLO laptop.example\r\n"],
+                ["until", "250 "],
+                ["send", "STARTTLS\r\n"],
+                ["line"],
+                ["starttls"],
+                ["send", "EHLO laptop.example\r\n"],
+                ["until", "250 "],
+                ["send", format!("AUTH PLAIN {auth}\r\n")],
+                ["line"],
+                [
+                    "send",
+                    "MAIL FROM:<info@acme.example>\r\nRCPT TO:<jean@acme.example>\r\nDATA\r\n"
+                ],
+                ["line"],
+                ["line"],
+                ["line"],
+                ["send", format!("{headers}Subject: hi\r\n\r\nbody\r\n.\r\n")],
+                ["line"],
+            ]),
+        );
+        let reply = out.as_array().unwrap()[15][0].as_str().unwrap().to_string();
+        assert!(reply.starts_with("55"), "{what}: {reply}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.messages("jean@acme.example", "INBOX").is_empty());
+}
+
+/// The TXT records of `domain`'s DKIM keys, as `postfach domain dns` lists them.
+fn dkim_records(d: &Data, domain: &str) -> serde_json::Map<String, Value> {
+    d.json(&["domain", "dns", domain])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "TXT" && r["name"].as_str().unwrap().contains("._domainkey."))
+        .map(|r| {
+            (
+                format!("{}.", r["name"].as_str().unwrap()),
+                r["value"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// dkimpy's verdict per signature: ("pass"|"fail", domain).
+fn dkim_verdicts(message: &Path, keys: &Path) -> Vec<(String, String)> {
+    let v = std::process::Command::new("python3")
+        .arg(tool("dkim_verify.py"))
+        .arg(message)
+        .arg(keys)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&v.stdout)
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w[0].to_string(), w[2].to_ascii_lowercase())
+        })
+        .collect()
+}
+
+#[test]
+fn the_platform_signs_only_for_the_domain_of_whoever_produced_the_mail_and_seals_forwards() {
+    let d = Data::sqlite();
+    // Organization A (Acme): acme.example. Organization B: b.example, the victim.
+    d.service("acme.example", "standard", None);
+    d.ok(&["org", "add", "Bee"]);
+    d.ok(&["domain", "add", "b.example", "--org", "Bee"]);
+    d.ok(&[
+        "service",
+        "add",
+        "b.example",
+        "--org",
+        "Bee",
+        "--offer",
+        "standard",
+    ]);
+    for a in [
+        "info@acme.example",
+        "jean@acme.example",
+        "fwd@acme.example",
+        "ceo@b.example",
+    ] {
+        d.ok(&["address", "add", a, "--password", PW]);
+    }
+    let sink_dir = d.path().join("sink");
+    let _sink = Peer::sink(&sink_dir, "accept", None);
+    d.config_line(
+        "routes",
+        &format!("\"remote.example\" = \"127.0.0.1:{}\"", _sink.port),
+    );
+    // Route 1: a vacation reply "from" B's CEO.
+    let vacation = d.write(
+        "vacation.sieve",
+        "require \"vacation\";\nvacation :days 1 :from \"ceo@b.example\" :subject \"Away\" \"I am away.\";\n",
+    );
+    d.ok(&[
+        "sieve",
+        "put",
+        "info@acme.example",
+        "away",
+        vacation.to_str().unwrap(),
+        "--activate",
+    ]);
+    // Route 2: a Sieve script that rewrites From to B's CEO and redirects.
+    let rewrite = d.write(
+        "rewrite.sieve",
+        "require [\"editheader\"];\ndeleteheader \"From\";\naddheader \"From\" \"ceo@b.example\";\nredirect \"victim@remote.example\";\n",
+    );
+    d.ok(&[
+        "sieve",
+        "put",
+        "jean@acme.example",
+        "rewrite",
+        rewrite.to_str().unwrap(),
+        "--activate",
+    ]);
+    // Route 3: plain forwarding of inbound mail whose From is in B.
+    d.ok(&[
+        "forward",
+        "set",
+        "fwd@acme.example",
+        "--to",
+        "out@remote.example",
+        "--keep",
+    ]);
+    let s = Server::start_opts(&d, &zone(), &[]);
+
+    let m = |from: &str, to: &str, subject: &str| {
+        format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@remote.example>\r\n\r\nHello\r\n"
+        )
+    };
+    deliver(
+        &s,
+        "anna@remote.example",
+        "info@acme.example",
+        &m("anna@remote.example", "info@acme.example", "route1"),
+    );
+    deliver(
+        &s,
+        "anna@remote.example",
+        "jean@acme.example",
+        &m("anna@remote.example", "jean@acme.example", "route2"),
+    );
+    deliver(
+        &s,
+        "x@other.example",
+        "fwd@acme.example",
+        &m("CEO <ceo@b.example>", "fwd@acme.example", "route3"),
+    );
+
+    let eml = |n: usize| sink_dir.join(format!("{n}.eml"));
+    assert!(
+        wait_until(Duration::from_secs(30), || eml(3).exists()),
+        "three messages left for remote.example"
+    );
+    let mut keys = dkim_records(&d, "acme.example");
+    keys.extend(dkim_records(&d, "b.example"));
+    // The platform's ARC key, as `postfach domain dns HOSTNAME` says to publish it.
+    let platform = dkim_records(&d, "mail.e2e.test");
+    assert_eq!(platform.len(), 1, "{platform:?}");
+    keys.extend(platform);
+    let keys_file = d.path().join("keys.json");
+    std::fs::write(&keys_file, Value::Object(keys).to_string()).unwrap();
+    let mut seen = Vec::new();
+    for n in 1..=3 {
+        let text = std::fs::read_to_string(eml(n)).unwrap();
+        let subject = ["route1", "route2", "route3"]
+            .into_iter()
+            .find(|r| text.contains(r))
+            .unwrap_or_else(|| panic!("{text}"));
+        seen.push(subject);
+        let verdicts = dkim_verdicts(&eml(n), &keys_file);
+        assert!(
+            verdicts.iter().all(|(_, dom)| dom != "b.example"),
+            "{subject}: no signature of B's domain: {verdicts:?}\n{text}"
+        );
+        assert!(
+            !verdicts.is_empty()
+                && verdicts
+                    .iter()
+                    .all(|(v, dom)| v == "pass" && dom == "acme.example"),
+            "{subject}: signed by the producer's own domain, and valid: {verdicts:?}"
+        );
+        let (head, _) = text
+            .split_once("\r\n\r\n")
+            .or_else(|| text.split_once("\n\n"))
+            .unwrap();
+        // Forwards (routes 2 and 3) carry a valid ARC set sealed by the platform; the
+        // vacation reply is the mailbox's own mail and carries none.
+        let arc = std::process::Command::new("python3")
+            .arg(tool("arc_verify.py"))
+            .arg(eml(n))
+            .arg(&keys_file)
+            .output()
+            .unwrap();
+        let arc_out = String::from_utf8_lossy(&arc.stdout).to_string();
+        if subject == "route1" {
+            assert!(arc_out.starts_with("none"), "{arc_out}");
+        } else {
+            assert!(
+                arc.status.success() && arc_out.lines().nth(1) == Some("mail.e2e.test"),
+                "{subject}: ARC chain of the platform passes: {arc_out}{}\n{text}",
+                String::from_utf8_lossy(&arc.stderr)
+            );
+        }
+        if subject == "route1" {
+            assert!(
+                head.contains("From: <info@acme.example>") && !head.contains("ceo@b.example"),
+                "the vacation reply is sent as the mailbox, not as B: {head}"
+            );
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["route1", "route2", "route3"]);
+}
