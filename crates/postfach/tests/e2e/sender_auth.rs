@@ -209,7 +209,15 @@ fn forged_senders_are_refused_on_the_mx() {
 
 #[test]
 fn forged_authentication_results_are_removed_and_ours_cannot_be_extended() {
-    let d = Data::sqlite();
+    forged_results_on(Data::sqlite());
+}
+
+#[test]
+fn forged_authentication_results_are_removed_on_postgresql() {
+    forged_results_on(Data::postgres());
+}
+
+fn forged_results_on(d: Data) {
     setup(&d);
     let s = Server::start_opts(&d, &zone(), &[]);
     let mx = s.port("smtp");
@@ -359,6 +367,39 @@ fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
         lines[3].starts_with("250 ") && lines[7].starts_with("250 "),
         "{lines:?}"
     );
+    // BDAT (RFC 3030) has no end-of-data sequence, but the same content rules: a chunk with a
+    // bare LF or NUL is refused at LAST, and what follows the chunk is a command again.
+    for chunk in [
+        "From: <a@attack.test>\r\nSubject: bdat\r\n\r\nx\n.\nMAIL FROM:<a@b.test>\r\n",
+        "From: <a@attack.test>\r\nSubject: bdat\r\n\r\nx\0\r\n",
+    ] {
+        let out = scripted(
+            "raw_client.py",
+            &[&s.port("smtp").to_string(), "plain"],
+            &json!([
+                ["line"],
+                ["send", "EHLO mx.attack.test\r\n"],
+                ["until", "250 "],
+                [
+                    "send",
+                    "MAIL FROM:<bounce@attack.test>\r\nRCPT TO:<jean@acme.example>\r\n"
+                ],
+                ["line"],
+                ["line"],
+                ["send", format!("BDAT {} LAST\r\n{chunk}", chunk.len())],
+                ["line"],
+                ["send", "NOOP\r\n"],
+                ["line"],
+            ]),
+        );
+        let steps = out.as_array().unwrap();
+        let end = steps[7][0].as_str().unwrap();
+        assert!(end.starts_with("550 5.6.0 "), "{chunk:?}: {end}");
+        assert!(
+            steps[9][0].as_str().unwrap().starts_with("250 2.0.0 OK"),
+            "{steps:?}"
+        );
+    }
     let inbox = d.wait_messages("info@acme.example", "INBOX", 2);
     let mut subjects: Vec<&str> = inbox
         .iter()
@@ -471,7 +512,15 @@ fn dkim_verdicts(message: &Path, keys: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn the_platform_signs_only_for_the_domain_of_whoever_produced_the_mail_and_seals_forwards() {
-    let d = Data::sqlite();
+    signing_authority_on(Data::sqlite());
+}
+
+#[test]
+fn signing_authority_and_arc_seal_on_postgresql() {
+    signing_authority_on(Data::postgres());
+}
+
+fn signing_authority_on(d: Data) {
     // Organization A (Acme): acme.example. Organization B: b.example, the victim.
     d.service("acme.example", "standard", None);
     d.ok(&["org", "add", "Bee"]);
