@@ -2,6 +2,8 @@
 //! that refuses mail inside the session (F1–F4, O3), the durable spool, and the queue runner
 //! that delivers locally and to remote MX hosts with DKIM (O1, O2) and bounces with DSNs.
 
+#[cfg(test)]
+mod arc_conformance;
 pub mod config;
 pub mod data;
 mod dsn;
@@ -9,6 +11,8 @@ mod mailauth;
 mod outbound;
 mod runner;
 mod session;
+#[cfg(test)]
+mod spf_conformance;
 mod verdict;
 
 use std::sync::Arc;

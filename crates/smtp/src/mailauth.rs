@@ -11,7 +11,7 @@ use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dmarc::Policy;
 use mail_auth::{
     ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult,
-    MessageAuthenticator, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
+    MessageAuthenticator, SpfOutput, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
 };
 
 use crate::config::DnsSettings;
@@ -80,7 +80,7 @@ fn summary(header: &str) -> String {
 /// RFC 8617 §4.4 and the IANA "arc" result registry of RFC 8601: `none`, `pass` or `fail`.
 /// `mail-auth` also reports `neutral`, `permerror` and `temperror`; a chain that cannot be
 /// validated is not a pass, and nothing may trust it.
-fn arc_word(arc: &ArcOutput<'_>) -> &'static str {
+pub(crate) fn arc_word(arc: &ArcOutput<'_>) -> &'static str {
     match arc.result() {
         DkimResult::Pass => "pass",
         DkimResult::None => "none",
@@ -99,6 +99,26 @@ fn arc_sealer(arc: &ArcOutput<'_>) -> Option<String> {
         .map(|s| s.seal.header.d.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// SPF (RFC 7208) of the envelope sender, or of the HELO name for the null sender
+/// (§2.4: `postmaster@` the HELO name).
+pub async fn spf(
+    auth: &MessageAuthenticator,
+    ip: IpAddr,
+    helo: &str,
+    hostname: &str,
+    mail_from: &str,
+) -> SpfOutput {
+    if mail_from.is_empty() {
+        auth.verify_spf(SpfParameters::verify_ehlo(ip, helo, hostname))
+            .await
+    } else {
+        auth.verify_spf(SpfParameters::verify_mail_from(
+            ip, helo, hostname, mail_from,
+        ))
+        .await
+    }
+}
+
 /// Runs SPF, DKIM, ARC and DMARC for an inbound message whose header section passed
 /// `header_block::HeaderBlock::parse` and whose author is `author_domain` (so `mail-auth`
 /// reads the same single From address: DMARC is never skipped for want of one).
@@ -114,15 +134,7 @@ pub async fn authenticate(
     trusted_sealers: &[String],
 ) -> InboundAuth {
     let helo = helo.trim_start_matches('[').trim_end_matches(']');
-    let spf = if mail_from.is_empty() {
-        auth.verify_spf(SpfParameters::verify_ehlo(ip, helo, hostname))
-            .await
-    } else {
-        auth.verify_spf(SpfParameters::verify_mail_from(
-            ip, helo, hostname, mail_from,
-        ))
-        .await
-    };
+    let spf = spf(auth, ip, helo, hostname, mail_from).await;
     let Some(message) = AuthenticatedMessage::parse(raw) else {
         // Unreachable for a message that passed the header check (it has a From field); kept
         // fail-closed: no verdict, no acceptance.
