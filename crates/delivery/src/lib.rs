@@ -340,11 +340,13 @@ pub fn plan(
                             plain.push(to)
                         }
                     }
+                    // O2: a message a Sieve script edited (editheader) is neither DKIM-signed
+                    // nor ARC-sealed by us: the script may have written any From.
                     Some(m) => plan.outgoing.push(Outgoing {
                         mail_from: mail_from.clone(),
                         to: vec![to],
                         raw: prepend_headers(&m, &[("Delivered-To".into(), ctx.address.clone())]),
-                        kind: "forward",
+                        kind: "forward-edited",
                     }),
                 }
             }

@@ -52,19 +52,6 @@ pub struct InboundAuth {
     pub summary: String,
 }
 
-impl InboundAuth {
-    /// The header when the checks could not finish in time (RFC 8601 §2.7: temperror).
-    pub fn timed_out(hostname: &str) -> Self {
-        InboundAuth {
-            header: format!(
-                "Authentication-Results: {hostname};\r\n\tspf=temperror (DNS timeout);\r\n\tdkim=temperror (DNS timeout);\r\n\tdmarc=temperror (DNS timeout)\r\n"
-            ),
-            dmarc_reject: None,
-            summary: "spf=temperror dkim=temperror arc=none dmarc=temperror (timeout)".into(),
-        }
-    }
-}
-
 /// The `method=result` pairs of an Authentication-Results header, for the log.
 fn summary(header: &str) -> String {
     let mut out = Vec::new();
@@ -90,13 +77,26 @@ pub(crate) fn arc_word(arc: &ArcOutput<'_>) -> &'static str {
 
 /// The domain of the newest ARC-Seal when the chain passed (RFC 8617 §5.2: the sealer the
 /// receiver may decide to trust).
+/// Only a sealer that recorded `dmarc=pass` in its ARC-Authentication-Results vouches for the
+/// author: a trusted forwarder that relays whatever it was given must not turn a forgery into
+/// an accepted message (RFC 8617 §7.2: the receiver decides what a seal is worth).
 fn arc_sealer(arc: &ArcOutput<'_>) -> Option<String> {
     if !matches!(arc.result(), DkimResult::Pass) {
         return None;
     }
-    arc.sets()
-        .last()
-        .map(|s| s.seal.header.d.trim_end_matches('.').to_ascii_lowercase())
+    let newest = arc.sets().last()?;
+    let recorded = String::from_utf8_lossy(newest.results.value).to_ascii_lowercase();
+    let dmarc_passed = recorded
+        .split(';')
+        .any(|r| r.split_whitespace().next() == Some("dmarc=pass"));
+    dmarc_passed.then(|| {
+        newest
+            .seal
+            .header
+            .d
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    })
 }
 
 /// SPF (RFC 7208) of the envelope sender, or of the HELO name for the null sender

@@ -376,8 +376,16 @@ impl Session {
         self.tls = true;
         self.helo = None;
         self.login = None;
-        self.txn = None;
+        self.reset_transaction();
         true
+    }
+
+    /// Forgets the mail transaction and any message data received for it (RFC 5321 §4.1.4;
+    /// after STARTTLS, RFC 3207 §4.2: nothing received in clear text may end up in a message).
+    fn reset_transaction(&mut self) {
+        self.txn = None;
+        self.data.clear();
+        self.data_too_big = false;
     }
 
     fn is_submission(&self) -> bool {
@@ -409,7 +417,7 @@ impl Session {
         match req {
             Request::Ehlo { host } => {
                 self.helo = Some(host);
-                self.txn = None;
+                self.reset_transaction();
                 let caps = self.ehlo_lines();
                 let last = caps.len() - 1;
                 for (i, c) in caps.into_iter().enumerate() {
@@ -419,7 +427,7 @@ impl Session {
             }
             Request::Helo { host } => {
                 self.helo = Some(host);
-                self.txn = None;
+                self.reset_transaction();
                 let line = format!("250 {}", self.host());
                 self.reply(line);
             }
@@ -466,8 +474,7 @@ impl Session {
                 };
             }
             Request::Rset => {
-                self.txn = None;
-                self.data.clear();
+                self.reset_transaction();
                 self.reply("250 2.0.0 Reset state");
             }
             Request::Noop { .. } => self.reply("250 2.0.0 OK"),
@@ -645,6 +652,9 @@ impl Session {
         if from.size as u64 > self.smtp.cfg.smtp.max_message_size {
             return self.error("552 5.3.4 Message size exceeds fixed maximum message size");
         }
+        // BDAT chunks of an earlier transaction never become part of this one.
+        self.data.clear();
+        self.data_too_big = false;
         self.txn = Some(Txn {
             mail_from: address.clone(),
             ret_full: from.flags & MAIL_RET_FULL != 0,
@@ -834,8 +844,23 @@ impl Session {
                     &self.smtp.cfg.auth.trusted_arc_sealers,
                 ),
             )
-            .await
-            .unwrap_or_else(|_| crate::mailauth::InboundAuth::timed_out(self.host()));
+            .await;
+            // Past the bound the sender gets a temporary refusal, not our acceptance: DNS that
+            // never answers (the sender's own, for its DKIM keys) must not buy a message the
+            // checks could not clear. A real sender retries.
+            let Ok(auth) = auth else {
+                self.log_verdict(
+                    &txn,
+                    &helo,
+                    &author.domain,
+                    "timeout",
+                    "deferred: checks timed out",
+                );
+                return Err(
+                    "451 4.7.0 Sender authentication could not be completed in time; try again later"
+                        .into(),
+                );
+            };
             if let Some(domain) = auth.dmarc_reject
                 && self.smtp.cfg.smtp.dmarc_reject
             {

@@ -280,14 +280,36 @@ impl<'a> HeaderBlock<'a> {
         if local.is_empty() {
             return Err(Malformed::NoAuthor);
         }
+        // RFC 5322 §3.4.1 allows an "@" in the local part only inside a quoted string, and
+        // parsers drop the quotes: "<ceo@bank.test>x@attack.test" or
+        // "ceo@bank.test@attack.test" become one address of attack.test, while mail readers
+        // show bank.test. No real author needs one; any "@" left in the local part is refused.
+        if local.contains('@') {
+            return Err(Malformed::Ambiguous);
+        }
+        if !single_mailbox_syntax(value) {
+            return Err(Malformed::Ambiguous);
+        }
         let bad = || Malformed::BadAuthorDomain(domain.to_string());
-        // validate::domain forgives a trailing dot (a typed domain name); an author's domain
-        // must be written as DMARC will look it up (RFC 7489 §3.2: the RFC5322.From domain).
-        if domain.ends_with('.') || domain.starts_with('.') || domain.contains("..") {
+        // validate::domain forgives a trailing dot and white space (a typed domain name); an
+        // author's domain must be written as DMARC will look it up (RFC 7489 §3.2: the
+        // RFC5322.From domain), and short enough that "_dmarc." fits in front of it.
+        if domain.ends_with('.')
+            || domain.starts_with('.')
+            || domain.contains("..")
+            || domain.chars().any(|c| c.is_whitespace() || c.is_control())
+            || domain.len() > MAX_AUTHOR_DOMAIN
+        {
             return Err(bad());
         }
-        let domain = crate::validate::domain(domain).map_err(|_| bad())?;
-        Ok(Author { address, domain })
+        let ascii = crate::validate::domain(domain).map_err(|_| bad())?;
+        if ascii.len() > MAX_AUTHOR_DOMAIN {
+            return Err(bad());
+        }
+        Ok(Author {
+            address,
+            domain: ascii,
+        })
     }
 
     /// Checks that `mail-auth` splits the header section into the same fields and finds the
@@ -319,6 +341,45 @@ impl<'a> HeaderBlock<'a> {
     }
 }
 
+/// The longest author domain: "_dmarc." in front of it must still be a DNS name (RFC 1035
+/// §2.3.4: 253 characters written out).
+pub const MAX_AUTHOR_DOMAIN: usize = 253 - "_dmarc.".len();
+
+/// A From value holding one mailbox as RFC 5322 §3.4 writes it: after an angle-addr only
+/// white space and comments may follow, and there is at most one angle-addr (quoted strings
+/// and comments may hold anything).
+fn single_mailbox_syntax(value: &[u8]) -> bool {
+    let mut angles = 0;
+    let mut after_angle = false;
+    let mut depth = 0usize;
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in value {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted || depth > 0 => escaped = true,
+            b'"' if depth == 0 => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted && depth > 0 => depth -= 1,
+            _ if quoted || depth > 0 => {}
+            b'<' => {
+                angles += 1;
+                if angles > 1 || after_angle {
+                    return false;
+                }
+            }
+            b'>' => after_angle = true,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ if after_angle => return false,
+            _ => {}
+        }
+    }
+    !quoted && depth == 0
+}
+
 /// The authserv-id of an `Authentication-Results` value (RFC 8601 §2.2: the first token,
 /// after optional comments), or of an `ARC-Authentication-Results` value (RFC 8617 §4.1.1:
 /// after the `i=` tag). Lower case; `None` when there is none.
@@ -342,6 +403,27 @@ pub fn authserv_id(value: &[u8], arc: bool) -> Option<String> {
     };
     let id = id.trim().trim_end_matches('.').to_ascii_lowercase();
     (!id.is_empty()).then_some(id)
+}
+
+/// Whether `ours` occurs as a whole token anywhere in the value once quoting is undone (an
+/// authserv-id written as `"mail\\.example"`, after a broken comment, or after tags in an
+/// unexpected order). Removing a third party's result that merely mentions our name costs
+/// nothing; keeping a forgery of ours would cost the recipient's trust.
+fn names(value: &[u8], ours: &str) -> bool {
+    let text: String = String::from_utf8_lossy(value)
+        .chars()
+        .filter(|c| *c != '\\' && *c != '"')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+    text.match_indices(ours).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + ours.len()..]
+            .trim_start_matches('.')
+            .chars()
+            .next();
+        !before.is_some_and(is_name_char) && !after.is_some_and(is_name_char)
+    })
 }
 
 /// Skips white space and (nested) comments.
@@ -385,7 +467,7 @@ pub fn strip_our_results(block: &HeaderBlock<'_>, our_id: &str) -> Option<Vec<u8
     let forged = |f: &Field, v: &[u8]| {
         let arc = f.name.eq_ignore_ascii_case("ARC-Authentication-Results");
         (arc || f.name.eq_ignore_ascii_case("Authentication-Results"))
-            && authserv_id(v, arc).is_some_and(|id| id == ours)
+            && (authserv_id(v, arc).is_some_and(|id| id == ours) || names(v, &ours))
     };
     block
         .fields
@@ -490,6 +572,30 @@ mod tests {
             Err(Malformed::SeveralAuthors)
         );
         assert_eq!(author("From: Nobody\r\n\r\n"), Err(Malformed::NoAuthor));
+        // One mailbox as readers show it, or refused.
+        for ambiguous in [
+            "From: <ceo@bank.test>x@attack.test\r\n\r\n",
+            "From: ceo@bank.test@attack.test\r\n\r\n",
+            "From: <ceo@bank.test> <a@attack.test>\r\n\r\n",
+        ] {
+            assert!(author(ambiguous).is_err(), "{ambiguous}");
+        }
+        assert!(author("From: \"Bank <x>\" (c) <ceo@bank.test> (comment)\r\n\r\n").is_ok());
+        assert!(author("From: \"a@b\"@bank.test\r\n\r\n").is_err());
+        // White space in the domain: DMARC would look up another name than the one checked.
+        for spaced in [
+            "<ceo@ bank.test>",
+            "ceo @ bank.test",
+            "<ceo@\tbank.test>",
+            "<ceo@\u{a0}bank.test>",
+        ] {
+            assert!(
+                author(&format!("From: {spaced}\r\n\r\n")).is_err(),
+                "{spaced}"
+            );
+        }
+        let long = format!("From: <a@{}bank.test>\r\n\r\n", "x123456789.".repeat(22));
+        assert!(matches!(author(&long), Err(Malformed::BadAuthorDomain(_))));
         assert_eq!(author("From:\r\n\r\n"), Err(Malformed::NoAuthor));
         for bad in [
             "admin@bank.test.",
@@ -539,6 +645,23 @@ mod tests {
             out,
             "Authentication-Results: other.example; spf=pass\r\nFrom: a@b.example\r\n\r\nbody"
         );
+        // Disguises: escapes inside a quoted authserv-id, i= not first, a broken comment.
+        for forged in [
+            "Authentication-Results: \"mail.ours\\.example\"; dmarc=pass\r\n",
+            "ARC-Authentication-Results: mx.ours.example; i=1; arc=pass\r\n",
+            "Authentication-Results: (a\\) mx.ours.example; dkim=pass\r\n",
+        ] {
+            let m = format!(
+                "{}From: a@b.example\r\n\r\nbody",
+                forged.replace("mail.ours", "mx.ours")
+            );
+            let b = parse(&m).unwrap();
+            let out = strip_our_results(&b, "mx.ours.example").expect(forged);
+            assert_eq!(out, b"From: a@b.example\r\n\r\nbody", "{forged}");
+        }
+        // Another server's result that only resembles our name is kept.
+        let other = "Authentication-Results: mx.ours.example.net; spf=pass\r\n\r\n";
+        assert!(strip_our_results(&parse(other).unwrap(), "mx.ours.example").is_none());
         let clean = "From: a@b.example\r\n\r\nbody";
         assert!(strip_our_results(&parse(clean).unwrap(), "mx.ours.example").is_none());
     }

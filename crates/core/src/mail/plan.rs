@@ -76,7 +76,9 @@ pub struct Outgoing {
     pub mail_from: String,
     pub to: Vec<String>,
     pub raw: Vec<u8>,
-    /// For the queue's `source` column and logs: `forward`, `redirect`, `autoreply`, `reject`.
+    /// For the queue's `source` column and logs: `forward` (also unchanged Sieve redirects),
+    /// `forward-edited` (a redirect of a message a Sieve script changed), `autoreply`,
+    /// `reject`.
     pub kind: &'static str,
 }
 

@@ -138,12 +138,15 @@ impl Directory {
         let hostname = self.policy.platform.hostname.as_str();
         let producer = match (source, &mailbox) {
             ("submission" | "autoreply" | "reject", Some((own, _))) => Producer::Mailbox { own },
-            ("forward", Some((_, domain))) => Producer::Forward {
+            ("forward", Some((own, domain))) => Producer::Forward {
                 mailbox_domain: domain,
+                own,
             },
             ("dsn", _) => Producer::Platform { hostname },
-            // Inbound relays, and anything whose producer is unknown (entries queued before
-            // producers were recorded, a deleted mailbox): no signature.
+            // Inbound relays, redirects of a message a Sieve script edited ("forward-edited":
+            // its From may be anything the script wrote), and anything whose producer is
+            // unknown (entries queued before producers were recorded, a deleted mailbox): no
+            // signature.
             _ => Producer::Relay,
         };
         Ok(o2_dkim_authority::signing_domain(producer, author.as_ref()))

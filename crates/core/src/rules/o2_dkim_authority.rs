@@ -15,10 +15,16 @@ pub enum Producer<'a> {
     /// vacation, a rejection notice). `own` are the addresses it owns: its address and its
     /// aliases (the P1 sender rule's list).
     Mailbox { own: &'a [String] },
-    /// A forward or a Sieve redirect by the mailbox of `mailbox_domain`: it keeps the original
-    /// From (RFC 7489 §7.2 and RFC 8617: the forwarder vouches with an ARC seal, not with the
-    /// author's domain) and may carry a signature of the forwarding mailbox's own domain.
-    Forward { mailbox_domain: &'a str },
+    /// A forward or a Sieve redirect (unchanged) by the mailbox of `mailbox_domain`, which
+    /// owns `own`: it keeps the original From (RFC 7489 §7.2 and RFC 8617: the forwarder
+    /// vouches with an ARC seal, not with the author's domain) and carries a signature of the
+    /// forwarding mailbox's own domain only where that signature cannot pass DMARC for the
+    /// author: the author is the mailbox itself, or the author's domain does not align with
+    /// the mailbox's (else a forged "ceo@our-domain" that came in would leave aligned).
+    Forward {
+        mailbox_domain: &'a str,
+        own: &'a [String],
+    },
     /// A delivery status notification of the platform itself (`MAILER-DAEMON@hostname`).
     Platform { hostname: &'a str },
 }
@@ -35,7 +41,14 @@ pub fn signing_domain(producer: Producer<'_>, author: Option<&Author>) -> Option
                 .any(|o| o.eq_ignore_ascii_case(&a.address))
                 .then(|| a.domain.clone())
         }
-        Producer::Forward { mailbox_domain } => Some(mailbox_domain.to_ascii_lowercase()),
+        Producer::Forward {
+            mailbox_domain,
+            own,
+        } => {
+            let owned = owns_author(own, author);
+            let aligned = author.is_none_or(|a| may_align(&a.domain, mailbox_domain));
+            (owned || !aligned).then(|| mailbox_domain.to_ascii_lowercase())
+        }
         Producer::Platform { hostname } => {
             let a = author?;
             a.domain
@@ -43,6 +56,31 @@ pub fn signing_domain(producer: Producer<'_>, author: Option<&Author>) -> Option
                 .then(|| a.domain.clone())
         }
     }
+}
+
+/// Whether a signature of `signer` could be aligned with an author of `author` under DMARC's
+/// relaxed alignment (RFC 7489 §3.1.1: same organizational domain). Without the public suffix
+/// list this errs on the side of "may": one is the other or a subdomain of it, or both end in
+/// the same two labels.
+fn may_align(author: &str, signer: &str) -> bool {
+    let (a, s) = (
+        author.trim_end_matches('.').to_ascii_lowercase(),
+        signer.trim_end_matches('.').to_ascii_lowercase(),
+    );
+    let last_two = |d: &str| {
+        let labels: Vec<&str> = d.rsplitn(3, '.').collect();
+        labels
+            .iter()
+            .take(2)
+            .rev()
+            .copied()
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    a == s
+        || a.ends_with(&format!(".{s}"))
+        || s.ends_with(&format!(".{a}"))
+        || last_two(&a) == last_two(&s)
 }
 
 /// Whether a message generated for a mailbox (an autoresponse, a Sieve vacation reply) names
@@ -76,14 +114,31 @@ mod tests {
             None
         );
         assert_eq!(signing_domain(mailbox, None), None);
-        // A forward keeps the author's From but is signed (if at all) by the forwarder.
+        // A forward keeps the author's From but is signed (if at all) by the forwarder...
         let fwd = Producer::Forward {
             mailbox_domain: "A.example",
+            own: &own,
         };
         assert_eq!(
             signing_domain(fwd, Some(&author("ceo@b.example"))).as_deref(),
             Some("a.example")
         );
+        assert_eq!(
+            signing_domain(fwd, Some(&author("anna@a.example"))).as_deref(),
+            Some("a.example")
+        );
+        // ...and never where its signature would pass DMARC for an author it is not: a
+        // forged "ceo@a.example" from outside, or one of a parent or sibling domain.
+        for forged in ["ceo@a.example", "ceo@mail.a.example", "x@example"] {
+            assert_eq!(signing_domain(fwd, Some(&author(forged))), None, "{forged}");
+        }
+        let sub = Producer::Forward {
+            mailbox_domain: "mail.b.example",
+            own: &own,
+        };
+        for forged in ["ceo@b.example", "ceo@other.b.example"] {
+            assert_eq!(signing_domain(sub, Some(&author(forged))), None, "{forged}");
+        }
         assert_eq!(
             signing_domain(Producer::Relay, Some(&author("anna@a.example"))),
             None

@@ -139,6 +139,21 @@ fn forged_senders_are_refused_on_the_mx() {
         ("empty label", "From: <admin@bank..test>\r\n"),
         ("IP literal", "From: <admin@[127.0.0.1]>\r\n"),
         ("no author", "From: Bank Security\r\n"),
+        ("space after the at sign", "From: <admin@ bank.test>\r\n"),
+        ("spaces around the at sign", "From: admin @ bank.test\r\n"),
+        (
+            "no-break space in the domain",
+            "From: <admin@\u{a0}bank.test>\r\n",
+        ),
+        (
+            "text after the angle-addr",
+            "From: <admin@bank.test>x@attack.test\r\n",
+        ),
+        ("two at signs", "From: admin@bank.test@attack.test\r\n"),
+        (
+            "two angle-addrs",
+            "From: <admin@bank.test> <a@attack.test>\r\n",
+        ),
         ("no From", "Sender: <admin@bank.test>\r\n"),
         // 6. Bare line ends and NUL in the header section.
         (
@@ -177,7 +192,15 @@ fn forged_senders_are_refused_on_the_mx() {
         ),
     ];
     assert!(refused.len() >= 30);
-    for (what, headers) in refused {
+    // A subdomain so long that "_dmarc." no longer fits in a DNS name (the lookup would fail
+    // and fail open as "temperror").
+    let long = format!("From: <admin@{}bank.test>\r\n", "x23456789.".repeat(24));
+    let refused: Vec<(&str, &str)> = refused
+        .iter()
+        .copied()
+        .chain([("over-long author domain", long.as_str())])
+        .collect();
+    for (what, headers) in &refused {
         let reply = mx_send(mx, "bounce@attack.test", &format!("{headers}{BODY}"));
         assert!(reply.starts_with("550 5."), "{what}: {reply}");
         assert!(
@@ -224,6 +247,9 @@ fn forged_results_on(d: Data) {
     let headers = "Authentication-Results: mail.e2e.test; dkim=pass header.d=bank.test; dmarc=pass\r\n\
          authentication-results: (forged)\r\n MAIL.E2E.TEST; spf=pass\r\n\
          ARC-Authentication-Results: i=1; mail.e2e.test; arc=pass\r\n\
+         ARC-Authentication-Results: mail.e2e.test; i=1; arc=pass\r\n\
+         Authentication-Results: \"mail.e2e\\.test\"; dmarc=pass\r\n\
+         Authentication-Results: (a\\) mail.e2e.test; dkim=pass\r\n\
          Authentication-Results: other.example; spf=pass smtp.mailfrom=x@other.example\r\n\
          From: <a@attack.test>\r\n";
     let reply = mx_send(mx, "bounce@attack.test", &format!("{headers}{BODY}"));
@@ -400,19 +426,70 @@ fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
             "{steps:?}"
         );
     }
-    let inbox = d.wait_messages("info@acme.example", "INBOX", 2);
+    // CVE-2011-0411 class with BDAT: a chunk sent in clear text before STARTTLS is not part
+    // of the message sent after it.
+    let injected = "Reply-To: <evil@attack.test>\r\n";
+    let real = "From: <a@attack.test>\r\nSubject: after tls\r\n\r\nreal\r\n";
+    let out = scripted(
+        "raw_client.py",
+        &[&s.port("smtp").to_string(), "plain"],
+        &json!([
+            ["line"],
+            ["send", "EHLO mx.attack.test\r\n"],
+            ["until", "250 "],
+            [
+                "send",
+                format!(
+                    "MAIL FROM:<bounce@attack.test>\r\nRCPT TO:<info@acme.example>\r\nBDAT {}\r\n{injected}",
+                    injected.len()
+                )
+            ],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["send", "STARTTLS\r\n"],
+            ["line"],
+            ["starttls"],
+            ["send", "EHLO mx.attack.test\r\n"],
+            ["until", "250 "],
+            [
+                "send",
+                format!(
+                    "MAIL FROM:<bounce@attack.test>\r\nRCPT TO:<info@acme.example>\r\nBDAT {} LAST\r\n{real}",
+                    real.len()
+                )
+            ],
+            ["line"],
+            ["line"],
+            ["line"],
+        ]),
+    );
+    let steps = out.as_array().unwrap();
+    assert!(
+        steps[8][0].as_str().unwrap().starts_with("220"),
+        "{steps:?}"
+    );
+    assert!(
+        steps[14][0].as_str().unwrap().starts_with("250 "),
+        "{steps:?}"
+    );
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 3);
+    let after_tls = inbox.iter().find(|m| m["subject"] == "after tls").unwrap();
+    let stored = d.message("info@acme.example", after_tls["uid"].as_i64().unwrap());
+    assert!(!stored.contains("evil@attack.test"), "{stored}");
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 3);
     let mut subjects: Vec<&str> = inbox
         .iter()
         .map(|m| m["subject"].as_str().unwrap())
         .collect();
     subjects.sort();
-    assert_eq!(subjects, ["first", "second"]);
+    assert_eq!(subjects, ["after tls", "first", "second"]);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         d.messages("jean@acme.example", "INBOX").is_empty(),
         "nothing smuggled was stored"
     );
-    assert_eq!(d.messages("info@acme.example", "INBOX").len(), 2);
+    assert_eq!(d.messages("info@acme.example", "INBOX").len(), 3);
 }
 
 #[test]
@@ -538,6 +615,7 @@ fn signing_authority_on(d: Data) {
         "info@acme.example",
         "jean@acme.example",
         "fwd@acme.example",
+        "fwd2@acme.example",
         "ceo@b.example",
     ] {
         d.ok(&["address", "add", a, "--password", PW]);
@@ -583,6 +661,15 @@ fn signing_authority_on(d: Data) {
         "out@remote.example",
         "--keep",
     ]);
+    // Route 4: forwarding of an outside forgery of the forwarder's own domain.
+    d.ok(&[
+        "forward",
+        "set",
+        "fwd2@acme.example",
+        "--to",
+        "out2@remote.example",
+        "--keep",
+    ]);
     let s = Server::start_opts(&d, &zone(), &[]);
 
     let m = |from: &str, to: &str, subject: &str| {
@@ -608,11 +695,17 @@ fn signing_authority_on(d: Data) {
         "fwd@acme.example",
         &m("CEO <ceo@b.example>", "fwd@acme.example", "route3"),
     );
+    deliver(
+        &s,
+        "x@other.example",
+        "fwd2@acme.example",
+        &m("CEO <ceo@acme.example>", "fwd2@acme.example", "route4"),
+    );
 
     let eml = |n: usize| sink_dir.join(format!("{n}.eml"));
     assert!(
-        wait_until(Duration::from_secs(30), || eml(3).exists()),
-        "three messages left for remote.example"
+        wait_until(Duration::from_secs(30), || eml(4).exists()),
+        "four messages left for remote.example"
     );
     let mut keys = dkim_records(&d, "acme.example");
     keys.extend(dkim_records(&d, "b.example"));
@@ -623,9 +716,9 @@ fn signing_authority_on(d: Data) {
     let keys_file = d.path().join("keys.json");
     std::fs::write(&keys_file, Value::Object(keys).to_string()).unwrap();
     let mut seen = Vec::new();
-    for n in 1..=3 {
+    for n in 1..=4 {
         let text = std::fs::read_to_string(eml(n)).unwrap();
-        let subject = ["route1", "route2", "route3"]
+        let subject = ["route1", "route2", "route3", "route4"]
             .into_iter()
             .find(|r| text.contains(r))
             .unwrap_or_else(|| panic!("{text}"));
@@ -635,19 +728,30 @@ fn signing_authority_on(d: Data) {
             verdicts.iter().all(|(_, dom)| dom != "b.example"),
             "{subject}: no signature of B's domain: {verdicts:?}\n{text}"
         );
-        assert!(
-            !verdicts.is_empty()
-                && verdicts
-                    .iter()
-                    .all(|(v, dom)| v == "pass" && dom == "acme.example"),
-            "{subject}: signed by the producer's own domain, and valid: {verdicts:?}"
-        );
+        match subject {
+            // The mailbox's own reply, and a forward whose author acme.example's signature
+            // cannot align with: signed by the producer's own domain, and valid.
+            "route1" | "route3" => assert!(
+                !verdicts.is_empty()
+                    && verdicts
+                        .iter()
+                        .all(|(v, dom)| v == "pass" && dom == "acme.example"),
+                "{subject}: signed by the producer's own domain, and valid: {verdicts:?}"
+            ),
+            // A Sieve-edited redirect (any From the script wrote), and a forward of a forged
+            // "ceo@acme.example" (acme.example's signature would make it pass DMARC): unsigned.
+            _ => assert!(
+                verdicts.is_empty(),
+                "{subject}: no signature: {verdicts:?}\n{text}"
+            ),
+        }
         let (head, _) = text
             .split_once("\r\n\r\n")
             .or_else(|| text.split_once("\n\n"))
             .unwrap();
-        // Forwards (routes 2 and 3) carry a valid ARC set sealed by the platform; the
-        // vacation reply is the mailbox's own mail and carries none.
+        // Forwards (routes 3 and 4) carry a valid ARC set sealed by the platform; the
+        // vacation reply is the mailbox's own mail and the edited redirect is not vouched
+        // for: they carry none.
         let arc = std::process::Command::new("python3")
             .arg(tool("arc_verify.py"))
             .arg(eml(n))
@@ -655,8 +759,8 @@ fn signing_authority_on(d: Data) {
             .output()
             .unwrap();
         let arc_out = String::from_utf8_lossy(&arc.stdout).to_string();
-        if subject == "route1" {
-            assert!(arc_out.starts_with("none"), "{arc_out}");
+        if subject == "route1" || subject == "route2" {
+            assert!(arc_out.starts_with("none"), "{subject}: {arc_out}");
         } else {
             assert!(
                 arc.status.success() && arc_out.lines().nth(1) == Some("mail.e2e.test"),
@@ -672,5 +776,5 @@ fn signing_authority_on(d: Data) {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["route1", "route2", "route3"]);
+    assert_eq!(seen, ["route1", "route2", "route3", "route4"]);
 }
