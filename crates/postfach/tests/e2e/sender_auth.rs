@@ -470,7 +470,7 @@ fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
         "{steps:?}"
     );
     assert!(
-        steps[14][0].as_str().unwrap().starts_with("250 "),
+        steps[15][0].as_str().unwrap().starts_with("250 "),
         "{steps:?}"
     );
     let inbox = d.wait_messages("info@acme.example", "INBOX", 3);
