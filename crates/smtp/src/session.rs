@@ -901,8 +901,9 @@ impl Session {
         let rcpts: Vec<&str> = txn.rcpts.iter().map(|r| r.rcpt.as_str()).collect();
         tracing::info!(
             target: "postfach::auth",
-            peer = %self.peer.ip(), helo, mail_from = %txn.mail_from, rcpts = %rcpts.join(","),
-            from_domain, results, verdict, "inbound verdict"
+            peer = %self.peer.ip(), helo = %helo, mail_from = %txn.mail_from,
+            rcpts = %rcpts.join(","), from_domain = %from_domain, results, verdict,
+            "inbound verdict"
         );
     }
 

@@ -208,6 +208,36 @@ fn forged_senders_are_refused_on_the_mx() {
             "{what}: a sentence that says why: {reply}"
         );
     }
+    // Every verdict left one line an operator can grep (docs/SENDER-AUTHENTICATION.md §5).
+    let log = std::fs::read_to_string(d.path().join("server.log")).unwrap();
+    let verdicts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("postfach::auth") && l.contains("inbound verdict"))
+        .collect();
+    assert_eq!(verdicts.len(), refused.len(), "{log}");
+    for line in &verdicts {
+        assert!(
+            line.contains("refused")
+                && line.contains("peer=127.0.0.1")
+                && line.contains("helo=mx.attack.test")
+                && line.contains("mail_from=bounce@attack.test")
+                && line.contains("rcpts=info@acme.example"),
+            "{line}"
+        );
+    }
+    assert!(
+        verdicts.iter().any(|l| l.contains("from_domain=bank.test")
+            && l.contains("dmarc=fail")
+            && l.contains("spf=")
+            && l.contains("p=reject")),
+        "a DMARC refusal names the domain and the results: {verdicts:?}"
+    );
+    assert!(
+        verdicts
+            .iter()
+            .any(|l| l.contains("more than one From header field")),
+        "{verdicts:?}"
+    );
     // A genuine message of the attacker's own domain still gets through: the refusals above
     // are about the forgery, not the sender.
     let ok = mx_send(

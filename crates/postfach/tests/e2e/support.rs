@@ -410,6 +410,14 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // The server's log (stderr) goes to server.log in the data directory: tests read it
+        // where the log is what an operator relies on, and it is there after a failure.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.path().join("server.log"))
+            .expect("server.log");
+        cmd.stderr(log);
         Self::start_with(cmd, dns)
     }
 
@@ -417,7 +425,6 @@ impl Server {
     fn start_with(mut cmd: Command, dns: Peer) -> Server {
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("spawn postfach serve");
         let (tx, lines) = mpsc::channel();
