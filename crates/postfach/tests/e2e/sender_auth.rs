@@ -304,6 +304,26 @@ fn forged_results_on(d: Data) {
     assert!(!head.contains("header.d=bank.test"), "{head}");
     assert!(!head.contains("(forged)"), "{head}");
     assert!(!head.contains("ARC-Authentication-Results"), "{head}");
+    // What IMAP reports as the size is the size of what it serves (RFC 9051 §7.5.2).
+    let fetched = crate::imap::imap(
+        &s,
+        "tls",
+        json!([
+            ["login", "info@acme.example", PW],
+            ["select", "INBOX"],
+            ["call", "fetch", "1", "(RFC822.SIZE BODY.PEEK[])"]
+        ]),
+    );
+    let data = &fetched[3][1][0];
+    let (prefix, body) = (data[0].as_str().unwrap(), data[1].as_str().unwrap());
+    let size: usize = prefix
+        .split("RFC822.SIZE ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix}"));
+    assert_eq!(size, body.len(), "{prefix}");
+    assert_eq!(body, raw, "IMAP serves the stored message");
     // Our header is followed by a header field, never by a line that continues it.
     let after = head
         .split("\r\n")
