@@ -97,16 +97,24 @@ pub fn score(
         {
             continue;
         }
-        if v.contains("spf=fail") {
-            add("SPF_FAIL", 3.5);
-        } else if v.contains("spf=softfail") {
-            add("SPF_SOFTFAIL", 1.0);
+        // A forward through a trusted ARC sealer ([auth] trusted_arc_sealers, recorded by our
+        // MX as "arc=pass (trusted sealer …)") broke SPF and DMARC on its hop; the sealer
+        // vouches for what it received (RFC 8617 §7.2).
+        let trusted_forward = v.contains("\tarc=pass (trusted sealer ");
+        if trusted_forward {
+            add("ARC_TRUSTED_FORWARD", 0.0);
+        } else {
+            if v.contains("spf=fail") {
+                add("SPF_FAIL", 3.5);
+            } else if v.contains("spf=softfail") {
+                add("SPF_SOFTFAIL", 1.0);
+            }
+            if v.contains("dmarc=fail") {
+                add("DMARC_FAIL", 3.0);
+            }
         }
         if v.contains("dkim=fail") {
             add("DKIM_INVALID", 1.5);
-        }
-        if v.contains("dmarc=fail") {
-            add("DMARC_FAIL", 3.0);
         }
         break;
     }
@@ -256,6 +264,43 @@ mod tests {
         ] {
             assert!(v.tests.iter().any(|(x, _)| x == t), "{t} in {}", v.status());
         }
+    }
+
+    #[test]
+    fn a_trusted_arc_forward_is_not_punished_for_broken_spf_and_dmarc() {
+        let head = "From: a@x.org\r\nSubject: hi\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\nhi\r\n";
+        let results = |arc: &str| {
+            format!(
+                "Authentication-Results: mx.test;\r\n\tspf=fail smtp.mailfrom=l@lists.example;\r\n\tdmarc=fail header.from=x.org;\r\n\t{arc} smtp.remote-ip=192.0.2.1\r\n{head}"
+            )
+        };
+        let tests = |m: &str| {
+            score(
+                &MessageParser::default().parse(m.as_bytes()).unwrap(),
+                5.0,
+                "mx.test",
+                None,
+            )
+            .tests
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>()
+        };
+        let trusted = tests(&results("arc=pass (trusted sealer lists.example)"));
+        assert!(
+            trusted.contains(&"ARC_TRUSTED_FORWARD".to_string()),
+            "{trusted:?}"
+        );
+        assert!(
+            !trusted.iter().any(|t| t == "SPF_FAIL" || t == "DMARC_FAIL"),
+            "{trusted:?}"
+        );
+        // An untrusted chain, even a passing one, changes nothing.
+        let untrusted = tests(&results("arc=pass"));
+        assert!(
+            untrusted.contains(&"SPF_FAIL".to_string())
+                && untrusted.contains(&"DMARC_FAIL".to_string())
+        );
     }
 
     #[test]

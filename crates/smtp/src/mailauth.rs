@@ -164,11 +164,22 @@ pub async fn authenticate(
         .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
         .with_dmarc_result(&dmarc)
         .to_header();
-    // Our own arc= entry, in the registry's words (see `arc_word`).
+    let trusted = arc_sealer(&arc).filter(|d| {
+        trusted_sealers
+            .iter()
+            .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(d))
+    });
+    // Our own arc= entry, in the registry's words (see `arc_word`); a chain of a trusted
+    // forwarder says so in a comment, which the spam scorer reads (F5: the forwarder's hop
+    // broke SPF and DMARC, its seal vouches for what it received).
     if header.ends_with("\r\n") {
         header.truncate(header.len() - 2);
+        let comment = trusted
+            .as_deref()
+            .map(|d| format!(" (trusted sealer {d})"))
+            .unwrap_or_default();
         header.push_str(&format!(
-            ";\r\n\tarc={} smtp.remote-ip={ip}\r\n",
+            ";\r\n\tarc={}{comment} smtp.remote-ip={ip}\r\n",
             arc_word(&arc)
         ));
     }
@@ -182,11 +193,6 @@ pub async fn authenticate(
         && !passed(dkim_r)
         && !temporary(spf_r)
         && !temporary(dkim_r);
-    let trusted = arc_sealer(&arc).filter(|d| {
-        trusted_sealers
-            .iter()
-            .any(|t| t.trim_end_matches('.').eq_ignore_ascii_case(d))
-    });
     let mut summary = summary(&header);
     if let (true, Some(sealer)) = (fails, &trusted) {
         summary.push_str(&format!(

@@ -828,3 +828,142 @@ fn signing_authority_on(d: Data) {
     seen.sort();
     assert_eq!(seen, ["route1", "route2", "route3", "route4"]);
 }
+
+/// An RSA key made with openssl; returns (PEM path, the base64 SubjectPublicKeyInfo for p=).
+fn rsa_key(d: &Data, name: &str) -> (std::path::PathBuf, String) {
+    let pem = d.path().join(format!("{name}.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&pem)
+        .arg("2048")
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let der = std::process::Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .output()
+        .unwrap();
+    use base64::Engine;
+    (
+        pem,
+        base64::engine::general_purpose::STANDARD.encode(&der.stdout),
+    )
+}
+
+/// `message` sealed by `domain` with dkimpy (tools/arc_seal.py).
+fn arc_sealed(key: &Path, domain: &str, message: &str) -> String {
+    let mut child = std::process::Command::new("python3")
+        .arg(tool("arc_seal.py"))
+        .arg(key)
+        .args([domain, "arc"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_trusted_forwarders_arc_seal_overrides_a_dmarc_reject_and_nothing_else_does() {
+    let d = Data::sqlite();
+    setup(&d);
+    let (trusted_key, trusted_pub) = rsa_key(&d, "trusted");
+    let (other_key, other_pub) = rsa_key(&d, "other");
+    let mut z = zone();
+    let records = z.as_object_mut().unwrap();
+    for (name, value) in [
+        ("lists.example.", "v=spf1 ip4:127.0.0.1 -all".to_string()),
+        (
+            "arc._domainkey.lists.example.",
+            format!("v=DKIM1; k=rsa; p={trusted_pub}"),
+        ),
+        (
+            "other-list.example.",
+            "v=spf1 ip4:127.0.0.1 -all".to_string(),
+        ),
+        (
+            "arc._domainkey.other-list.example.",
+            format!("v=DKIM1; k=rsa; p={other_pub}"),
+        ),
+    ] {
+        records.insert(name.into(), json!([["TXT", value]]));
+    }
+    let s = Server::start_opts(
+        &d,
+        &z,
+        &[("POSTFACH_AUTH_TRUSTED_ARC_SEALERS", "lists.example")],
+    );
+    // A list post of bank.test: the list verified it (its AAR says dmarc=pass), then changed
+    // the subject and sent it from its own envelope: SPF and DKIM no longer align.
+    let post = |sealer: &str, dmarc: &str, subject: &str| {
+        format!(
+            "Authentication-Results: {sealer}; dkim=pass header.d=bank.test; spf=pass smtp.mailfrom=admin@bank.test; dmarc={dmarc} header.from=bank.test\r\nFrom: <admin@bank.test>\r\nTo: list@{sealer}\r\nSubject: [list] {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@bank.test>\r\n\r\nMinutes of the meeting.\r\n"
+        )
+    };
+    let trusted = arc_sealed(
+        &trusted_key,
+        "lists.example",
+        &post("lists.example", "pass", "trusted"),
+    );
+    let unverified = arc_sealed(
+        &trusted_key,
+        "lists.example",
+        &post("lists.example", "fail", "unverified"),
+    );
+    let untrusted = arc_sealed(
+        &other_key,
+        "other-list.example",
+        &post("other-list.example", "pass", "untrusted"),
+    );
+    let ok = mx_send(s.port("smtp"), "bounces@lists.example", &trusted);
+    assert!(ok.starts_with("250 "), "{ok}");
+    let refused = mx_send(s.port("smtp"), "bounces@lists.example", &unverified);
+    assert!(
+        refused.starts_with("550 5.7.1") && refused.contains("DMARC"),
+        "the sealer did not vouch: {refused}"
+    );
+    let refused = mx_send(s.port("smtp"), "bounces@other-list.example", &untrusted);
+    assert!(
+        refused.starts_with("550 5.7.1") && refused.contains("DMARC"),
+        "not a trusted sealer: {refused}"
+    );
+    // The same post without any seal is refused as before.
+    let bare = mx_send(
+        s.port("smtp"),
+        "bounces@lists.example",
+        &post("lists.example", "pass", "bare"),
+    );
+    assert!(bare.starts_with("550 5.7.1"), "{bare}");
+    let inbox = d.wait_messages("info@acme.example", "INBOX", 1);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.messages("info@acme.example", "INBOX").len(), 1);
+    let raw = d.message("info@acme.example", inbox[0]["uid"].as_i64().unwrap());
+    assert!(
+        raw.contains("arc=pass (trusted sealer lists.example)"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("dmarc=fail"),
+        "the DMARC result itself is recorded as it is: {raw}"
+    );
+    assert!(
+        raw.contains("ARC_TRUSTED_FORWARD"),
+        "the spam filter saw it too: {raw}"
+    );
+    assert!(!raw.contains("DMARC_FAIL"), "{raw}");
+}
