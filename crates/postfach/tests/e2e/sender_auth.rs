@@ -967,3 +967,47 @@ fn a_trusted_forwarders_arc_seal_overrides_a_dmarc_reject_and_nothing_else_does(
     );
     assert!(!raw.contains("DMARC_FAIL"), "{raw}");
 }
+
+#[test]
+fn a_sender_whose_dns_never_answers_gets_a_temporary_refusal_not_a_pass() {
+    let d = Data::sqlite();
+    setup(&d);
+    let mut z = zone();
+    let records = z.as_object_mut().unwrap();
+    records.insert("slow.attack.test.".into(), json!([["TIMEOUT", ""]]));
+    for n in 1..=4 {
+        records.insert(
+            format!("x._domainkey.slow{n}.attack.test."),
+            json!([["TIMEOUT", ""]]),
+        );
+    }
+    let s = Server::start_opts(&d, &z, &[("POSTFACH_DNS_TIMEOUT_SECONDS", "1")]);
+    // Signatures whose body hash is right, so that their keys are looked up.
+    let body = "Hello\r\n";
+    let bh = {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(body.as_bytes()))
+    };
+    let signatures: String = (1..=4)
+        .map(|n| {
+            format!(
+                "DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=slow{n}.attack.test; s=x; h=from; bh={bh}; b=AAAA\r\n"
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let reply = mx_send(
+        s.port("smtp"),
+        "bounce@slow.attack.test",
+        &format!("{signatures}From: <admin@bank.test>\r\nSubject: slow\r\n\r\n{body}"),
+    );
+    assert!(reply.starts_with("451 4.7.0 "), "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(d.messages("info@acme.example", "INBOX").is_empty());
+}

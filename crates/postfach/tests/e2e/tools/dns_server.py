@@ -3,6 +3,7 @@
 answers NXDOMAIN for unknown names, on UDP and TCP of one port on 127.0.0.1. Prints the port.
 
 JSON: {"name.example.": [["TXT", "v=spf1 -all"], ["MX", "10 mx.name.example."], ["A", "127.0.0.1"]]}
+A name with ["TIMEOUT", ""] gets no answer at all (a sender's DNS that never replies).
 """
 import json
 import socket
@@ -10,7 +11,7 @@ import sys
 import time
 
 from dnslib import A, AAAA, MX, QTYPE, RCODE, RR, TXT, DNSLabel
-from dnslib.server import BaseResolver, DNSLogger, DNSServer
+from dnslib.server import BaseResolver, DNSError, DNSLogger, DNSServer
 
 
 class ZoneResolver(BaseResolver):
@@ -25,6 +26,8 @@ class ZoneResolver(BaseResolver):
         if entries is None:
             reply.header.rcode = RCODE.NXDOMAIN
             return reply
+        if any(rtype == "TIMEOUT" for rtype, _ in entries):
+            raise DNSError("no answer, on purpose")
         for rtype, value in entries:
             if rtype != qtype:
                 continue
