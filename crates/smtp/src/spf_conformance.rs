@@ -26,6 +26,8 @@ struct Case {
     host: String,
     mailfrom: String,
     result: Expected,
+    /// The text of `exp=` (RFC 7208 §6.2) a "fail" must carry; "DEFAULT" when none.
+    explanation: Option<String>,
     #[serde(default)]
     spec: serde_json::Value,
 }
@@ -119,6 +121,15 @@ async fn rfc7208_test_suite() {
                 crate::mailauth::spf(&auth, ip, &case.helo, "mx.receiver.test", &case.mailfrom)
                     .await;
             let got = word(out.result());
+            if let Some(want) = &case.explanation {
+                let exp = out.explanation().unwrap_or("DEFAULT");
+                if got == "fail" && exp != want {
+                    failures.push(format!(
+                        "{} / {name} (RFC 7208 §6.2): explanation {want:?}, got {exp:?}",
+                        scenario.description
+                    ));
+                }
+            }
             if !case.result.accepts(got) {
                 failures.push(format!(
                     "{} / {name} (RFC 7208 §{}): expected {:?}, got {got}",

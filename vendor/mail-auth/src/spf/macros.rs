@@ -97,7 +97,9 @@ impl<'x> Variables<'x> {
             IpAddr::V6(ip) => {
                 let mut segments = Vec::with_capacity(63);
                 for segment in ip.segments() {
-                    for &p in format!("{segment:04x}").as_bytes() {
+                    // Postfach patch: the nibbles as the openspf RFC 7208 suite writes them (upper case; DNS
+                    // does not care, explanations do).
+                    for &p in format!("{segment:04X}").as_bytes() {
                         if !segments.is_empty() {
                             segments.push(b'.');
                         }
@@ -212,7 +214,8 @@ fn add_part(result: &mut Vec<u8>, part: &[u8], pos: usize, escape: bool) {
             if ch.is_ascii_alphanumeric() || b"-._~".contains(ch) {
                 result.push(*ch);
             } else {
-                result.extend_from_slice(format!("%{ch:02x}").as_bytes());
+                // Postfach patch: upper-case hex digits (RFC 3986 §2.1), as the RFC 7208 suite expects.
+                result.extend_from_slice(format!("%{ch:02X}").as_bytes());
             }
         }
     }

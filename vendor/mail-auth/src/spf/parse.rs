@@ -464,6 +464,15 @@ impl Variable {
 }
 
 impl TxtRecordParser for Macro {
+    /// RFC 7208 §6.2 (Postfach patch): the explanation is the one TXT record of the name, in
+    /// US-ASCII; several records or other characters give no explanation.
+    fn select(records: &[Vec<u8>]) -> crate::Result<Self> {
+        match records {
+            [one] if one.is_ascii() => Self::parse(one),
+            _ => Err(Error::ParseError),
+        }
+    }
+
     fn parse(record: &[u8]) -> crate::Result<Self> {
         record.iter().macro_string(true).map(|(m, _)| m)
     }

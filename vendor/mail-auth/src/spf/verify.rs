@@ -107,10 +107,13 @@ impl MessageAuthenticator {
         let mut vars = Variables::new();
         let mut has_p_var = false;
         vars.set_ip(&ip);
-        if !sender.is_empty() {
-            vars.set_sender(sender.as_bytes());
-        } else {
+        if sender.is_empty() {
             vars.set_sender(format!("postmaster@{domain}").into_bytes());
+        } else if sender.starts_with('@') {
+            // §4.3 (Postfach patch): a sender without a local part is "postmaster".
+            vars.set_sender(format!("postmaster{sender}").into_bytes());
+        } else {
+            vars.set_sender(sender.as_bytes());
         }
         vars.set_domain(domain.as_bytes());
         vars.set_host_domain(host_domain.as_bytes());
@@ -148,44 +151,10 @@ impl MessageAuthenticator {
                             .with_result(SpfResult::PermError)
                             .with_report(&spf_record);
                     }
-                    // §7.3 (Postfach patch): %{p} is a *validated* name — one whose
-                    // addresses include <ip> — preferring <domain> or one of its
-                    // subdomains; not simply the first PTR name (with its root dot).
-                    let names: Vec<String> = self
-                        .ptr_lookup(ip, params.cache_ptr)
-                        .await
-                        .map(|ptrs| {
-                            ptrs.rrset
-                                .iter()
-                                .take(10)
-                                .map(|n| n.trim_end_matches('.').to_lowercase())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let wanted = domain.trim_end_matches('.').to_lowercase();
-                    let mut validated: Vec<String> = Vec::new();
-                    for name in names {
-                        if let Ok(true) = self
-                            .ip_matches(
-                                &name,
-                                ip,
-                                u32::MAX,
-                                u128::MAX,
-                                params.cache_ipv4,
-                                params.cache_ipv6,
-                            )
-                            .await
-                        {
-                            validated.push(name);
-                        }
-                    }
-                    let best = validated
-                        .iter()
-                        .find(|n| **n == wanted || n.ends_with(&format!(".{wanted}")))
-                        .or(validated.first());
-                    if let Some(name) = best {
-                        vars.set_validated_domain(name.as_bytes().to_vec());
-                    }
+                    let name = self
+                        .validated_name(ip, &domain, params.cache_ptr, params.cache_ipv4, params.cache_ipv6)
+                        .await;
+                    vars.set_validated_domain(name.into_bytes());
                     has_p_var = true;
                 }
 
@@ -486,15 +455,18 @@ impl MessageAuthenticator {
             }
         }
 
-        // Evaluate explain
+        // Evaluate explain (Postfach patch: the target name truncated like any other, §7.3,
+        // and %{p} available to it, §6.2)
         if let (Some(macro_string), Some(SpfResult::Fail)) = (&spf_record.exp, &result)
-            && let Ok(macro_string) = self
-                .txt_lookup::<Macro>(
-                    macro_string.eval(&vars, &domain, true).to_string(),
-                    params.cache_txt,
-                )
-                .await
+            && let Some(target) = query_name(&macro_string.eval(&vars, &domain, true))
+            && let Ok(macro_string) = self.txt_lookup::<Macro>(target, params.cache_txt).await
         {
+            if !has_p_var && macro_string.needs_ptr() {
+                let name = self
+                    .validated_name(ip, &domain, params.cache_ptr, params.cache_ipv4, params.cache_ipv6)
+                    .await;
+                vars.set_validated_domain(name.into_bytes());
+            }
             return output
                 .with_result(SpfResult::Fail)
                 .with_explanation(macro_string.eval(&vars, &domain, false).to_string())
@@ -504,6 +476,45 @@ impl MessageAuthenticator {
         output
             .with_result(result.unwrap_or(SpfResult::Neutral))
             .with_report(&spf_record)
+    }
+
+    /// §7.3 (Postfach patch): %{p} is a *validated* name — one whose addresses include <ip>
+    /// — preferring <domain> or one of its subdomains, else any, else "unknown"; not simply
+    /// the first PTR name (with its root dot).
+    async fn validated_name(
+        &self,
+        ip: IpAddr,
+        domain: &str,
+        cache_ptr: Option<&impl ResolverCache<IpAddr, RecordSet<Box<str>>>>,
+        cache_ipv4: Option<&impl ResolverCache<Box<str>, RecordSet<Ipv4Addr>>>,
+        cache_ipv6: Option<&impl ResolverCache<Box<str>, RecordSet<Ipv6Addr>>>,
+    ) -> String {
+        let names: Vec<String> = self
+            .ptr_lookup(ip, cache_ptr)
+            .await
+            .map(|ptrs| {
+                ptrs.rrset
+                    .iter()
+                    .take(10)
+                    .map(|n| n.trim_end_matches('.').to_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let wanted = domain.trim_end_matches('.').to_lowercase();
+        let mut validated: Vec<String> = Vec::new();
+        for name in names {
+            if let Ok(true) = self
+                .ip_matches(&name, ip, u32::MAX, u128::MAX, cache_ipv4, cache_ipv6)
+                .await
+            {
+                validated.push(name);
+            }
+        }
+        let best = validated
+            .iter()
+            .find(|n| **n == wanted || n.ends_with(&format!(".{wanted}")))
+            .or(validated.first());
+        best.cloned().unwrap_or_else(|| "unknown".to_string())
     }
 
     async fn ip_matches(
