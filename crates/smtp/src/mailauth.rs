@@ -127,7 +127,7 @@ pub async fn spf(
 pub async fn authenticate(
     auth: &MessageAuthenticator,
     hostname: &str,
-    raw: &[u8],
+    message: Option<&AuthenticatedMessage<'_>>,
     ip: IpAddr,
     helo: &str,
     mail_from: &str,
@@ -135,7 +135,7 @@ pub async fn authenticate(
 ) -> InboundAuth {
     let helo = helo.trim_start_matches('[').trim_end_matches(']');
     let spf = spf(auth, ip, helo, hostname, mail_from).await;
-    let Some(message) = AuthenticatedMessage::parse(raw) else {
+    let Some(message) = message else {
         // Unreachable for a message that passed the header check (it has a From field); kept
         // fail-closed: no verdict, no acceptance.
         return InboundAuth {
@@ -144,19 +144,14 @@ pub async fn authenticate(
             summary: "unreadable".into(),
         };
     };
-    let dkim = auth.verify_dkim(&message).await;
-    let arc = auth.verify_arc(&message).await;
+    let dkim = auth.verify_dkim(message).await;
+    let arc = auth.verify_arc(message).await;
     let mail_from_domain = match mail_from.rsplit_once('@') {
         Some((_, d)) => d,
         None => helo,
     };
     let dmarc = auth
-        .verify_dmarc(DmarcParameters::new(
-            &message,
-            &dkim,
-            mail_from_domain,
-            &spf,
-        ))
+        .verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf))
         .await;
     let header_from = message.from.first().map(String::as_str).unwrap_or_default();
     let mut header = AuthenticationResults::new(hostname)

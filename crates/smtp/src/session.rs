@@ -791,10 +791,12 @@ impl Session {
         let helo = self.helo.clone().unwrap_or_default();
         // F4, P1: one strict reading of the message, shared by every decision below and by
         // everything after us (header_block.rs says what is refused and why).
+        // mail-auth's reading (DKIM, ARC, DMARC) is made once and must agree with ours.
+        let parsed = mail_auth::AuthenticatedMessage::parse(&raw);
         let checked = header_block::content_fault(&raw)
             .map_or_else(|| HeaderBlock::parse(&raw), Err)
             .and_then(|block| {
-                if !block.agrees_with_mail_auth() {
+                if !block.agrees_with(parsed.as_ref()) {
                     return Err(Malformed::Ambiguous);
                 }
                 let author = block.author()?;
@@ -837,7 +839,7 @@ impl Session {
                 crate::mailauth::authenticate(
                     &self.smtp.auth,
                     self.host(),
-                    &raw,
+                    parsed.as_ref(),
                     self.peer.ip(),
                     &helo,
                     &txn.mail_from,

@@ -315,10 +315,17 @@ impl<'a> HeaderBlock<'a> {
     /// Checks that `mail-auth` splits the header section into the same fields and finds the
     /// body at the same place (it decides DKIM and DMARC; we decide everything else).
     pub fn agrees_with_mail_auth(&self) -> bool {
-        let Some(m) = mail_auth::AuthenticatedMessage::parse(self.raw) else {
+        self.agrees_with(mail_auth::AuthenticatedMessage::parse(self.raw).as_ref())
+    }
+
+    /// [`HeaderBlock::agrees_with_mail_auth`] with `mail-auth`'s reading of the same message
+    /// already made (the SMTP session parses once and authenticates with that parse).
+    pub fn agrees_with(&self, m: Option<&mail_auth::AuthenticatedMessage<'_>>) -> bool {
+        let Some(m) = m else {
             return self.fields.is_empty();
         };
-        m.headers.len() == self.fields.len()
+        m.raw_message.len() == self.raw.len()
+            && m.headers.len() == self.fields.len()
             && m.body_offset as usize == self.body_offset
             && m.headers
                 .iter()
