@@ -291,7 +291,10 @@ fn run_one(
                     };
                     match created.get(&message_id) {
                         // Generated messages (vacation) are automatic replies.
-                        Some(m) if is_auto_reply(m) => {
+                        // A copy of the incoming message (editheader, then redirect) is
+                        // no reply, whatever Auto-Submitted it carries: the sender wrote
+                        // its body, and it must not leave as this mailbox's own mail (O2).
+                        Some(m) if is_auto_reply(m) && !same_body(m, raw) => {
                             for t in to {
                                 actions.replies.push((t, m.clone()));
                             }
@@ -311,6 +314,17 @@ fn run_one(
     }
     actions.ran = true;
     actions
+}
+
+/// Whether two messages carry the same body (the bytes after the header section).
+fn same_body(a: &[u8], b: &[u8]) -> bool {
+    use postfach_core::mail::header_block::HeaderBlock;
+    let body = |m: &[u8]| {
+        HeaderBlock::parse(m)
+            .map(|h| m[h.body_offset..].to_vec())
+            .unwrap_or_else(|_| m.to_vec())
+    };
+    body(a) == body(b)
 }
 
 fn is_auto_reply(m: &[u8]) -> bool {
@@ -362,6 +376,36 @@ mod tests {
             now: 1_795_000_000,
             folders,
         }
+    }
+
+    #[test]
+    fn an_edited_copy_marked_auto_submitted_is_a_redirect_not_a_reply() {
+        // O2: the sender wrote this body; marking the copy "auto-replied" must not make it
+        // leave as the mailbox's own reply (signed, null sender).
+        let s = scripts(
+            "require [\"editheader\"];\naddheader \"X-Edited\" \"yes\";\nredirect \"out@r.example\";\n",
+        );
+        let msg = b"From: Anna <anna@x.org>\r\nTo: bob@h.example\r\nAuto-Submitted: auto-replied\r\nSubject: pay now\r\nReply-To: pay@attack.test\r\n\r\nPay here.\r\n";
+        let out = run(
+            msg,
+            &SieveScripts::default(),
+            &s,
+            &env("bob@h.example", &[]),
+            &NoMemory,
+        );
+        assert_eq!(out.error, None, "{out:?}");
+        assert!(out.replies.is_empty(), "{out:?}");
+        assert_eq!(out.redirects.len(), 1, "{out:?}");
+        // A real vacation reply is still a reply.
+        let v = scripts("require \"vacation\";\nvacation :days 1 \"Away.\";\n");
+        let out = run(
+            MSG,
+            &SieveScripts::default(),
+            &v,
+            &env("bob@h.example", &[]),
+            &NoMemory,
+        );
+        assert_eq!(out.replies.len(), 1, "{out:?}");
     }
 
     #[test]

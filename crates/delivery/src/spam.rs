@@ -111,6 +111,13 @@ pub fn score(
             }
             if v.contains("dmarc=fail") {
                 add("DMARC_FAIL", 3.0);
+                // RFC 7489 §6.3: the author's domain asks for failing mail to be treated as
+                // suspicious ("quarantine", or "reject" where the MX was told not to
+                // refuse): it goes to Spam, which is never forwarded (F11), so a forged
+                // author of a forwarding mailbox's own domain cannot leave aligned by SRS.
+                if v.contains("policy.dmarc=quarantine") || v.contains("policy.dmarc=reject") {
+                    add("DMARC_POLICY_QUARANTINE", 100.0);
+                }
             }
         }
         if v.contains("dkim=fail") {

@@ -85,10 +85,13 @@ fn arc_sealer(arc: &ArcOutput<'_>) -> Option<String> {
         return None;
     }
     let newest = arc.sets().last()?;
-    let recorded = String::from_utf8_lossy(newest.results.value).to_ascii_lowercase();
-    let dmarc_passed = recorded
+    let recorded = unquoted(&String::from_utf8_lossy(newest.results.value)).to_ascii_lowercase();
+    let dmarc: Vec<&str> = recorded
         .split(';')
-        .any(|r| r.split_whitespace().next() == Some("dmarc=pass"));
+        .filter_map(|r| r.split_whitespace().next())
+        .filter(|w| w.starts_with("dmarc="))
+        .collect();
+    let dmarc_passed = !dmarc.is_empty() && dmarc.iter().all(|w| *w == "dmarc=pass");
     dmarc_passed.then(|| {
         newest
             .seal
@@ -117,6 +120,31 @@ pub async fn spf(
         ))
         .await
     }
+}
+
+/// An Authentication-Results value without its quoted strings and comments (RFC 8601 §2.2:
+/// a value like `smtp.mailfrom="x; dmarc=pass"@…` holds a ";" that separates nothing).
+fn unquoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (mut quoted, mut depth, mut escaped) = (false, 0usize, false);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => escaped = true,
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(' ');
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if quoted || depth > 0 => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Runs SPF, DKIM, ARC and DMARC for an inbound message whose header section passed
@@ -199,5 +227,22 @@ pub async fn authenticate(
         header,
         dmarc_reject,
         summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unquoted;
+
+    #[test]
+    fn quoted_semicolons_separate_nothing() {
+        let v = unquoted(
+            " i=1; lists.example; spf=pass smtp.mailfrom=\"x; dmarc=pass y\"@a.test; (c; dmarc=pass) dmarc=fail header.from=bank.test",
+        );
+        let words: Vec<&str> = v
+            .split(';')
+            .filter_map(|r| r.split_whitespace().next())
+            .collect();
+        assert_eq!(words, ["i=1", "lists.example", "spf=pass", "dmarc=fail"]);
     }
 }

@@ -461,7 +461,8 @@ impl Session {
                 // RFC 3030 §2: the chunk follows the command whatever the answer; read it.
                 let mut refusal = self.data_refusal();
                 if refusal.is_none()
-                    && (self.data.len() + chunk_size) as u64 > self.smtp.cfg.smtp.max_message_size
+                    && (self.data.len() as u64).saturating_add(chunk_size as u64)
+                        > self.smtp.cfg.smtp.max_message_size
                 {
                     refusal = Some("552 5.3.4 Message too big for system".into());
                     self.txn = None;
@@ -830,9 +831,9 @@ impl Session {
         // F4: authenticate inbound mail (on the message as it came: a stripped field may be
         // covered by a DKIM signature).
         if self.login.is_none() {
-            // A dead resolver must not hold the session: past the bound, the results are
-            // recorded as temporary errors and the message is accepted (RFC 7489 §6.6.3 asks
-            // receivers not to reject on temporary DNS failures).
+            // A dead resolver must not hold the session: the checks are bounded, and past the
+            // bound the sender is asked to try again (451 below). Temporary DNS errors within
+            // the bound are recorded and do not refuse (RFC 7489 §6.6.3).
             let bound = Duration::from_secs(self.smtp.cfg.dns.timeout_seconds.max(1) * 4);
             let auth = tokio::time::timeout(
                 bound,

@@ -138,9 +138,8 @@ impl Directory {
         let hostname = self.policy.platform.hostname.as_str();
         let producer = match (source, &mailbox) {
             ("submission" | "autoreply" | "reject", Some((own, _))) => Producer::Mailbox { own },
-            ("forward", Some((own, domain))) => Producer::Forward {
+            ("forward", Some((_, domain))) => Producer::Forward {
                 mailbox_domain: domain,
-                own,
             },
             ("dsn", _) => Producer::Platform { hostname },
             // Inbound relays, redirects of a message a Sieve script edited ("forward-edited":

@@ -15,16 +15,14 @@ pub enum Producer<'a> {
     /// vacation, a rejection notice). `own` are the addresses it owns: its address and its
     /// aliases (the P1 sender rule's list).
     Mailbox { own: &'a [String] },
-    /// A forward or a Sieve redirect (unchanged) by the mailbox of `mailbox_domain`, which
-    /// owns `own`: it keeps the original From (RFC 7489 §7.2 and RFC 8617: the forwarder
-    /// vouches with an ARC seal, not with the author's domain) and carries a signature of the
-    /// forwarding mailbox's own domain only where that signature cannot pass DMARC for the
-    /// author: the author is the mailbox itself, or the author's domain does not align with
-    /// the mailbox's (else a forged "ceo@our-domain" that came in would leave aligned).
-    Forward {
-        mailbox_domain: &'a str,
-        own: &'a [String],
-    },
+    /// A forward or a Sieve redirect (unchanged) by the mailbox of `mailbox_domain`: it keeps
+    /// the original From (RFC 7489 §7.2 and RFC 8617: the forwarder vouches with an ARC seal,
+    /// not with the author's domain) and carries a signature of the forwarding mailbox's own
+    /// domain only where that signature cannot pass DMARC for the author — never when the
+    /// author's domain may align with the mailbox's, even when the From names the mailbox
+    /// itself: forwarded mail came from outside, and a forged "ceo@our-domain" (or the
+    /// mailbox's own address) must not leave aligned.
+    Forward { mailbox_domain: &'a str },
     /// A delivery status notification of the platform itself (`MAILER-DAEMON@hostname`).
     Platform { hostname: &'a str },
 }
@@ -41,13 +39,9 @@ pub fn signing_domain(producer: Producer<'_>, author: Option<&Author>) -> Option
                 .any(|o| o.eq_ignore_ascii_case(&a.address))
                 .then(|| a.domain.clone())
         }
-        Producer::Forward {
-            mailbox_domain,
-            own,
-        } => {
-            let owned = owns_author(own, author);
+        Producer::Forward { mailbox_domain } => {
             let aligned = author.is_none_or(|a| may_align(&a.domain, mailbox_domain));
-            (owned || !aligned).then(|| mailbox_domain.to_ascii_lowercase())
+            (!aligned).then(|| mailbox_domain.to_ascii_lowercase())
         }
         Producer::Platform { hostname } => {
             let a = author?;
@@ -117,24 +111,24 @@ mod tests {
         // A forward keeps the author's From but is signed (if at all) by the forwarder...
         let fwd = Producer::Forward {
             mailbox_domain: "A.example",
-            own: &own,
         };
         assert_eq!(
             signing_domain(fwd, Some(&author("ceo@b.example"))).as_deref(),
             Some("a.example")
         );
-        assert_eq!(
-            signing_domain(fwd, Some(&author("anna@a.example"))).as_deref(),
-            Some("a.example")
-        );
-        // ...and never where its signature would pass DMARC for an author it is not: a
-        // forged "ceo@a.example" from outside, or one of a parent or sibling domain.
-        for forged in ["ceo@a.example", "ceo@mail.a.example", "x@example"] {
+        // ...and never where its signature would pass DMARC for the author: a forged
+        // "ceo@a.example" from outside, the mailbox's own address (forwarded mail is never the
+        // mailbox's own), or one of a parent or sibling domain.
+        for forged in [
+            "ceo@a.example",
+            "anna@a.example",
+            "ceo@mail.a.example",
+            "x@example",
+        ] {
             assert_eq!(signing_domain(fwd, Some(&author(forged))), None, "{forged}");
         }
         let sub = Producer::Forward {
             mailbox_domain: "mail.b.example",
-            own: &own,
         };
         for forged in ["ceo@b.example", "ceo@other.b.example"] {
             assert_eq!(signing_domain(sub, Some(&author(forged))), None, "{forged}");

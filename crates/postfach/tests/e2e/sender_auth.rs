@@ -19,6 +19,8 @@ fn zone() -> Value {
         "_dmarc.bank.test.": [["TXT", "v=DMARC1; p=reject"]],
         "attack.test.": [["TXT", "v=spf1 ip4:127.0.0.1 -all"]],
         "_dmarc.attack.test.": [["TXT", "v=DMARC1; p=none"]],
+        "quar.test.": [["TXT", "v=spf1 -all"]],
+        "_dmarc.quar.test.": [["TXT", "v=DMARC1; p=quarantine"]],
     })
 }
 
@@ -751,11 +753,28 @@ fn signing_authority_on(d: Data) {
         "fwd2@acme.example",
         &m("CEO <ceo@acme.example>", "fwd2@acme.example", "route4"),
     );
+    // Route 5: a forgery of the forwarding mailbox's own address.
+    deliver(
+        &s,
+        "x@other.example",
+        "fwd2@acme.example",
+        &m("<fwd2@acme.example>", "fwd2@acme.example", "route5"),
+    );
+    // Route 6: a forgery of a domain publishing p=quarantine is quarantined (Spam), and Spam
+    // is never forwarded: it cannot leave with an SRS envelope of ours that aligns for SPF.
+    deliver(
+        &s,
+        "x@other.example",
+        "fwd2@acme.example",
+        &m("<admin@quar.test>", "fwd2@acme.example", "route6"),
+    );
+    let spam = d.wait_messages("fwd2@acme.example", "Spam", 1);
+    assert_eq!(spam[0]["subject"], "route6", "{spam:?}");
 
     let eml = |n: usize| sink_dir.join(format!("{n}.eml"));
     assert!(
-        wait_until(Duration::from_secs(30), || eml(4).exists()),
-        "four messages left for remote.example"
+        wait_until(Duration::from_secs(30), || eml(5).exists()),
+        "five messages left for remote.example"
     );
     let mut keys = dkim_records(&d, "acme.example");
     keys.extend(dkim_records(&d, "b.example"));
@@ -766,9 +785,14 @@ fn signing_authority_on(d: Data) {
     let keys_file = d.path().join("keys.json");
     std::fs::write(&keys_file, Value::Object(keys).to_string()).unwrap();
     let mut seen = Vec::new();
-    for n in 1..=4 {
+    d.wait_queue_empty();
+    assert!(
+        !eml(6).exists(),
+        "the quarantined forgery was not forwarded"
+    );
+    for n in 1..=5 {
         let text = std::fs::read_to_string(eml(n)).unwrap();
-        let subject = ["route1", "route2", "route3", "route4"]
+        let subject = ["route1", "route2", "route3", "route4", "route5"]
             .into_iter()
             .find(|r| text.contains(r))
             .unwrap_or_else(|| panic!("{text}"));
@@ -788,8 +812,9 @@ fn signing_authority_on(d: Data) {
                         .all(|(v, dom)| v == "pass" && dom == "acme.example"),
                 "{subject}: signed by the producer's own domain, and valid: {verdicts:?}"
             ),
-            // A Sieve-edited redirect (any From the script wrote), and a forward of a forged
-            // "ceo@acme.example" (acme.example's signature would make it pass DMARC): unsigned.
+            // A Sieve-edited redirect (any From the script wrote), and forwards of a forged
+            // "ceo@acme.example" or of the mailbox's own address (acme.example's signature would
+            // make them pass DMARC): unsigned.
             _ => assert!(
                 verdicts.is_empty(),
                 "{subject}: no signature: {verdicts:?}\n{text}"
@@ -799,7 +824,7 @@ fn signing_authority_on(d: Data) {
             .split_once("\r\n\r\n")
             .or_else(|| text.split_once("\n\n"))
             .unwrap();
-        // Forwards (routes 3 and 4) carry a valid ARC set sealed by the platform; the
+        // Forwards (routes 3 to 5) carry a valid ARC set sealed by the platform; the
         // vacation reply is the mailbox's own mail and the edited redirect is not vouched
         // for: they carry none.
         let arc = std::process::Command::new("python3")
@@ -826,7 +851,7 @@ fn signing_authority_on(d: Data) {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["route1", "route2", "route3", "route4"]);
+    assert_eq!(seen, ["route1", "route2", "route3", "route4", "route5"]);
 }
 
 /// An RSA key made with openssl; returns (PEM path, the base64 SubjectPublicKeyInfo for p=).

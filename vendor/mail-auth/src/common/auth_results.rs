@@ -161,6 +161,11 @@ impl<'x> AuthenticationResults<'x> {
             dmarc.spf_result.as_auth_result(&mut self.auth_results);
         } else if dmarc.dkim_result != DmarcResult::None {
             dmarc.dkim_result.as_auth_result(&mut self.auth_results);
+        } else if dmarc.record.is_some() {
+            // Postfach patch (RFC 7489 §6.6.2): the domain publishes a policy and no
+            // identifier passed aligned (no SPF pass, no DKIM signature at all): that is a
+            // DMARC "fail", not "none".
+            DmarcResult::Fail(crate::Error::NotAligned).as_auth_result(&mut self.auth_results);
         } else {
             DmarcResult::None.as_auth_result(&mut self.auth_results);
         }
