@@ -3,54 +3,17 @@
 //! must give our `arc=` word (`mailauth::arc_word`: none, pass or fail, the IANA registry's
 //! words) that the RFC asks for.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-
 use mail_auth::arc::ArcSealer;
-use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::generate::DkimKeyPair;
 use mail_auth::{AuthenticatedMessage, AuthenticationResults, MessageAuthenticator};
 use postfach_core::mail::header_block::HeaderBlock;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
 
-use crate::config::DnsSettings;
-
-struct Dns(Child, u16);
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dns(zone: &serde_json::Value) -> Dns {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/spf_suite_dns.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with dnslib");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(zone.to_string().as_bytes())
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().parse().unwrap();
-    Dns(child, port)
-}
+use crate::test_dns::ZoneDns;
 
 struct Key {
     private: Vec<u8>,
-    /// `p=` of the DNS record (the PKCS#1 public key, which DKIM verifiers also take).
+    /// `p=` of the DNS record (the RSAPublicKey of RFC 8017, which DKIM verifiers also take).
     public_b64: String,
 }
 
@@ -78,10 +41,7 @@ async fn seal(
     let results = AuthenticationResults::new(domain)
         .with_dkim_results(&dkim, "a@one.test")
         .with_arc_result(&arc, "192.0.2.1".parse().unwrap());
-    let rsa = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(
-        key.private.as_slice(),
-    )))
-    .unwrap();
+    let rsa = crate::outbound::rsa_key(&key.private).unwrap();
     let set = ArcSealer::from_key(rsa)
         .domain(domain)
         .selector(selector)
@@ -119,13 +79,8 @@ async fn rfc8617_chain_validation() {
         "s1._domainkey.one.test": [{"TXT": record(&k1)}],
         "s2._domainkey.two.test": [{"TXT": record(&k2)}],
     });
-    let server = dns(&zone);
-    let auth = crate::mailauth::authenticator(&DnsSettings {
-        nameservers: vec![format!("127.0.0.1:{}", server.1)],
-        timeout_seconds: 1,
-        ..DnsSettings::default()
-    })
-    .unwrap();
+    let server = ZoneDns::start(&zone);
+    let auth = crate::mailauth::authenticator(&server.settings()).unwrap();
 
     let one = seal(&auth, BASE, &k1, "one.test", "s1", HEADERS).await;
     let two = seal(&auth, &one, &k2, "two.test", "s2", HEADERS).await;

@@ -13,6 +13,8 @@ mod runner;
 mod session;
 #[cfg(test)]
 mod spf_conformance;
+#[cfg(test)]
+mod test_dns;
 mod verdict;
 
 use std::sync::Arc;

@@ -120,27 +120,9 @@ async fn dkim_signatures(smtp: &Smtp, entry: &QueueEntry, message: &[u8]) -> Str
     signatures
 }
 
-fn rsa_key(pkcs1_der: &[u8]) -> mail_auth::Result<RsaKey<Sha256>> {
+pub(crate) fn rsa_key(pkcs1_der: &[u8]) -> mail_auth::Result<RsaKey<Sha256>> {
     RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(pkcs1_der)))
 }
-
-/// Header fields covered by our ARC-Message-Signature (RFC 8617 §4.1.2: as DKIM's, plus the
-/// DKIM signatures that travel with the message; never ARC-Seal, §5.1.1).
-const ARC_SIGNED_HEADERS: [&str; 13] = [
-    "From",
-    "Reply-To",
-    "Subject",
-    "Date",
-    "To",
-    "Cc",
-    "Message-ID",
-    "In-Reply-To",
-    "References",
-    "MIME-Version",
-    "Content-Type",
-    "Content-Transfer-Encoding",
-    "DKIM-Signature",
-];
 
 /// The ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results) the platform adds
 /// to a message it forwards, or `None` when it cannot (no key, an existing chain that failed:
@@ -174,7 +156,9 @@ async fn arc_seal(smtp: &Smtp, received: &[u8], message: &[u8]) -> Option<String
     match ArcSealer::from_key(rsa)
         .domain(key.domain.as_str())
         .selector(key.selector.as_str())
-        .headers(ARC_SIGNED_HEADERS)
+        // RFC 8617 §4.1.2: as DKIM's, plus the DKIM signatures that travel with the message;
+        // never ARC-Seal (§5.1.1).
+        .headers(SIGNED_HEADERS.into_iter().chain(["DKIM-Signature"]))
         .seal(&parsed, &results, &arc)
     {
         Ok(set) => Some(set.to_header()),

@@ -4,14 +4,12 @@
 //! by a real DNS server (tests/data/spf_suite_dns.py, dnslib). A case passes when our result
 //! is one the suite accepts.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 use mail_auth::SpfResult;
 use serde::Deserialize;
 
-use crate::config::DnsSettings;
+use crate::test_dns::ZoneDns;
 
 #[derive(Deserialize)]
 struct Scenario {
@@ -60,40 +58,6 @@ fn word(r: SpfResult) -> &'static str {
     }
 }
 
-struct Dns(Child, u16);
-
-impl Dns {
-    fn start(zone: &serde_json::Value) -> Dns {
-        let script = data_dir().join("spf_suite_dns.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 with dnslib");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(zone.to_string().as_bytes())
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("the DNS server's port");
-        Dns(child, port)
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
@@ -105,12 +69,8 @@ async fn rfc7208_test_suite() {
     let mut failures = Vec::new();
     let mut total = 0;
     for scenario in &scenarios {
-        let dns = Dns::start(&scenario.zonedata);
-        let settings = DnsSettings {
-            nameservers: vec![format!("127.0.0.1:{}", dns.1)],
-            timeout_seconds: 1,
-            ..DnsSettings::default()
-        };
+        let dns = ZoneDns::start(&scenario.zonedata);
+        let settings = dns.settings();
         for (name, case) in &scenario.tests {
             total += 1;
             // A fresh resolver per case: its cache must not carry one case's answers (or

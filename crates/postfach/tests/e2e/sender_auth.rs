@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Data, PW, Peer, Server, deliver, scripted, tool, wait_until};
+use crate::support::{Data, PW, Peer, Server, deliver, piped, rsa_key, scripted, tool, wait_until};
 
 /// The zone: bank.test is the victim (no sender of ours may pass its SPF; `p=reject`);
 /// attack.test is the attacker's own domain (SPF passes for 127.0.0.1; `p=none`).
@@ -358,6 +358,47 @@ fn smuggle_script(end: &str) -> String {
     )
 }
 
+/// Submits `data` (without the final `.<CRLF>`) byte for byte as info@acme.example to
+/// jean@acme.example over STARTTLS and AUTH PLAIN; returns the replies to the end of data and
+/// to the QUIT after it.
+fn submit_raw(s: &Server, data: &str) -> (String, String) {
+    use base64::Engine;
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0info@acme.example\0{PW}"));
+    let out = scripted(
+        "raw_client.py",
+        &[&s.port("submission").to_string(), "plain"],
+        &json!([
+            ["line"],
+            ["send", "EHLO laptop.example\r\n"],
+            ["until", "250 "],
+            ["send", "STARTTLS\r\n"],
+            ["line"],
+            ["starttls"],
+            ["send", "EHLO laptop.example\r\n"],
+            ["until", "250 "],
+            ["send", format!("AUTH PLAIN {auth}\r\n")],
+            ["line"],
+            [
+                "send",
+                "MAIL FROM:<info@acme.example>\r\nRCPT TO:<jean@acme.example>\r\nDATA\r\n"
+            ],
+            ["line"],
+            ["line"],
+            ["line"],
+            ["send", format!("{data}\r\n.\r\n")],
+            ["line"],
+            ["send", "QUIT\r\n"],
+            ["line"],
+        ]),
+    );
+    let steps = out.as_array().unwrap();
+    let line = |n: usize| steps[n][0].as_str().unwrap().to_string();
+    assert!(line(9).starts_with("235"), "{steps:?}");
+    assert!(line(13).starts_with("354"), "{steps:?}");
+    (line(15), line(17))
+}
+
 #[test]
 fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
     let d = Data::sqlite();
@@ -368,48 +409,13 @@ fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
         assert!(reply.starts_with("550 5.6.0 "), "{end:?}: {reply}");
     }
     // Submission: the same bytes from an authenticated user.
-    use base64::Engine;
-    let auth =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0info@acme.example\0{PW}"));
     for end in SMUGGLED {
         let body = smuggle_script(end).replace("<a@attack.test>", "<info@acme.example>");
-        let out = scripted(
-            "raw_client.py",
-            &[&s.port("submission").to_string(), "plain"],
-            &json!([
-                ["line"],
-                ["send", "EHLO laptop.example\r\n"],
-                ["until", "250 "],
-                ["send", "STARTTLS\r\n"],
-                ["line"],
-                ["starttls"],
-                ["send", "EHLO laptop.example\r\n"],
-                ["until", "250 "],
-                ["send", format!("AUTH PLAIN {auth}\r\n")],
-                ["line"],
-                [
-                    "send",
-                    "MAIL FROM:<info@acme.example>\r\nRCPT TO:<jean@acme.example>\r\nDATA\r\n"
-                ],
-                ["line"],
-                ["line"],
-                ["line"],
-                ["send", format!("{body}\r\n.\r\n")],
-                ["line"],
-                ["send", "QUIT\r\n"],
-                ["line"],
-            ]),
-        );
-        let steps = out.as_array().unwrap();
-        assert!(
-            steps[9][0].as_str().unwrap().starts_with("235"),
-            "{steps:?}"
-        );
-        let end_reply = steps[15][0].as_str().unwrap();
+        let (end_reply, quit) = submit_raw(&s, &body);
         assert!(end_reply.starts_with("550 5.6.0 "), "{end:?}: {end_reply}");
         assert!(
-            steps[17][0].as_str().unwrap().starts_with("221"),
-            "{steps:?}"
+            quit.starts_with("221"),
+            "nothing smuggled in between: {quit}"
         );
     }
     // A correct end followed by a pipelined second transaction: two messages, each its own.
@@ -549,9 +555,6 @@ fn submission_checks_the_one_author_the_reader_sees() {
     let d = Data::sqlite();
     setup(&d);
     let s = Server::start_opts(&d, &zone(), &[]);
-    use base64::Engine;
-    let auth =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0info@acme.example\0{PW}"));
     let cases: &[(&str, &str)] = &[
         (
             "two From fields",
@@ -574,32 +577,7 @@ fn submission_checks_the_one_author_the_reader_sees() {
         ("no author", "Subject: x\r\n"),
     ];
     for (what, headers) in cases {
-        let out = scripted(
-            "raw_client.py",
-            &[&s.port("submission").to_string(), "plain"],
-            &json!([
-                ["line"],
-                ["send", "EHLO laptop.example\r\n"],
-                ["until", "250 "],
-                ["send", "STARTTLS\r\n"],
-                ["line"],
-                ["starttls"],
-                ["send", "EHLO laptop.example\r\n"],
-                ["until", "250 "],
-                ["send", format!("AUTH PLAIN {auth}\r\n")],
-                ["line"],
-                [
-                    "send",
-                    "MAIL FROM:<info@acme.example>\r\nRCPT TO:<jean@acme.example>\r\nDATA\r\n"
-                ],
-                ["line"],
-                ["line"],
-                ["line"],
-                ["send", format!("{headers}Subject: hi\r\n\r\nbody\r\n.\r\n")],
-                ["line"],
-            ]),
-        );
-        let reply = out.as_array().unwrap()[15][0].as_str().unwrap().to_string();
+        let (reply, _) = submit_raw(&s, &format!("{headers}Subject: hi\r\n\r\nbody"));
         assert!(reply.starts_with("55"), "{what}: {reply}");
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -854,53 +832,11 @@ fn signing_authority_on(d: Data) {
     assert_eq!(seen, ["route1", "route2", "route3", "route4", "route5"]);
 }
 
-/// An RSA key made with openssl; returns (PEM path, the base64 SubjectPublicKeyInfo for p=).
-fn rsa_key(d: &Data, name: &str) -> (std::path::PathBuf, String) {
-    let pem = d.path().join(format!("{name}.pem"));
-    let ok = std::process::Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(&pem)
-        .arg("2048")
-        .output()
-        .unwrap();
-    assert!(ok.status.success());
-    let der = std::process::Command::new("openssl")
-        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
-        .arg(&pem)
-        .output()
-        .unwrap();
-    use base64::Engine;
-    (
-        pem,
-        base64::engine::general_purpose::STANDARD.encode(&der.stdout),
-    )
-}
-
 /// `message` sealed by `domain` with dkimpy (tools/arc_seal.py).
 fn arc_sealed(key: &Path, domain: &str, message: &str) -> String {
-    let mut child = std::process::Command::new("python3")
-        .arg(tool("arc_seal.py"))
-        .arg(key)
-        .args([domain, "arc"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(tool("arc_seal.py")).arg(key).args([domain, "arc"]);
+    String::from_utf8(piped(cmd, message.as_bytes())).unwrap()
 }
 
 #[test]

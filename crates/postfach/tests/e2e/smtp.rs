@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Data, PW, Peer, Server, python, tool, wait_until};
+use crate::support::{Data, PW, Peer, Server, piped, python, rsa_key, tool, wait_until};
 
 /// Runs a scripted conversation with smtplib; returns (code, text) per step.
 fn smtp(port: u16, mode: &str, steps: Value) -> Vec<(u16, String)> {
@@ -507,23 +507,7 @@ fn forbidden_attachments_are_refused_also_inside_zips() {
 fn dmarc_reject_refuses_spoofed_mail_and_dkim_signed_mail_passes() {
     let d = setup();
     // A DKIM key for signed.example, made with openssl; public half published in the test DNS.
-    let key = d.path().join("dkim.pem");
-    let keygen = Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(&key)
-        .arg("2048")
-        .output()
-        .unwrap();
-    assert!(keygen.status.success());
-    let der = Command::new("openssl")
-        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    let public = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(&der.stdout)
-    };
+    let (key, public) = rsa_key(&d, "dkim");
     let records = json!({
         "spoof.example.": [["TXT", "v=spf1 -all"]],
         "_dmarc.spoof.example.": [["TXT", "v=DMARC1; p=reject"]],
@@ -547,19 +531,9 @@ sys.stdout.buffer.write(sig + msg)
         "signed",
         "genuine",
     );
-    let mut child = Command::new("python3")
-        .args(["-c", sign, key.to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(plain.as_bytes())
-        .unwrap();
-    let signed = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", sign, key.to_str().unwrap()]);
+    let signed = String::from_utf8(piped(cmd, plain.as_bytes())).unwrap();
     assert!(signed.starts_with("DKIM-Signature:"), "{signed}");
 
     let r = smtp(

@@ -315,6 +315,49 @@ pub fn run_tool(name: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// Runs `cmd` with `input` on its standard input and returns its standard output; a failing
+/// command fails the test with its stderr.
+pub fn piped(mut cmd: Command, input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A 2048-bit RSA key made with openssl in the data directory: (PEM path, the base64
+/// SubjectPublicKeyInfo to publish as `p=` of a DKIM key record).
+pub fn rsa_key(data: &Data, name: &str) -> (PathBuf, String) {
+    let pem = data.path().join(format!("{name}.pem"));
+    let keygen = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&pem)
+        .arg("2048")
+        .output()
+        .expect("openssl");
+    assert!(keygen.status.success());
+    let der = Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("openssl");
+    use base64::Engine;
+    (
+        pem,
+        base64::engine::general_purpose::STANDARD.encode(&der.stdout),
+    )
+}
+
 /// Runs a Python script (an independent client) with arguments.
 pub fn python(script: &str, args: &[&str]) -> Run {
     Command::new("python3")

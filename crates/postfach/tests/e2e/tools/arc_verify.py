@@ -2,23 +2,17 @@
 """Validates the ARC chain of a message with dkimpy (RFC 8617), looking keys up in a JSON map
 of TXT records ({"sel._domainkey.example.": "v=DKIM1; ..."}). Prints "CV REASON" (cv is pass,
 fail or none) and the sealers' domains. Exit status 0 if the chain passed."""
-import json
 import re
 import sys
 
 import dkim
 
+from dkim_verify import dnsfunc_from
+
 
 def main():
     message = open(sys.argv[1], "rb").read()
-    records = json.load(open(sys.argv[2]))
-
-    def dnsfunc(name, timeout=5):
-        name = name.decode() if isinstance(name, bytes) else name
-        v = records.get(name) or records.get(name.rstrip(".") + ".")
-        return v.encode() if v else None
-
-    cv, results, reason = dkim.arc_verify(message, dnsfunc=dnsfunc)
+    cv, results, reason = dkim.arc_verify(message, dnsfunc=dnsfunc_from(sys.argv[2]))
     cv = cv.decode() if isinstance(cv, bytes) else str(cv)
     unfolded = re.sub(rb"\r?\n[ \t]+", b" ", message.split(b"\r\n\r\n", 1)[0])
     sealers = re.findall(rb"(?im)^ARC-Seal:.*?\bd=([^;\s]+)", unfolded)

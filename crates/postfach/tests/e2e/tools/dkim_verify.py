@@ -9,14 +9,21 @@ import sys
 import dkim
 
 
-def main():
-    message = open(sys.argv[1], "rb").read()
-    records = json.load(open(sys.argv[2]))
+def dnsfunc_from(path):
+    """dkimpy's DNS lookup, answered from a JSON map of TXT records."""
+    records = json.load(open(path))
 
     def dnsfunc(name, timeout=5):
         name = name.decode() if isinstance(name, bytes) else name
         v = records.get(name) or records.get(name.rstrip(".") + ".")
         return v.encode() if v else None
+
+    return dnsfunc
+
+
+def main():
+    message = open(sys.argv[1], "rb").read()
+    dnsfunc = dnsfunc_from(sys.argv[2])
 
     count = 0
     ok = True
