@@ -19,6 +19,7 @@ postfach_store::on_both!(
     audit_log_records_changes,
     sessions_and_api_keys,
     concurrent_creations_respect_quota,
+    concurrent_first_use_makes_one_platform_key,
     mailbox_user_rights,
     validation_errors,
     mailbox_access,
@@ -857,6 +858,25 @@ mod scenarios {
                 .addresses_used,
             5
         );
+    }
+
+    /// F11: the platform's ARC key is made on first use. Deliveries that race to make it must
+    /// all seal with the one key the platform publishes, else a receiver's ARC check fails.
+    pub async fn concurrent_first_use_makes_one_platform_key(t: &TestStore) {
+        let Env { dir: d, .. } = env(t);
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let d = d.clone();
+            tasks.push(tokio::spawn(async move { d.arc_signing_key().await }));
+        }
+        let mut keys = Vec::new();
+        for task in tasks {
+            keys.push(task.await.unwrap().unwrap().private_der);
+        }
+        keys.dedup();
+        assert_eq!(keys.len(), 1, "racing first uses made different keys");
+        let later = d.arc_signing_key().await.unwrap().private_der;
+        assert_eq!(keys[0], later, "the stored key is not the one handed out");
     }
 
     pub async fn mailbox_user_rights(t: &TestStore) {

@@ -311,6 +311,16 @@ pub trait Tx: Send {
         value: &str,
         now: i64,
     ) -> Result<()>;
+    /// Writes a settings document only if none exists; the first writer wins even when
+    /// several nodes race (the unique index decides, not a read before the write).
+    async fn settings_put_new(
+        &mut self,
+        scope: &str,
+        scope_id: i64,
+        name: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<bool>;
     async fn settings_delete(&mut self, scope: &str, scope_id: i64, name: &str) -> Result<bool>;
     /// When `address_id` last answered `sender` automatically.
     async fn autoreply_sent_get(&mut self, address_id: i64, sender: &str) -> Result<Option<i64>>;

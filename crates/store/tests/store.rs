@@ -23,6 +23,7 @@ postfach_store::on_both!(
     inline_bodies,
     delivery_append_in_one_call,
     flags_set_if_current,
+    first_settings_writer_wins,
 );
 
 mod scenarios {
@@ -1134,6 +1135,39 @@ mod scenarios {
 
     /// Two writers that each check "fewer than 5 addresses" and then insert, concurrently: the
     /// write lock makes check-then-insert atomic, so exactly 5 rows exist at the end.
+    /// A setting made once (the platform's ARC key, the SRS secret): when two writers race,
+    /// the second must neither overwrite the first nor keep its own value.
+    pub async fn first_settings_writer_wins(t: &TestStore) {
+        let mut first = t.store.begin_write().await.unwrap();
+        assert!(
+            first
+                .settings_put_new("global", 0, "k", "one", 1)
+                .await
+                .unwrap()
+        );
+        let store = t.store.clone();
+        let second = tokio::spawn(async move {
+            let mut tx = store.begin_write().await.unwrap();
+            let won = tx
+                .settings_put_new("global", 0, "k", "two", 2)
+                .await
+                .unwrap();
+            let seen = tx.settings_get("global", 0, "k").await.unwrap();
+            tx.commit().await.unwrap();
+            (won, seen)
+        });
+        // The second writer is now waiting (SQLite: for its turn; PostgreSQL: on the key).
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!second.is_finished(), "the second writer did not wait");
+        first.commit().await.unwrap();
+        assert_eq!(second.await.unwrap(), (false, Some("one".into())));
+        let mut tx = t.store.begin().await.unwrap();
+        assert_eq!(
+            tx.settings_get("global", 0, "k").await.unwrap().as_deref(),
+            Some("one")
+        );
+    }
+
     pub async fn locked_writers_serialise(t: &TestStore) {
         let (_, svc) = org_domain_service(t, "Acme", "acme.test").await;
         let mut tasks = Vec::new();

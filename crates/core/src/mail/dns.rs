@@ -160,13 +160,8 @@ impl Directory {
             .hostname
             .trim_end_matches('.')
             .to_string();
-        let stored = {
-            let mut tx = self.store.begin().await?;
-            tx.settings_get("global", 0, ARC_KEY).await?
-        };
-        let stored = match stored {
-            Some(v) => v,
-            None => {
+        let stored = self
+            .global_setting_once(ARC_KEY, || async {
                 let month = time::OffsetDateTime::from_unix_timestamp(self.now())
                     .map(|t| format!("{:04}{:02}", t.year(), u8::from(t.month())))
                     .unwrap_or_else(|_| "0".into());
@@ -175,26 +170,14 @@ impl Directory {
                     .into_iter()
                     .find(|k| k.1 == RSA)
                     .ok_or_else(|| Error::Internal("no RSA key generated".into()))?;
-                let value = serde_json::json!({
+                Ok(serde_json::json!({
                     "selector": rsa.0.replace("pf-rsa", "pf-arc"),
                     "private": b64(&rsa.2),
                     "public": rsa.3,
                 })
-                .to_string();
-                let mut tx = self.store.begin_write().await?;
-                // Two nodes may race here: the first write wins and both read it back.
-                if tx.settings_get("global", 0, ARC_KEY).await?.is_none() {
-                    tx.settings_put("global", 0, ARC_KEY, &value, self.now())
-                        .await?;
-                }
-                let v = tx
-                    .settings_get("global", 0, ARC_KEY)
-                    .await?
-                    .unwrap_or(value);
-                tx.commit().await?;
-                v
-            }
-        };
+                .to_string())
+            })
+            .await?;
         let v: serde_json::Value = serde_json::from_str(&stored)
             .map_err(|e| Error::Internal(format!("stored ARC key: {e}")))?;
         let field = |name: &str| v[name].as_str().unwrap_or_default().to_string();

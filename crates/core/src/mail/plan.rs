@@ -244,25 +244,34 @@ impl Directory {
     }
 
     async fn srs_secret(&self) -> Result<String> {
+        self.global_setting_once(SRS_SECRET, || async {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| Error::Internal(e.to_string()))?;
+            Ok(hex::encode(secret))
+        })
+        .await
+    }
+
+    /// A platform-wide setting made once on first use (a secret, a key) and then shared by
+    /// every delivery and every node. Deliveries (or nodes) may race to make it: the first
+    /// insert wins, the other blocks on the unique key, inserts nothing and reads the
+    /// winner's value — a read before the write would let both write and disagree.
+    pub(crate) async fn global_setting_once<F, Fut>(&self, name: &str, make: F) -> Result<String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<String>>,
+    {
         {
             let mut tx = self.store.begin().await?;
-            if let Some(v) = tx.settings_get("global", 0, SRS_SECRET).await? {
+            if let Some(v) = tx.settings_get("global", 0, name).await? {
                 return Ok(v);
             }
         }
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| Error::Internal(e.to_string()))?;
-        let hex = hex::encode(secret);
+        let value = make().await?;
         let mut tx = self.store.begin_write().await?;
-        // Two nodes may race here: the first write wins and both read it back.
-        if tx.settings_get("global", 0, SRS_SECRET).await?.is_none() {
-            tx.settings_put("global", 0, SRS_SECRET, &hex, self.now())
-                .await?;
-        }
-        let v = tx
-            .settings_get("global", 0, SRS_SECRET)
-            .await?
-            .unwrap_or(hex);
+        tx.settings_put_new("global", 0, name, &value, self.now())
+            .await?;
+        let v = tx.settings_get("global", 0, name).await?.unwrap_or(value);
         tx.commit().await?;
         Ok(v)
     }

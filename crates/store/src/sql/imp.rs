@@ -1161,6 +1161,28 @@ impl Tx for SqlTx {
         Ok(q.fetch_all(self.conn().await?).await?)
     }
 
+    async fn settings_put_new(
+        &mut self,
+        scope: &str,
+        scope_id: i64,
+        name: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO settings (scope, scope_id, name, value, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, scope_id, name) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(scope_id)
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(self.conn().await?)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn settings_put(
         &mut self,
         scope: &str,
