@@ -45,6 +45,9 @@ pub enum Error {
         "an address cannot be renamed; add {new} as an alias of {address} instead (postfach alias add {new} --to {address}), or create {new} and move the mail"
     )]
     RenameNotSupported { address: String, new: String },
+    /// O3: the address has sent to as many recipients in the last 24 hours as its offer allows.
+    #[error("Daily sending limit reached ({limit} recipients per 24 hours)")]
+    SendingLimit { limit: i64 },
     /// A mailbox would exceed its storage quota (IMAP `NO [OVERQUOTA]`, RFC 9208).
     #[error("{0}")]
     OverQuota(String),
@@ -75,6 +78,7 @@ impl Error {
             Error::CatchallNotAvailable { .. } => "catchall_not_available",
             Error::RenameNotSupported { .. } => "rename_not_supported",
             Error::OverQuota(_) => "over_quota",
+            Error::SendingLimit { .. } => "sending_limit",
             Error::Unavailable(_) => "unavailable",
             Error::Conflict(_) => "conflict",
             Error::Internal(_) => "internal",

@@ -212,6 +212,20 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
                     body_settled |= done.spooled_body_settled;
                 }
                 Ok(_) => {}
+                // M3: the mailbox is full. The sender hears it now, with a bounce (RFC 3463
+                // X.2.2), as a remote MX's `552 5.2.2` would make us do; nothing was kept.
+                Err(postfach_core::Error::OverQuota(why)) => {
+                    tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, "not delivered: {why}");
+                    let reply = format!("552 5.2.2 <{}>... Mailbox full", r.rcpt);
+                    if let Err(e) = dir.queue_rcpt_result(r.id, "failed", &reply).await {
+                        tracing::error!(queue_id = entry.id, error = %e, "recording a delivery result failed");
+                    }
+                    failures.push(Failure {
+                        rcpt: (*r).clone(),
+                        reply,
+                        remote: None,
+                    });
+                }
                 Err(e) => {
                     tracing::warn!(queue_id = entry.id, rcpt = %r.rcpt, error = %e, "local delivery failed; will retry");
                     let _ = dir.queue_rcpt_result(r.id, "pending", &e.to_string()).await;

@@ -17,8 +17,9 @@ use std::time::Duration;
 use base64::Engine;
 use postfach_core::Error as CoreError;
 use postfach_core::mail::header_block::{self, HeaderBlock, Malformed};
-use postfach_core::mail::{MailboxLogin, Rcpt, SpoolRequest};
+use postfach_core::mail::{MailboxLogin, Rcpt, SendCount, SpoolRequest};
 use postfach_core::net::Stream;
+use postfach_core::rules::o3_daily_sending as o3;
 use postfach_core::secret;
 use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt};
 use smtp_proto::request::receiver::{BdatReceiver, LineReceiver, RequestReceiver};
@@ -693,11 +694,11 @@ impl Session {
                 Ok(n) => n,
                 Err(_) => return self.reply("451 4.3.0 Temporary failure, try again later"),
             };
-            if sent + txn.rcpts.len() as i64 + 1 > login.daily_limit {
-                return self.error(format!(
-                    "550 5.7.1 Daily sending limit reached ({} recipients per 24 hours)",
-                    login.daily_limit
-                ));
+            if !o3::allows(sent, txn.rcpts.len() as i64 + 1, login.daily_limit) {
+                let e = CoreError::SendingLimit {
+                    limit: login.daily_limit,
+                };
+                return self.error(format!("550 5.7.1 {e}"));
             }
         }
         let target = match self.smtp.dir.resolve_rcpt(&rcpt).await {
@@ -732,10 +733,7 @@ impl Session {
                         }
                     }
                 }
-                let size = txn.declared_size as i64;
-                if local.storage_used_bytes >= local.storage_quota_bytes
-                    || local.storage_used_bytes + size > local.storage_quota_bytes
-                {
+                if !local.has_room(i64::try_from(txn.declared_size).unwrap_or(i64::MAX)) {
                     return self.reply(format!("452 4.2.2 {rcpt}... Mailbox full"));
                 }
             }
@@ -915,8 +913,14 @@ impl Session {
     /// `250` (durable, as the spool would be). This saves the queue entry, its recipient row,
     /// the spooled body and their removal — about half the writes of an accepted message
     /// (issue 6). `None` when the message is not such mail or the delivery failed (nothing
-    /// of it was committed): the caller spools it, and the queue retries as usual.
-    async fn deliver_now(&self, txn: &Txn, message: &[u8], queue_ref: &str) -> Option<String> {
+    /// of it was committed): the caller spools it, and the queue retries as usual. A
+    /// mailbox the message does not fit into (M3) is the sender's answer: `452 4.2.2`.
+    async fn deliver_now(
+        &self,
+        txn: &Txn,
+        message: &[u8],
+        queue_ref: &str,
+    ) -> Option<Result<String, String>> {
         if self.login.is_some() || message.len() > postfach_core::mail::INLINE_BODY_MAX {
             return None;
         }
@@ -970,11 +974,16 @@ impl Session {
                 if !done.queued.is_empty() {
                     self.smtp.queue_wake.notify_one();
                 }
-                Some(format!(
+                Some(Ok(format!(
                     "250 2.0.0 Message accepted and delivered (id {queue_ref})"
-                ))
+                )))
             }
             Ok(_) => None,
+            // M3, decided by the delivery on the usage it wrote (nothing of it was kept).
+            Err(CoreError::OverQuota(why)) => {
+                tracing::info!(id = %queue_ref, rcpt = %r.rcpt, "{why}");
+                Some(Err(format!("452 4.2.2 <{}>... Mailbox full", r.rcpt)))
+            }
             Err(e) => {
                 tracing::info!(id = %queue_ref, rcpt = %r.rcpt, error = %e, "delivery during the transaction failed; spooling the message");
                 None
@@ -1016,8 +1025,18 @@ impl Session {
         let temp =
             || "451 4.3.0 Temporary failure storing the message; try again later".to_string();
         let size = message.len();
+        // M3 with the real size: when no recipient has room, the sender hears it now; when
+        // some have, the others get a bounce from the delivery (which decides again).
+        if !txn.rcpts.is_empty()
+            && txn.rcpts.iter().all(|r| match &r.target {
+                Rcpt::Local(l) => !l.has_room(size as i64),
+                _ => false,
+            })
+        {
+            return Err("452 4.2.2 Mailbox full; the message was not accepted".into());
+        }
         if let Some(reply) = self.deliver_now(&txn, &message, &queue_ref).await {
-            return Ok(reply);
+            return reply;
         }
         // Small bodies go into the store with the queue entry (one fsync per group commit),
         // larger ones into the blob store first (issue 6).
@@ -1093,7 +1112,11 @@ impl Session {
                 expires_at: 0,
             },
             lifetime: self.smtp.cfg.queue.lifetime_hours * 3600,
-            count_for: self.login.as_ref().map(|l| (l.address_id, counted)),
+            count_for: self.login.as_ref().map(|l| SendCount {
+                address_id: l.address_id,
+                recipients: counted,
+                daily_limit: l.daily_limit,
+            }),
             rcpts,
             inline_body,
         };
@@ -1107,6 +1130,9 @@ impl Session {
                     "250 2.0.0 Message accepted for delivery (queued as {queue_ref})"
                 ))
             }
+            // O3, decided on the count as written (another session of this address got
+            // there first); nothing was queued.
+            Err(e @ CoreError::SendingLimit { .. }) => Err(format!("550 5.7.1 {e}")),
             Err(e) => {
                 // The blob stays behind unreferenced (no message points at it) until the
                 // store check collects it; nothing half-written is visible.

@@ -217,19 +217,17 @@ pub trait Tx: Send {
     /// `address_id`'s usage and, when `inline` is given, the body stored under `m.blob_id`
     /// (as [`Tx::inline_blob_put`]). On SQLite one round trip to the database thread instead
     /// of four, which matters inside the group commit, where every writer waits for the one
-    /// before it (issue 6). With `within_quota`, nothing is written unless the address's
-    /// usage plus the message stays within its storage quota (checked against the stored
-    /// usage in the same statement, so concurrent appends cannot overshoot it together).
-    /// `NotFound` when the mailbox does not exist or the quota check failed (the caller
-    /// tells the two apart, the latter being rare).
+    /// before it. Returns the usage it left, read in the same statement (on PostgreSQL
+    /// under the address row's lock): the caller decides the quota on it and undoes the
+    /// write (its savepoint or transaction) when it does not fit, so concurrent appends
+    /// cannot overshoot together. `NotFound` when the mailbox does not exist.
     async fn message_deliver(
         &mut self,
         mailbox_id: i64,
         m: &NewMessage,
         address_id: i64,
         inline: Option<&[u8]>,
-        within_quota: bool,
-    ) -> Result<Message>;
+    ) -> Result<Delivered>;
     async fn message_get(&mut self, mailbox_id: i64, uid: i64) -> Result<Option<Message>>;
     /// Takes the mailbox row's write lock for the rest of the transaction, so that a
     /// read-modify-write of its messages (STORE, EXPUNGE) sees no concurrent change. A no-op
@@ -237,8 +235,9 @@ pub trait Tx: Send {
     /// mailbox shows when its messages are read or its MODSEQ taken).
     async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()>;
     async fn message_list(&mut self, mailbox_id: i64) -> Result<Vec<Message>>;
-    /// Adds `delta` bytes to an address's storage usage.
-    async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<()>;
+    /// Adds `delta` bytes to an address's storage usage and returns the usage it left (on
+    /// PostgreSQL the row stays locked to the end of the transaction).
+    async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<Usage>;
     /// Renames one mailbox (the caller renames its inferiors too).
     async fn mailbox_rename(&mut self, id: i64, name: &str) -> Result<()>;
     /// Deletes a mailbox with its messages.
@@ -427,7 +426,18 @@ pub trait Tx: Send {
     // -- DKIM keys (O2) and the sending log (O3)
     async fn dkim_insert(&mut self, k: &DkimKey, now: i64) -> Result<()>;
     async fn dkim_keys(&mut self, domain_id: i64) -> Result<Vec<DkimKey>>;
-    async fn send_log_insert(&mut self, address_id: i64, recipients: i64, now: i64) -> Result<()>;
+    /// Counts `recipients` sent by `address_id` at `now` and returns how many it sent after
+    /// `since`, this message included. On PostgreSQL the address row is locked first, so
+    /// that concurrent senders of one address count one after the other (SQLite's write
+    /// transaction excludes them already): the caller decides the O3 rule on the sum and
+    /// undoes the write when it refuses.
+    async fn send_log_add(
+        &mut self,
+        address_id: i64,
+        recipients: i64,
+        now: i64,
+        since: i64,
+    ) -> Result<i64>;
     async fn send_log_sum(&mut self, address_id: i64, since: i64) -> Result<i64>;
 }
 

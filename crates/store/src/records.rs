@@ -233,6 +233,24 @@ pub struct Message {
     pub message_id: String,
 }
 
+/// An address's storage after a write changed it: the facts the quota rule (M3, in
+/// `postfach_core::rules`) is decided on, inside the transaction that wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct Usage {
+    /// Bytes in use, the write included.
+    pub used: i64,
+    pub quota: i64,
+}
+
+/// What [`crate::Tx::message_deliver`] stored, and the usage it left.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Delivered {
+    #[sqlx(flatten)]
+    pub message: Message,
+    #[sqlx(flatten)]
+    pub usage: Usage,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct NewMessage {
     pub blob_id: String,

@@ -87,9 +87,9 @@ mod scenarios {
         assert!(tx.inline_blobs_get(&[&id]).await.unwrap().is_empty());
     }
 
-    /// `message_deliver` (issue 6: one round trip on SQLite) does what `message_append`,
-    /// `address_add_usage` and `inline_blob_put` do; a missing mailbox, or with
-    /// `within_quota` a message that does not fit, is an error that leaves nothing behind
+    /// `message_deliver` (one round trip on SQLite) does what `message_append`,
+    /// `address_add_usage` and `inline_blob_put` do, and reports the usage it left (the
+    /// quota rule is decided on it); a missing mailbox is an error that leaves nothing behind
     /// once its savepoint is rolled back.
     pub async fn delivery_append_in_one_call(t: &TestStore) {
         let a = address(t).await;
@@ -98,18 +98,27 @@ mod scenarios {
         let body = b"Subject: one\r\n\r\nfirst\r\n".to_vec();
         let id = inline_id(&body);
         let first = tx
-            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body), false)
+            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body))
             .await
             .unwrap();
+        assert_eq!(
+            first.usage,
+            Usage {
+                used: 25,
+                quota: 1 << 20
+            }
+        );
         // A second copy of a body that is stored already, and one kept elsewhere (no data).
         let second = tx
-            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body), false)
+            .message_deliver(inbox.id, &msg(&id, 25), a.id, Some(&body))
             .await
             .unwrap();
         let third = tx
-            .message_deliver(inbox.id, &msg("0123abcd", 40), a.id, None, true)
+            .message_deliver(inbox.id, &msg("0123abcd", 40), a.id, None)
             .await
             .unwrap();
+        assert_eq!(third.usage.used, 90);
+        let (first, second, third) = (first.message, second.message, third.message);
         assert_eq!((first.uid, second.uid, third.uid), (1, 2, 3));
         assert!(first.modseq < second.modseq && second.modseq < third.modseq);
         assert_eq!(
@@ -119,27 +128,28 @@ mod scenarios {
         assert_eq!(third.subject, "Hello");
         tx.savepoint().await.unwrap();
         assert!(matches!(
-            tx.message_deliver(inbox.id + 1000, &msg(&id, 25), a.id, None, false)
+            tx.message_deliver(inbox.id + 1000, &msg(&id, 25), a.id, None)
                 .await,
             Err(StoreError::NotFound)
         ));
         tx.rollback_to_savepoint().await.unwrap();
-        // Within the quota (1 MiB, 90 bytes used): exactly up to it fits, a byte more does
-        // not, and what the refused call wrote goes with its savepoint.
+        // Past the quota (1 MiB, 90 bytes used) the write happens and says so; the caller
+        // that refuses it rolls it back with its savepoint.
         tx.savepoint().await.unwrap();
-        assert!(matches!(
-            tx.message_deliver(inbox.id, &msg("0123abce", (1 << 20) - 89), a.id, None, true)
-                .await,
-            Err(StoreError::NotFound)
-        ));
-        tx.rollback_to_savepoint().await.unwrap();
-        tx.savepoint().await.unwrap();
-        let full = tx
-            .message_deliver(inbox.id, &msg("0123abce", (1 << 20) - 90), a.id, None, true)
+        let over = tx
+            .message_deliver(inbox.id, &msg("0123abce", (1 << 20) - 89), a.id, None)
             .await
             .unwrap();
-        assert_eq!(full.uid, 4);
+        assert_eq!(
+            over.usage,
+            Usage {
+                used: (1 << 20) + 1,
+                quota: 1 << 20
+            }
+        );
         tx.rollback_to_savepoint().await.unwrap();
+        let usage = tx.address_add_usage(a.id, 0).await.unwrap();
+        assert_eq!(usage.used, 90);
         tx.commit().await.unwrap();
 
         let mut tx = t.store.begin_read().await.unwrap();
@@ -492,15 +502,10 @@ mod scenarios {
         let mut seen = Vec::new();
         for i in 0..3 {
             let m = tx
-                .message_deliver(
-                    inbox.id,
-                    &msg(&format!("0123abc{i}"), 10),
-                    a.id,
-                    None,
-                    false,
-                )
+                .message_deliver(inbox.id, &msg(&format!("0123abc{i}"), 10), a.id, None)
                 .await
-                .unwrap();
+                .unwrap()
+                .message;
             seen.push((m.uid, m.modseq));
         }
         tx.commit().await.unwrap();
@@ -745,9 +750,13 @@ mod scenarios {
             (1, "sel1", 5)
         );
         assert_eq!(tx.send_log_sum(a.id, 0).await.unwrap(), 0);
-        tx.send_log_insert(a.id, 42, 100).await.unwrap();
-        tx.send_log_insert(a.id, 3, 200).await.unwrap();
+        assert_eq!(tx.send_log_add(a.id, 42, 100, 0).await.unwrap(), 42);
+        assert_eq!(tx.send_log_add(a.id, 3, 200, 100).await.unwrap(), 3);
         assert_eq!(tx.send_log_sum(a.id, 0).await.unwrap(), 45);
+        assert!(matches!(
+            tx.send_log_add(a.id + 1000, 1, 200, 0).await,
+            Err(StoreError::NotFound) | Err(StoreError::Conflict(_)) | Err(StoreError::Database(_))
+        ));
         assert_eq!(
             tx.send_log_sum(a.id, 100).await.unwrap(),
             3,

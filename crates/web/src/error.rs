@@ -60,7 +60,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         | Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        Error::CreationLimit { .. } | Error::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::CreationLimit { .. } | Error::Throttled { .. } | Error::SendingLimit { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

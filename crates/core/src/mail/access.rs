@@ -17,6 +17,7 @@ use postfach_store::{
 use crate::error::{Error, Result};
 use crate::mail::index_cache::CachedIndex;
 use crate::mail::{Class, MailboxLogin};
+use crate::rules::m3_storage_quota as quota;
 use crate::{Actor, Directory, validate};
 
 /// The hierarchy separator of folder names.
@@ -638,17 +639,6 @@ impl Directory {
         Ok((a.storage_used_bytes, a.storage_quota_bytes))
     }
 
-    fn over_quota(used: i64, add: i64, limit: i64) -> Result<()> {
-        if used + add > limit {
-            return Err(Error::OverQuota(format!(
-                "the mailbox is full ({} of {} MiB in use)",
-                used / (1024 * 1024),
-                limit / (1024 * 1024)
-            )));
-        }
-        Ok(())
-    }
-
     /// IMAP APPEND: stores a message in a folder, under the quota. Returns (UIDVALIDITY, UID).
     pub async fn append(
         &self,
@@ -689,7 +679,9 @@ impl Directory {
             inline_id(&req.raw)
         } else {
             let (used, limit) = self.storage(address_id).await?;
-            Self::over_quota(used, size, limit)?;
+            if !quota::has_room(used, limit, size) {
+                return Err(quota::full(used, limit));
+            }
             self.blobs.put(&req.raw).await?.to_string()
         };
         let summary = crate::mail::summarize(&req.raw);
@@ -720,30 +712,26 @@ impl Directory {
                     },
                     address_id,
                     inline.then_some(req.raw.as_slice()),
-                    // The quota is tested in the same statement, against the usage as
-                    // stored: concurrent APPENDs cannot overshoot it together.
-                    true,
                 )
                 .await;
-            match stored {
-                Ok(stored) if claim_recent => {
-                    let first = tx.mailbox_claim_recent(m.id, stored.uid + 1).await?;
-                    let claimed = (first <= stored.uid).then_some(first);
-                    Ok((m, stored, claimed))
+            let stored = match stored {
+                // M3, decided on the usage this append left; the refusal undoes it (the
+                // writer's savepoint), so concurrent APPENDs cannot overshoot together.
+                Ok(d) => {
+                    quota::check_written(d.usage, size)?;
+                    d.message
                 }
-                Ok(stored) => Ok((m, stored, None)),
-                // Over the quota, or the folder went away meanwhile: which one is told by
-                // the address's usage (this job's writes are undone with its savepoint).
-                Err(postfach_store::StoreError::NotFound) => {
-                    let a = tx
-                        .address_by_id(address_id)
-                        .await?
-                        .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
-                    Self::over_quota(a.storage_used_bytes, size, a.storage_quota_bytes)?;
-                    Err(Self::no_folder(&name))
-                }
-                Err(e) => Err(e.into()),
-            }
+                // The folder went away meanwhile.
+                Err(postfach_store::StoreError::NotFound) => return Err(Self::no_folder(&name)),
+                Err(e) => return Err(e.into()),
+            };
+            let claimed = if claim_recent {
+                let first = tx.mailbox_claim_recent(m.id, stored.uid + 1).await?;
+                (first <= stored.uid).then_some(first)
+            } else {
+                None
+            };
+            Ok((m, stored, claimed))
         }
         .await;
         let (m, stored, recent_from) = turn.finish(result).await?;
@@ -1049,12 +1037,10 @@ impl Directory {
                 .filter(|m| wanted.contains(&m.uid))
                 .map(|m| m.size)
                 .sum();
-            let a = tx
-                .address_by_id(address_id)
-                .await?
-                .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
-            Self::over_quota(a.storage_used_bytes, added, a.storage_quota_bytes)?;
-            tx.address_add_usage(address_id, added).await?;
+            // M3 on the usage as written (the row is locked until the commit); a refusal
+            // drops the transaction, and with it the count.
+            let usage = tx.address_add_usage(address_id, added).await?;
+            quota::check_written(usage, added)?;
         }
         let src_role = tx
             .mailbox_by_id(from)

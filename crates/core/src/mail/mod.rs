@@ -41,7 +41,7 @@ pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;
 pub use mailbox::{MailboxView, MessageView};
 pub use plan::{Committed, DeliveryContext, DeliveryPlan, FileAction, Outgoing, autoreply_key};
-pub use queue::{INLINE_BODY_MAX, QueueRcptView, QueueView, SpoolRequest};
+pub use queue::{INLINE_BODY_MAX, QueueRcptView, QueueView, SendCount, SpoolRequest};
 pub use routing::{LocalRcpt, Rcpt, Via};
 pub use submit::MailboxLogin;
 pub use training::{BayesStats, Class};

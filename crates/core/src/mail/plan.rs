@@ -24,6 +24,7 @@ use crate::mail::settings::{
 };
 use crate::mail::srs::Srs;
 use crate::mail::{MessageSummary, summarize};
+use crate::rules::m3_storage_quota as quota;
 
 /// Everything the pipeline needs to know about one recipient.
 #[derive(Debug, Clone)]
@@ -391,7 +392,7 @@ impl Directory {
                 let mb = self
                     .pipeline_folder(tx, address_id, f, inbox.as_ref())
                     .await?;
-                let m = tx
+                let d = tx
                     .message_deliver(
                         mb.id,
                         &NewMessage {
@@ -407,12 +408,13 @@ impl Directory {
                         },
                         address_id,
                         inline,
-                        // Delivery is under the quota checked at RCPT (F-quota rules there).
-                        false,
                     )
                     .await?;
+                // M3 on the usage as written, copy by copy: a plan that does not fit is
+                // undone whole (this writer's savepoint) and the recipient fails.
+                quota::check_written(d.usage, size)?;
                 touched.insert(mb.id);
-                done.stored.push((mb.name.clone(), m.uid));
+                done.stored.push((mb.name.clone(), d.message.uid));
             }
             for (o, blob, rcpts) in outgoing {
                 if let Some(data) = blob.inline_data(Some(&o.raw))? {

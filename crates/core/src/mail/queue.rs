@@ -11,15 +11,26 @@ use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt, Tx};
 
 use crate::error::{Error, Result};
 use crate::model::rfc3339;
+use crate::rules::o3_daily_sending as o3;
 use crate::{Actor, Directory};
+
+/// O3: what a submitted message counts toward its sender's daily limit.
+#[derive(Debug, Clone, Copy)]
+pub struct SendCount {
+    pub address_id: i64,
+    /// Every distinct envelope recipient.
+    pub recipients: i64,
+    /// The offer's limit per 24 hours.
+    pub daily_limit: i64,
+}
 
 /// Everything a session knows when it accepts a message.
 #[derive(Debug, Clone)]
 pub struct SpoolRequest {
     pub entry: NewQueueEntry,
     pub rcpts: Vec<NewQueueRcpt>,
-    /// Submission: the sending address and how many recipients count toward its limit (O3).
-    pub count_for: Option<(i64, i64)>,
+    /// Submission: who sends, counted toward the daily limit (O3).
+    pub count_for: Option<SendCount>,
     /// Seconds the message is retried before it bounces (`entry.expires_at` is set from it).
     pub lifetime: i64,
     /// The body itself, to be kept in the store in the spool's transaction (`entry.blob_id`
@@ -101,6 +112,14 @@ impl Directory {
             expires_at: now + req.lifetime,
             ..req.entry.clone()
         };
+        // O3 first: it takes the sender's lock before anything else is written. A refusal
+        // undoes the whole spool (this writer's savepoint).
+        if let Some(c) = req.count_for {
+            let sent = tx
+                .send_log_add(c.address_id, c.recipients, now, now - o3::WINDOW_SECONDS)
+                .await?;
+            o3::check_written(sent, c.daily_limit)?;
+        }
         if let Some(body) = &req.inline_body {
             tx.inline_blob_put(&entry.blob_id, body).await?;
         }
@@ -112,9 +131,7 @@ impl Directory {
                 claim.map(|(lease, node)| (now + lease, node)),
             )
             .await?;
-        if let Some((address_id, n)) = req.count_for {
-            tx.send_log_insert(address_id, n, now).await?;
-        }
+
         Ok(spooled)
     }
 

@@ -38,6 +38,19 @@ pub struct LocalRcpt {
     pub storage_quota_bytes: i64,
 }
 
+impl LocalRcpt {
+    /// M3, asked early (SMTP `RCPT` with the declared size, the end of `DATA`): whether a
+    /// message of `size` bytes (0: unknown) would still fit. The delivery decides again on
+    /// the usage it writes.
+    pub fn has_room(&self, size: i64) -> bool {
+        crate::rules::m3_storage_quota::has_room(
+            self.storage_used_bytes,
+            self.storage_quota_bytes,
+            size,
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rcpt {
     Local(LocalRcpt),

@@ -154,6 +154,11 @@ impl Directory {
     /// O3: recipients this address sent to in the last 24 hours.
     pub async fn sent_last_24h(&self, address_id: i64) -> Result<i64> {
         let mut tx = self.store.begin().await?;
-        Ok(tx.send_log_sum(address_id, self.now() - 24 * 3600).await?)
+        Ok(tx
+            .send_log_sum(
+                address_id,
+                self.now() - crate::rules::o3_daily_sending::WINDOW_SECONDS,
+            )
+            .await?)
     }
 }

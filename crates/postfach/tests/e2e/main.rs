@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod imap;
+mod limits;
 mod managesieve;
 mod pop3;
 mod sender_auth;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::support::{Data, PW, Peer, Server, piped, python, rsa_key, tool, wait_until};
 
 /// Runs a scripted conversation with smtplib; returns (code, text) per step.
-fn smtp(port: u16, mode: &str, steps: Value) -> Vec<(u16, String)> {
+pub(crate) fn smtp(port: u16, mode: &str, steps: Value) -> Vec<(u16, String)> {
     let mut child = Command::new("python3")
         .arg(tool("smtp_client.py"))
         .args([&port.to_string(), mode, "-"])
@@ -38,7 +38,7 @@ fn smtp(port: u16, mode: &str, steps: Value) -> Vec<(u16, String)> {
     v
 }
 
-fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
+pub(crate) fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
     let id = postfach_store::testing::TempDir::new("mid");
     let mid = id.path().file_name().unwrap().to_string_lossy().to_string();
     format!(
@@ -52,7 +52,7 @@ fn setup() -> Data {
     setup_on(Data::sqlite())
 }
 
-fn setup_on(d: Data) -> Data {
+pub(crate) fn setup_on(d: Data) -> Data {
     d.service("acme.example", "standard", Some(10));
     d.service("catch.example", "standard", None);
     d.service("starter.example", "starter", None);
@@ -75,7 +75,7 @@ fn setup_on(d: Data) -> Data {
 }
 
 /// The start of a submission session: EHLO, STARTTLS, EHLO, and AUTH as `user` (if given).
-fn submission_prologue(user: Option<&str>) -> Vec<Value> {
+pub(crate) fn submission_prologue(user: Option<&str>) -> Vec<Value> {
     let mut steps = vec![
         json!(["ehlo", "laptop.example"]),
         json!(["starttls"]),

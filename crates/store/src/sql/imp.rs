@@ -8,10 +8,11 @@ use sqlx::{AssertSqlSafe, Pool, Transaction};
 
 use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
 use crate::{
-    Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, DeliveryLog, DkimKey, Domain,
-    Grant, InlineBodies, MailService, Mailbox, MailboxStats, Membership, Message, NewAddress,
-    NewAudit, NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService, NewToken, NewUser,
-    Org, QueueEntry, QueueRcpt, Report, Result, Store, StoreError, TokenCount, Tx, User,
+    Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, Delivered, DeliveryLog, DkimKey,
+    Domain, Grant, InlineBodies, MailService, Mailbox, MailboxStats, Membership, Message,
+    NewAddress, NewAudit, NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService,
+    NewToken, NewUser, Org, QueueEntry, QueueRcpt, Report, Result, Store, StoreError, TokenCount,
+    Tx, Usage, User,
 };
 
 pub struct SqlStore {
@@ -1018,51 +1019,39 @@ impl Tx for SqlTx {
         m: &NewMessage,
         address_id: i64,
         inline: Option<&[u8]>,
-        within_quota: bool,
-    ) -> Result<Message> {
+    ) -> Result<Delivered> {
         if BACKEND != Backend::Sqlite {
             // The usage first: its row lock makes concurrent appends of the address wait
             // for each other, so each sees the usage the one before it left.
-            let counted = sqlx::query(
-                "UPDATE addresses SET storage_used_bytes = storage_used_bytes + $1 \
-                 WHERE id = $2 AND (NOT $3 OR storage_used_bytes + $1 <= storage_quota_bytes)",
-            )
-            .bind(m.size)
-            .bind(address_id)
-            .bind(within_quota)
-            .execute(self.conn().await?)
-            .await?;
-            if counted.rows_affected() != 1 {
-                return Err(StoreError::NotFound);
-            }
+            let usage = self.address_add_usage(address_id, m.size).await?;
             if let Some(data) = inline {
                 self.inline_blob_put(&m.blob_id, data).await?;
             }
-            return self.message_append(mailbox_id, m).await;
+            let message = self.message_append(mailbox_id, m).await?;
+            return Ok(Delivered { message, usage });
         }
         // SQLite runs the statements of one query string in order, binding `$N` to the N-th
         // argument in each: the INSERT reads the UID and MODSEQ the UPDATE just took (the
         // write lock is ours, so nobody else can take them in between). Only the INSERT
-        // returns a row; no row means the mailbox does not exist or, with `within_quota`
-        // ($13), the message does not fit: every statement tests the quota against the usage
-        // as it was before this message, which is why the usage is counted last. What the
-        // other statements wrote then is undone by the caller's error (its savepoint).
+        // returns a row, with the usage as it will be once the last statement has counted
+        // the message; no row means the mailbox does not exist. What the other statements
+        // wrote then is undone by the caller's error (its savepoint).
         macro_rules! deliver_sql {
             ($prefix:literal) => {
                 concat!(
                     $prefix,
                     "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
-                     WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 <= storage_quota_bytes \
-                     FROM addresses WHERE id = $11)); \
+                     WHERE id = $1; \
                      INSERT INTO inline_blobs (id, data) SELECT $2, $12 WHERE $12 IS NOT NULL \
                      ON CONFLICT (id) DO NOTHING; \
                      INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
                      modseq, header_from, subject, sent_at, message_id) \
                      SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10 \
-                     FROM mailboxes WHERE id = $1 AND (NOT $13 OR (SELECT storage_used_bytes + $3 \
-                     <= storage_quota_bytes FROM addresses WHERE id = $11)) RETURNING ",
+                     FROM mailboxes WHERE id = $1 RETURNING ",
                     message_columns!(),
-                    "; UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11"
+                    ", (SELECT storage_used_bytes + $3 FROM addresses WHERE id = $11) AS used, \
+                     (SELECT storage_quota_bytes FROM addresses WHERE id = $11) AS quota; \
+                     UPDATE addresses SET storage_used_bytes = storage_used_bytes + $3 WHERE id = $11"
                 )
             };
         }
@@ -1072,7 +1061,7 @@ impl Tx for SqlTx {
         } else {
             deliver_sql!("SAVEPOINT job; ")
         };
-        let stored: Vec<Message> = sqlx::query_as(sql)
+        let stored: Vec<Delivered> = sqlx::query_as(sql)
             .bind(mailbox_id)
             .bind(&m.blob_id)
             .bind(m.size)
@@ -1085,7 +1074,6 @@ impl Tx for SqlTx {
             .bind(&m.message_id)
             .bind(address_id)
             .bind(inline)
-            .bind(within_quota)
             .fetch_all(self.raw_conn())
             .await?;
         Ok(stored.into_iter().next().ok_or(StoreError::NotFound)?)
@@ -1112,16 +1100,16 @@ impl Tx for SqlTx {
         .await?)
     }
 
-    async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<()> {
-        one_row(
-            sqlx::query(
-                "UPDATE addresses SET storage_used_bytes = storage_used_bytes + $1 WHERE id = $2",
-            )
-            .bind(delta)
-            .bind(address_id)
-            .execute(self.conn().await?)
-            .await?,
+    async fn address_add_usage(&mut self, address_id: i64, delta: i64) -> Result<Usage> {
+        sqlx::query_as(
+            "UPDATE addresses SET storage_used_bytes = storage_used_bytes + $1 WHERE id = $2 \
+             RETURNING storage_used_bytes AS used, storage_quota_bytes AS quota",
         )
+        .bind(delta)
+        .bind(address_id)
+        .fetch_optional(self.conn().await?)
+        .await?
+        .ok_or(StoreError::NotFound)
     }
 
     async fn settings_get(
@@ -1958,14 +1946,31 @@ impl Tx for SqlTx {
         .await?)
     }
 
-    async fn send_log_insert(&mut self, address_id: i64, recipients: i64, now: i64) -> Result<()> {
+    async fn send_log_add(
+        &mut self,
+        address_id: i64,
+        recipients: i64,
+        now: i64,
+        since: i64,
+    ) -> Result<i64> {
+        if BACKEND != Backend::Sqlite {
+            // NO KEY UPDATE: serialises the senders of one address but not the inserts
+            // that refer to it (their foreign-key checks take KEY SHARE; FOR UPDATE would
+            // deadlock two spools that each inserted a queue entry first).
+            let locked: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM addresses WHERE id = $1 FOR NO KEY UPDATE")
+                    .bind(address_id)
+                    .fetch_optional(self.conn().await?)
+                    .await?;
+            locked.ok_or(StoreError::NotFound)?;
+        }
         sqlx::query("INSERT INTO send_log (address_id, at, recipients) VALUES ($1, $2, $3)")
             .bind(address_id)
             .bind(now)
             .bind(recipients)
             .execute(self.conn().await?)
             .await?;
-        Ok(())
+        self.send_log_sum(address_id, since).await
     }
 
     async fn send_log_sum(&mut self, address_id: i64, since: i64) -> Result<i64> {

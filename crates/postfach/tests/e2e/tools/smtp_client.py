@@ -10,12 +10,15 @@
     ["data", MESSAGE]           (DATA + message; reply of the end of data)
     ["send", FROM, [RCPTS], MESSAGE]  (sendmail: [code, text] of the first refusal, or [250, "ok"])
     ["quit"]
+    ["barrier", DIR, N]         (waits until N clients reached this step: races on purpose)
 Stops after the connection drops and prints [0, "closed"] for the rest.
 """
 import json
+import os
 import smtplib
 import ssl
 import sys
+import time
 
 
 def ctx():
@@ -63,6 +66,13 @@ def main():
                     rcpt, (code, msg) = sorted(refused.items())[0]
                 else:
                     code, msg = 250, b"ok"
+            elif op == "barrier":
+                os.makedirs(step[1], exist_ok=True)
+                open(os.path.join(step[1], str(os.getpid())), "w").close()
+                deadline = time.time() + 30
+                while len(os.listdir(step[1])) < step[2] and time.time() < deadline:
+                    time.sleep(0.01)
+                code, msg = 0, b"barrier"
             elif op == "quit":
                 code, msg = s.quit()
                 closed = True

@@ -1,0 +1,208 @@
+//! Limits that must hold under a crowd and a race (one home per rule: `core/src/rules/`),
+//! from the outside, on SQLite and PostgreSQL: the storage quota (M3) at the commit of a
+//! delivery, the daily sending limit (O3) at the spool.
+
+use std::thread;
+
+use serde_json::{Value, json};
+
+use crate::smtp::{message, setup_on, smtp, submission_prologue};
+use crate::support::{Data, Server};
+
+const MIB: i64 = 1024 * 1024;
+
+#[test]
+fn storage_quota_holds_under_parallel_deliveries_on_sqlite() {
+    quota_race(Data::sqlite());
+}
+
+#[test]
+fn storage_quota_holds_under_parallel_deliveries_on_postgresql() {
+    quota_race(Data::postgres());
+}
+
+/// A raw transaction without `SIZE` (smtplib's `sendmail` would declare it): the server
+/// knows the message's size only at the end of `DATA`. With `barrier` (a directory, and how
+/// many clients), the client waits after `RCPT` until that many have got there.
+fn send_without_size(
+    port: u16,
+    from: &str,
+    to: &str,
+    msg: &str,
+    barrier: Option<(&str, usize)>,
+) -> Vec<(u16, String)> {
+    let mut steps = vec![
+        json!(["ehlo", "mx.sender.example"]),
+        json!(["cmd", format!("MAIL FROM:<{from}>")]),
+        json!(["cmd", format!("RCPT TO:<{to}>")]),
+    ];
+    if let Some((dir, n)) = barrier {
+        steps.push(json!(["barrier", dir, n]));
+    }
+    steps.push(json!(["data", msg]));
+    steps.push(json!(["quit"]));
+    smtp(port, "plain", Value::Array(steps))
+}
+
+/// M3: 18 clients at once (the per-IP limit is 20), none declaring a size, all past `RCPT`
+/// before any sends its data, send 40 KiB (delivered during the SMTP
+/// transaction) and 100 KiB (spooled, delivered by the queue) messages into a 1 MiB mailbox
+/// that holds about 70 % of them. The mailbox never goes over its quota; every message
+/// acknowledged with `250` is either stored or bounced to its sender (`552 5.2.2`); the
+/// others were refused with `452 4.2.2`.
+fn quota_race(d: Data) {
+    let d = setup_on(d);
+    d.ok(&[
+        "address",
+        "set",
+        "jean@acme.example",
+        "--storage-quota",
+        "1",
+    ]);
+    let s = Server::start(&d);
+    let port = s.port("smtp");
+    let barrier = d.path().join("barrier");
+    let workers: Vec<_> = (0..18)
+        .map(|i| {
+            let barrier = barrier.to_str().unwrap().to_string();
+            thread::spawn(move || {
+                let kib = if i % 2 == 0 { 40 } else { 100 };
+                let body = format!("{i:02} {}", "q".repeat(kib * 1024));
+                let msg = message(
+                    "info@acme.example",
+                    "jean@acme.example",
+                    &format!("race {i}"),
+                    &body,
+                );
+                send_without_size(
+                    port,
+                    "info@acme.example",
+                    "jean@acme.example",
+                    &msg,
+                    Some((&barrier, 18)),
+                )
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    let mut refused = 0;
+    for w in workers {
+        let r = w.join().unwrap();
+        assert_eq!(r[2].0, 250, "RCPT with room left: {r:?}");
+        match r[4] {
+            (250, _) => accepted += 1,
+            (452, ref text) if text.starts_with("4.2.2") => refused += 1,
+            ref other => panic!("end of DATA: {other:?}"),
+        }
+    }
+    d.wait_queue_empty();
+    let stored = d.messages("jean@acme.example", "INBOX");
+    let sizes: i64 = stored.iter().map(|m| m["size"].as_i64().unwrap()).sum();
+    let jean = d.json(&["address", "show", "jean@acme.example"]);
+    let used = jean["storage_used_bytes"].as_i64().unwrap();
+    assert_eq!(jean["storage_quota_bytes"].as_i64(), Some(MIB));
+    assert_eq!(used, sizes, "the usage counts exactly what is stored");
+    assert!(used <= MIB, "over the quota: {used} bytes stored");
+    // What was stored plus what bounced is what was acknowledged: nothing lost.
+    let bounces: Vec<Value> = d
+        .messages("info@acme.example", "INBOX")
+        .into_iter()
+        .filter(|m| m["subject"].as_str().unwrap_or("").contains("Undelivered"))
+        .collect();
+    assert_eq!(
+        stored.len() + bounces.len(),
+        accepted,
+        "{accepted} acknowledged, {} stored, {} bounced, {refused} refused",
+        stored.len(),
+        bounces.len()
+    );
+    assert!(refused + bounces.len() > 0, "the quota was never reached");
+    for b in &bounces {
+        let uid = b["uid"].as_i64().unwrap();
+        let text = d.message("info@acme.example", uid);
+        assert!(
+            text.contains("5.2.2"),
+            "a bounce names the full mailbox: {text}"
+        );
+    }
+    // Full now (or nearly): one more message without a size is refused, never stored.
+    let last = message(
+        "info@acme.example",
+        "jean@acme.example",
+        "one more",
+        &"z".repeat(100 * 1024),
+    );
+    let r = send_without_size(port, "info@acme.example", "jean@acme.example", &last, None);
+    let refusal = if r[2].0 == 250 { &r[3] } else { &r[2] };
+    assert_eq!(refusal.0, 452, "{r:?}");
+    assert!(refusal.1.contains("4.2.2"), "{r:?}");
+}
+
+#[test]
+fn daily_sending_limit_holds_under_parallel_sessions_on_sqlite() {
+    sending_race(Data::sqlite());
+}
+
+#[test]
+fn daily_sending_limit_holds_under_parallel_sessions_on_postgresql() {
+    sending_race(Data::postgres());
+}
+
+/// O3: the Starter offer allows 100 recipients per 24 hours. Ten submission sessions of
+/// one address at once, each with 15 recipients, all pass their `RCPT`s before any sends
+/// its data (a barrier); at most 100 recipients are accepted in all, and every refusal names the limit.
+fn sending_race(d: Data) {
+    let d = setup_on(d);
+    let s = Server::start(&d);
+    let port = s.port("submission");
+    let barrier = d.path().join("barrier");
+    let workers: Vec<_> = (0..10)
+        .map(|w| {
+            let barrier = barrier.to_str().unwrap().to_string();
+            thread::spawn(move || {
+                let mut steps = submission_prologue(Some("solo@starter.example"));
+                steps.push(json!(["cmd", "MAIL FROM:<solo@starter.example>"]));
+                for i in 0..15 {
+                    steps.push(json!(["cmd", format!("RCPT TO:<w{w}r{i}@catch.example>")]));
+                }
+                // Every session has its recipients before any sends its data.
+                steps.push(json!(["barrier", barrier, 10]));
+                steps.push(json!([
+                    "data",
+                    message("solo@starter.example", "team@catch.example", "news", "x")
+                ]));
+                smtp(port, "plain", Value::Array(steps))
+            })
+        })
+        .collect();
+    let (mut accepted, mut messages) = (0, 0);
+    for w in workers {
+        let r = w.join().unwrap();
+        assert_eq!(r[3].0, 235, "AUTH: {r:?}");
+        let rcpts = &r[5..20];
+        let ok = rcpts.iter().filter(|x| x.0 == 250).count();
+        const LIMIT: &str = "5.7.1 Daily sending limit reached (100 recipients per 24 hours)";
+        // The first refusal names the limit; after several the server may close (421).
+        if let Some(first) = rcpts.iter().find(|x| x.0 != 250) {
+            assert_eq!(first, &(550, LIMIT.into()), "{r:?}");
+        }
+        match &r[21] {
+            (250, _) => {
+                accepted += ok;
+                messages += 1;
+            }
+            (550, text) => assert_eq!(text, LIMIT, "{r:?}"),
+            (554, _) | (421, _) | (0, _) if ok < 15 => {}
+            other => panic!(
+                "end of DATA: {other:?} {}",
+                std::fs::read_to_string(d.path().join("server.log")).unwrap_or_default()
+            ),
+        }
+    }
+    assert!(accepted <= 100, "{accepted} recipients accepted");
+    assert!(accepted > 0);
+    d.wait_queue_empty();
+    // All recipients of a message reach the one catchall mailbox: one copy per message.
+    let delivered = d.messages("catchall@catch.example", "INBOX").len();
+    assert_eq!(delivered, messages, "each accepted message was delivered");
+}
