@@ -1252,20 +1252,7 @@ impl Session {
                         );
                     }
                 };
-                if !role.is_empty() {
-                    let address = self
-                        .login
-                        .as_ref()
-                        .map(|l| l.address.clone())
-                        .unwrap_or_default();
-                    if let Ok(false) = self.may_change_folders(&address).await {
-                        return self.no(
-                            &tag,
-                            Some(code("NOPERM")),
-                            "The administrator does not allow changing special folders",
-                        );
-                    }
-                }
+                // M11 is decided by the create itself (NO [NOPERM] when refused).
                 self.create(&tag, &name, &role).await
             }
             Shimmed::List(ext) => {
@@ -1280,15 +1267,6 @@ impl Session {
                 self.list(&tag, ext, false).await
             }
         }
-    }
-
-    async fn may_change_folders(&self, address: &str) -> Result<bool, CoreError> {
-        let view = self
-            .imap
-            .dir
-            .get_address(&postfach_core::Actor::System, address)
-            .await?;
-        Ok(view.may_change_folders)
     }
 
     /// LIST, LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and LSUB.

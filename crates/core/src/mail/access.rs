@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::mail::index_cache::CachedIndex;
 use crate::mail::{Class, MailboxLogin};
 use crate::rules::m3_storage_quota as quota;
+use crate::rules::m11_mailbox_user_rights as m11;
 use crate::{Actor, Directory, validate};
 
 /// The hierarchy separator of folder names.
@@ -292,6 +293,8 @@ impl Directory {
             return Err(Error::duplicate("folder", name));
         }
         if !role.is_empty() {
+            self.mailbox_user_may(&mut *tx, address_id, m11::Right::SpecialFolders)
+                .await?;
             self.take_role(&mut *tx, address_id, role).await?;
         }
         if let Some(ghost) = existing {
@@ -331,6 +334,21 @@ impl Directory {
         Ok(created)
     }
 
+    /// M11 for the mailbox user of `address_id` (the one caller of the folder operations
+    /// that change roles: IMAP, logged in as the address), on the address row in `tx`.
+    async fn mailbox_user_may(
+        &self,
+        tx: &mut dyn Tx,
+        address_id: i64,
+        right: m11::Right,
+    ) -> Result<()> {
+        let a = tx
+            .address_by_id(address_id)
+            .await?
+            .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
+        m11::mailbox_user_may(&a, right)
+    }
+
     /// A role belongs to one folder at most: whoever had it loses it.
     async fn take_role(&self, tx: &mut dyn Tx, address_id: i64, role: &str) -> Result<()> {
         for m in tx.mailbox_list(address_id).await? {
@@ -365,6 +383,11 @@ impl Directory {
         };
         if m.noselect && has_children {
             return Err(Self::has_inferiors(&name));
+        }
+        // Deleting a special folder takes its role away.
+        if !m.special_use.is_empty() {
+            self.mailbox_user_may(&mut *tx, address_id, m11::Right::SpecialFolders)
+                .await?;
         }
         let size = tx.mailbox_stats(m.id).await?.size;
         if has_children {
@@ -1075,12 +1098,7 @@ impl Directory {
             Actor::Mailbox(own)
                 if validate::address(own).ok() == validate::address(address).ok() =>
             {
-                if !a.may_change_folders {
-                    return Err(Error::Forbidden(format!(
-                        "the administrator of {} does not allow changing the special folders of {address}",
-                        a.domain
-                    )));
-                }
+                m11::mailbox_user_may(&a, m11::Right::SpecialFolders)?
             }
             _ => {
                 self.require_service(

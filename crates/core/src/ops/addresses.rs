@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::access::Need;
 use crate::error::{Error, Result};
 use crate::model::{AddressView, AliasView, rfc3339};
+use crate::rules::m11_mailbox_user_rights as m11;
 use crate::validate::CATCHALL;
 use crate::{Actor, Directory, secret, validate};
 
@@ -298,16 +299,13 @@ impl Directory {
         if !secret::verify_password(old, &a.password_hash).await {
             return Err(Error::Unauthenticated("wrong address or password".into()));
         }
-        if !a.may_change_password {
-            return Err(Error::Forbidden(format!(
-                "the administrator of {} does not allow changing the password of {address}",
-                a.domain
-            )));
-        }
+        m11::mailbox_user_may(&a, m11::Right::Password)?;
         validate::password_strength(new, &self.policy.passwords, Some(&local))?;
         let hash = secret::hash_password(new).await?;
         let mut tx = self.store.begin_write().await?;
         let (svc, a) = self.load_address(&mut *tx, address).await?;
+        // Again where it is written: the right may have been revoked meanwhile.
+        m11::mailbox_user_may(&a, m11::Right::Password)?;
         tx.address_set_password(a.id, &hash).await?;
         let who = format!("{}@{}", a.local_part, a.domain);
         self.audit(

@@ -19,6 +19,7 @@ use crate::mail::settings::{
     MAX_AUTOREPLY_MESSAGE, MAX_LIST_ENTRIES, MAX_SCRIPTS, MAX_SIGNATURE, Scope, ServiceFilters,
     SieveScript, SieveScripts, Signature, WEEKDAYS,
 };
+use crate::rules::m11_mailbox_user_rights as m11;
 use crate::{Actor, Directory, validate};
 
 /// What a setting applies to: one address, or a whole mail service (`DOMAIN` in the CLI).
@@ -141,12 +142,8 @@ impl Directory {
         if let (Actor::Mailbox(own), Target::Address(_, a)) = (actor, &t)
             && same_address(own, target)
         {
-            if write && what == What::Autoresponder && !a.may_change_autoresponder {
-                return Err(Error::Forbidden(format!(
-                    "the administrator of {} does not allow changing the autoresponder of {}",
-                    a.domain,
-                    t.name()
-                )));
+            if write && what == What::Autoresponder {
+                m11::mailbox_user_may(a, m11::Right::Autoresponder)?;
             }
             return Ok(t);
         }

@@ -3,6 +3,7 @@
 //! writes, where one writes) and protocol sessions, the CLI and the API only turn the outcome
 //! into their reply.
 
+pub mod m11_mailbox_user_rights;
 pub mod m3_storage_quota;
 pub mod o2_dkim_authority;
 pub mod o3_daily_sending;

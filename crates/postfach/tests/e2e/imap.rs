@@ -1029,12 +1029,27 @@ fn special_folders_roles_and_noselect_names() {
         json!([
             login(ANN),
             ["cmd", "CREATE", "Mine", "(USE (\\Drafts))"],
+            ["call", "list"],
+            // Deleting a special folder would take its role away: refused as well.
+            ["cmd", "DELETE", "Drafts"],
+            // A folder without a role is the user's own business.
+            ["cmd", "CREATE", "Plain"],
+            ["cmd", "DELETE", "Plain"],
             ["call", "list"]
         ]),
     );
     assert_eq!(status(&r[2]), "NO");
     assert!(all_text(&r[2]).contains("NOPERM"), "{}", r[2]);
+    assert!(
+        all_text(&r[2]).contains("does not allow changing the special folders"),
+        "{}",
+        r[2]
+    );
     assert_eq!(role_of(&listed(&r[3]), "\\Drafts"), ["Drafts"]);
+    assert_eq!(status(&r[4]), "NO");
+    assert!(all_text(&r[4]).contains("NOPERM"), "{}", r[4]);
+    assert_eq!((status(&r[5]), status(&r[6])), ("OK", "OK"));
+    assert_eq!(role_of(&listed(&r[7]), "\\Drafts"), ["Drafts"]);
 }
 
 #[test]
