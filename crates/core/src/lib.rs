@@ -185,7 +185,7 @@ impl Directory {
         &self.policy
     }
 
-    /// S4: the throttle shared by every login surface of this process.
+    /// S4: the throttle shared by every login surface of this process (`rules::s4_login_throttle`).
     pub fn login_throttle(&self) -> &throttle::LoginThrottle {
         &self.login_throttle
     }

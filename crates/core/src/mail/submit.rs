@@ -50,21 +50,21 @@ impl Directory {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<MailboxLogin> {
-        if let Some(ip) = client {
-            self.login_throttle()
-                .check(login, ip, self.now())
-                .map_err(|retry_after| Error::Throttled { retry_after })?;
-        }
-        let result = self.authenticate_mailbox_checked(login, password).await;
-        if let Some(ip) = client {
-            match &result {
-                Ok(_) => self.login_throttle().succeeded(login, ip),
-                Err(Error::Unauthenticated(_)) => {
-                    tracing::info!(%ip, login, "failed mailbox login");
-                    self.login_throttle().failed(login, ip, self.now());
-                }
-                Err(_) => {}
+        let Some(ip) = client else {
+            return self.authenticate_mailbox_checked(login, password).await;
+        };
+        let attempt = self.login_throttle().begin(login, ip, self.now()).await;
+        let attempt = match attempt {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(%ip, login, "mailbox login throttled");
+                return Err(e);
             }
+        };
+        let result = self.authenticate_mailbox_checked(login, password).await;
+        match &result {
+            Ok(_) => attempt.succeeded(),
+            Err(e) => tracing::info!(%ip, login, error = %e, "failed mailbox login"),
         }
         result
     }

@@ -23,28 +23,31 @@ impl Directory {
         password: &str,
         client: Option<IpAddr>,
     ) -> Result<TokenView> {
-        if let Some(ip) = client {
-            self.login_throttle()
-                .check(login, ip, self.now())
-                .map_err(|retry_after| Error::Throttled { retry_after })?;
-        }
-        let result = self.login_checked(login, password).await;
-        if let Some(ip) = client {
-            match &result {
-                Ok(_) => self.login_throttle().succeeded(login, ip),
-                Err(Error::Unauthenticated(_)) => {
-                    tracing::info!(%ip, login, "failed Manager login");
-                    self.login_throttle().failed(login, ip, self.now());
-                }
-                Err(_) => {}
+        let Some(ip) = client else {
+            return self.login_checked(login, password).await;
+        };
+        let attempt = match self.login_throttle().begin(login, ip, self.now()).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(%ip, login, "Manager login throttled");
+                return Err(e);
             }
+        };
+        let result = self.login_checked(login, password).await;
+        match &result {
+            Ok(_) => attempt.succeeded(),
+            Err(e) => tracing::info!(%ip, login, error = %e, "failed Manager login"),
         }
         result
     }
 
     async fn login_checked(&self, login: &str, password: &str) -> Result<TokenView> {
         let denied = || Error::Unauthenticated("wrong login or password".into());
-        let login = validate::login(login).map_err(|_| denied())?;
+        let Ok(login) = validate::login(login) else {
+            // As long as a wrong password: the answer's time tells nothing.
+            secret::verify_password(password, secret::DUMMY_HASH).await;
+            return Err(denied());
+        };
         let user = {
             let mut tx = self.store.begin().await?;
             tx.user_by_login(&login).await?

@@ -1,13 +1,13 @@
 //! Limits that must hold under a crowd and a race (one home per rule: `core/src/rules/`),
 //! from the outside, on SQLite and PostgreSQL: the storage quota (M3) at the commit of a
-//! delivery, the daily sending limit (O3) at the spool.
+//! delivery, the daily sending limit (O3) at the spool, the login throttle (S4).
 
 use std::thread;
 
 use serde_json::{Value, json};
 
 use crate::smtp::{message, setup_on, smtp, submission_prologue};
-use crate::support::{Data, Server};
+use crate::support::{Data, PW, Server, python, run_tool};
 
 const MIB: i64 = 1024 * 1024;
 
@@ -205,4 +205,110 @@ fn sending_race(d: Data) {
     // All recipients of a message reach the one catchall mailbox: one copy per message.
     let delivered = d.messages("catchall@catch.example", "INBOX").len();
     assert_eq!(delivered, messages, "each accepted message was delivered");
+}
+
+/// Runs `login_burst.py`: `count` Manager logins at once; returns how many got each status.
+fn login_burst(
+    s: &Server,
+    logins: &[&str],
+    password: &str,
+    count: usize,
+    sources: &str,
+    threads: usize,
+) -> std::collections::HashMap<String, usize> {
+    let out = run_tool(
+        "login_burst.py",
+        &[
+            &s.http,
+            &serde_json::to_string(logins).unwrap(),
+            password,
+            &count.to_string(),
+            sources,
+            &threads.to_string(),
+        ],
+    );
+    serde_json::from_slice(&out).expect("JSON from login_burst.py")
+}
+
+/// S4: 100 wrong passwords at once, under five spellings of one login, are counted like 100
+/// one after the other: five are checked (401), the others refused unchecked (429). The
+/// account's owner elsewhere is not locked out.
+#[test]
+fn parallel_wrong_passwords_are_throttled_like_sequential_ones() {
+    let d = Data::sqlite();
+    let s = Server::start(&d);
+    let admin = d.admin_login.clone();
+    let spellings = [
+        admin.clone(),
+        admin.to_uppercase(),
+        format!(" {admin}"),
+        format!("{admin}\t"),
+        format!("{admin}."),
+    ];
+    let logins: Vec<&str> = spellings.iter().map(String::as_str).collect();
+    let got = login_burst(&s, &logins, "guess-Guess-1", 100, "127.0.0.1", 25);
+    assert_eq!(
+        (got.get("401"), got.get("429")),
+        (Some(&5), Some(&95)),
+        "{got:?}"
+    );
+    // The right password from there waits like any other attempt; from elsewhere it works.
+    let got = login_burst(&s, &[&admin], &d.admin_password, 1, "127.0.0.1", 1);
+    assert_eq!(got.get("429"), Some(&1), "{got:?}");
+    let got = login_burst(&s, &[&admin], &d.admin_password, 1, "127.0.0.2", 1);
+    assert_eq!(got.get("200"), Some(&1), "{got:?}");
+}
+
+/// S4: 300 logins from ten other addresses at once (password spraying) cannot hold up a
+/// real user: their IMAP logins during the burst take under a second each. Each address
+/// gets its password checks through a gate of its own, so the burst never fills the
+/// hashing threads' queue.
+#[test]
+fn a_real_user_logs_in_within_a_second_during_a_login_burst() {
+    let d = setup_on(Data::sqlite());
+    let s = Server::start(&d);
+    let sources: Vec<String> = (2..12).map(|i| format!("127.0.0.{i}")).collect();
+    let sources = sources.join(",");
+    let victims: Vec<String> = (0..50).map(|i| format!("user{i}@acme.example")).collect();
+    let victims: Vec<&str> = victims.iter().map(String::as_str).collect();
+    let burst = {
+        let http = s.http.clone();
+        let (sources, victims) = (sources.clone(), serde_json::to_string(&victims).unwrap());
+        thread::spawn(move || {
+            let out = std::process::Command::new("python3")
+                .arg(crate::support::tool("login_burst.py"))
+                .args([&http, &victims, "guess-Guess-1", "300", &sources, "60"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    // Let the burst get going, then log in as the user would, a few times.
+    thread::sleep(std::time::Duration::from_millis(300));
+    let r = python(
+        "import imaplib,ssl,sys,time,json\n\
+         ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         worst = 0\n\
+         for _ in range(3):\n\
+         \x20   c = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx)\n\
+         \x20   t = time.monotonic(); c.login(sys.argv[2], sys.argv[3]); worst = max(worst, time.monotonic() - t)\n\
+         \x20   c.logout()\n\
+         print(json.dumps(worst))\n",
+        &[&s.port("imaps").to_string(), "info@acme.example", PW],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let worst: f64 = r.stdout.trim().parse().unwrap();
+    let burst = burst.join().unwrap();
+    let statuses: std::collections::HashMap<String, usize> =
+        serde_json::from_str(burst.trim()).unwrap_or_default();
+    assert_eq!(
+        statuses.values().sum::<usize>(),
+        300,
+        "the burst ran: {burst}"
+    );
+    eprintln!("worst login {worst:.3} s during the burst ({burst})");
+    assert!(
+        worst < 1.0,
+        "a login took {worst:.2} s during the burst ({burst})"
+    );
 }

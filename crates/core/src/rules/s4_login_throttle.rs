@@ -1,0 +1,179 @@
+//! S4: brute-force protection on every authentication surface (SMTP AUTH, IMAP, POP3,
+//! ManageSieve, the Manager's login), "without letting an attacker lock a user out forever".
+//! The counting lives in `crate::throttle` (a sliding window per key); this file decides.
+//!
+//! Failures are counted under three keys:
+//! - the **pair** (login, client): a few mistakes are allowed, then that client may not try
+//!   that login until the window moves on;
+//! - the **client** (an IPv4 address, an IPv6 /64): many logins tried from one place are
+//!   refused — except logins that succeeded from there before, so that one attacker behind
+//!   a NAT does not lock the office out;
+//! - the **account** (any client): an account under a distributed attack is slowed down
+//!   (each attempt waits before its password is checked), never locked.
+//!
+//! An attempt counts as a failure from the moment it is let through (a reservation), and
+//! stops counting only when its password was right: attempts made at once are counted like
+//! attempts made one after the other.
+
+/// Limits of the throttle. The defaults let a person mistype a password a few times.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleLimits {
+    /// Failures allowed per (login, client) within `window`.
+    pub per_login: usize,
+    /// Failures allowed per client (any login it has not logged in with before).
+    pub per_ip: usize,
+    /// Failures per account (any client) past which every attempt is slowed down.
+    pub account_slowdown_after: usize,
+    /// Seconds over which failures are counted.
+    pub window: i64,
+    /// Seconds a successful (login, client) pair is remembered as known.
+    pub known_for: i64,
+}
+
+impl Default for ThrottleLimits {
+    fn default() -> Self {
+        ThrottleLimits {
+            per_login: 5,
+            per_ip: 20,
+            account_slowdown_after: 10,
+            window: 15 * 60,
+            known_for: 30 * 86_400,
+        }
+    }
+}
+
+/// The longest an attempt on an account under attack waits, in milliseconds.
+pub const MAX_SLOWDOWN_MS: u64 = 4_000;
+
+/// What the throttle knows about an attempt: for each key, the times of the failures in the
+/// window, oldest first.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub pair: &'a [i64],
+    pub client: &'a [i64],
+    pub account: &'a [i64],
+    /// The login succeeded from this client within `known_for`.
+    pub known_pair: bool,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Refused without looking at the password; the client may try again in this many
+    /// seconds.
+    Refuse { retry_after: i64 },
+    /// The password may be checked, after waiting this many milliseconds.
+    Check { delay_ms: u64 },
+}
+
+pub fn decide(limits: &ThrottleLimits, f: Facts<'_>) -> Decision {
+    // Free again when the oldest failure that keeps a key at its limit leaves the window.
+    let wait = |times: &[i64], limit: usize| -> i64 {
+        if limit == 0 || times.len() < limit {
+            return 0;
+        }
+        times[times.len() - limit] + limits.window - f.now
+    };
+    let mut retry_after = wait(f.pair, limits.per_login);
+    if !f.known_pair {
+        retry_after = retry_after.max(wait(f.client, limits.per_ip));
+    }
+    if retry_after > 0 {
+        return Decision::Refuse { retry_after };
+    }
+    let over = f
+        .account
+        .len()
+        .saturating_sub(limits.account_slowdown_after);
+    let delay_ms = if over == 0 {
+        0
+    } else {
+        (250u64 << over.min(8)).min(MAX_SLOWDOWN_MS)
+    };
+    Decision::Check { delay_ms }
+}
+
+/// The one spelling of a login that every key uses: `Anna@Acme.test.`, ` anna@acme.test`
+/// and `anna@acme.test\t` are one login (each spelling must not get counters of its own).
+pub fn normalise_login(login: &str) -> String {
+    login
+        .trim_matches(|c: char| c.is_whitespace() || c.is_control())
+        .trim_end_matches('.')
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(pair: &'a [i64], client: &'a [i64], account: &'a [i64]) -> Facts<'a> {
+        Facts {
+            pair,
+            client,
+            account,
+            known_pair: false,
+            now: 1100,
+        }
+    }
+
+    #[test]
+    fn the_pair_limit_refuses_until_the_window_moves_on() {
+        let l = ThrottleLimits::default();
+        let four = [1000, 1001, 1002, 1003];
+        assert_eq!(
+            decide(&l, facts(&four, &four, &four)),
+            Decision::Check { delay_ms: 0 }
+        );
+        let five = [1000, 1001, 1002, 1003, 1004];
+        assert_eq!(
+            decide(&l, facts(&five, &five, &five)),
+            Decision::Refuse {
+                retry_after: 1000 + 900 - 1100
+            }
+        );
+    }
+
+    #[test]
+    fn a_known_login_is_not_locked_out_by_others_at_its_address() {
+        let l = ThrottleLimits::default();
+        let busy: Vec<i64> = (0..20).map(|i| 1000 + i).collect();
+        assert!(matches!(
+            decide(&l, facts(&[], &busy, &[])),
+            Decision::Refuse { .. }
+        ));
+        let known = Facts {
+            known_pair: true,
+            ..facts(&[], &busy, &[])
+        };
+        assert_eq!(decide(&l, known), Decision::Check { delay_ms: 0 });
+    }
+
+    #[test]
+    fn an_account_under_distributed_attack_slows_down_without_locking() {
+        let l = ThrottleLimits::default();
+        let many: Vec<i64> = (0..11).map(|i| 1000 + i).collect();
+        assert_eq!(
+            decide(&l, facts(&[], &[], &many)),
+            Decision::Check { delay_ms: 500 }
+        );
+        let more: Vec<i64> = (0..400).map(|i| 1000 + i / 4).collect();
+        assert_eq!(
+            decide(&l, facts(&[], &[], &more)),
+            Decision::Check {
+                delay_ms: MAX_SLOWDOWN_MS
+            }
+        );
+    }
+
+    #[test]
+    fn spellings_of_one_login_are_one() {
+        for s in [
+            "Anna@Acme.test.",
+            " anna@acme.test",
+            "anna@acme.test\t",
+            "ANNA@ACME.TEST",
+        ] {
+            assert_eq!(normalise_login(s), "anna@acme.test");
+        }
+    }
+}
