@@ -85,6 +85,16 @@ impl Error {
         }
     }
 
+    /// The human message as a protocol reply shows it: a sentence, first letter upper case.
+    pub fn sentence(&self) -> String {
+        let text = self.to_string();
+        let mut chars = text.chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => text,
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Error::Invalid {
             field,

@@ -16,6 +16,7 @@ mod ops;
 pub mod policy;
 pub mod rules;
 pub mod secret;
+pub mod sessions;
 pub mod throttle;
 pub mod validate;
 
@@ -151,6 +152,8 @@ pub struct Directory {
     folder_index: Arc<mail::index_cache::IndexCache>,
     /// The shared transaction of the hot write paths (issue 6; `group_commit`).
     group: Arc<group_commit::GroupCommit>,
+    /// M9: the services in maintenance, for open sessions (`sessions`).
+    maintenance: Arc<sessions::MaintenanceFeed>,
 }
 
 impl Directory {
@@ -165,6 +168,7 @@ impl Directory {
             changes: tokio::sync::broadcast::channel(4096).0,
             srs: Arc::new(tokio::sync::OnceCell::new()),
             folder_index: Arc::default(),
+            maintenance: Arc::default(),
         }
     }
 

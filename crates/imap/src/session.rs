@@ -39,6 +39,7 @@ use postfach_core::mail::{
     AppendRequest, FlagChange, FlagOp, MailboxLogin, MessageFlags, StoreOutcome,
 };
 use postfach_core::net::Stream;
+use postfach_core::sessions::SessionWatch;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
@@ -67,6 +68,8 @@ pub(crate) struct Session {
     framer: Framer,
     out: Vec<u8>,
     login: Option<MailboxLogin>,
+    /// M9: ends the session when its mail service goes into maintenance.
+    watch: Option<SessionWatch>,
     selected: Option<Selected>,
     /// IMAP4rev2 enabled (RFC 9051): no \Recent, UTF-8 names, ESEARCH.
     rev2: bool,
@@ -292,6 +295,7 @@ impl Session {
             framer,
             out: Vec::new(),
             login: None,
+            watch: None,
             selected: None,
             rev2: false,
             utf8: false,
@@ -402,7 +406,14 @@ impl Session {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(8 * 1024);
         }
-        match tokio::time::timeout(timeout, self.stream.read_buf(buf)).await {
+        let read = tokio::select! {
+            r = tokio::time::timeout(timeout, self.stream.read_buf(buf)) => r,
+            e = postfach_core::sessions::ended(&mut self.watch) => {
+                self.bye_for(&e).await;
+                return false;
+            }
+        };
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => false,
             Ok(Ok(_)) => true,
             Err(_) => {
@@ -411,6 +422,13 @@ impl Session {
                 false
             }
         }
+    }
+
+    /// Ends the session for a reason from outside it (M9): `* BYE` with the reason.
+    async fn bye_for(&mut self, e: &CoreError) {
+        self.raw(format!("* BYE [UNAVAILABLE] {}", e.sentence()));
+        let _ = self.flush().await;
+        self.quit = true;
     }
 
     // ------------------------------------------------------------------ framing
@@ -471,6 +489,10 @@ impl Session {
                 return;
             }
             self.framer.release_spare();
+            // Commands already read (pipelined) do not outlive the session's end either.
+            if let Some(Err(e)) = self.watch.as_ref().map(|w| w.check()) {
+                return self.bye_for(&e).await;
+            }
             // A task is as large as its largest state, and the command handlers' states are
             // tens of KiB together: they live on the heap only while a command runs, so that
             // a connection that waits (most of them, often for hours in IDLE) stays small
@@ -810,6 +832,7 @@ impl Session {
         {
             Ok(login) => {
                 tracing::info!(peer = %self.peer, login = %login.address, "IMAP login");
+                self.watch = Some(self.imap.dir.session_watch(login.service_id, &login.domain));
                 self.login = Some(login);
                 self.framer.authenticated = true;
                 let caps = capabilities(self.tls, self.private, true);
@@ -2453,6 +2476,9 @@ impl Session {
                 // process's feed: look now and then.
                 _ = tokio::time::sleep(Duration::from_secs(10)) => {
                     self.sync_selected(true).await;
+                }
+                e = postfach_core::sessions::ended(&mut self.watch) => {
+                    return self.bye_for(&e).await;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.raw("* BYE Autologout; idle for too long");

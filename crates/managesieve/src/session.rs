@@ -40,6 +40,8 @@ pub(crate) struct Session {
     user: Option<String>,
     errors: usize,
     quit: bool,
+    /// M9: ends the session when its mail service goes into maintenance.
+    watch: Option<postfach_core::sessions::SessionWatch>,
 }
 
 fn code_for(e: &CoreError) -> &'static str {
@@ -76,6 +78,7 @@ impl Session {
             user: None,
             errors: 0,
             quit: false,
+            watch: None,
         };
         s.capabilities();
         s.serve().await;
@@ -149,16 +152,24 @@ impl Session {
             self.server.login_timeout
         };
         let mut chunk = [0u8; 8192];
+        let (stream, tcp) = (&mut self.stream, &mut self.tcp);
         let read = async {
-            if let Some(s) = self.stream.as_mut() {
+            if let Some(s) = stream.as_mut() {
                 s.read(&mut chunk).await
-            } else if let Some(t) = self.tcp.as_mut() {
+            } else if let Some(t) = tcp.as_mut() {
                 t.read(&mut chunk).await
             } else {
                 Ok(0)
             }
         };
-        match tokio::time::timeout(timeout, read).await {
+        let read = tokio::select! {
+            r = tokio::time::timeout(timeout, read) => r,
+            e = postfach_core::sessions::ended(&mut self.watch) => {
+                self.bye_for(&e).await;
+                return false;
+            }
+        };
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => false,
             Ok(Ok(n)) => {
                 self.buf.extend_from_slice(&chunk[..n]);
@@ -229,8 +240,19 @@ impl Session {
         }
     }
 
+    /// Ends the session for a reason from outside it (M9): `BYE (TRYLATER)`, RFC 5804 §1.3.
+    async fn bye_for(&mut self, e: &CoreError) {
+        self.line(format!("BYE (TRYLATER) {}", quote(&e.sentence())));
+        let _ = self.flush().await;
+        self.quit = true;
+    }
+
     async fn serve(&mut self) {
         while !self.quit {
+            // Commands already read (pipelined) do not outlive the session's end either.
+            if let Some(Err(e)) = self.watch.as_ref().map(|w| w.check()) {
+                return self.bye_for(&e).await;
+            }
             let Some(cmd) = self.next_command().await else {
                 return;
             };
@@ -249,6 +271,7 @@ impl Session {
                 ("AUTHENTICATE", false) => self.authenticate(&cmd).await,
                 ("UNAUTHENTICATE", true) => {
                     self.user = None;
+                    self.watch = None;
                     self.ok("Logged out");
                 }
                 ("STARTTLS" | "AUTHENTICATE", true) => self.no("", "Already authenticated"),
@@ -343,6 +366,11 @@ impl Session {
         {
             Ok(login) => {
                 tracing::info!(peer = %self.peer, login = %login.address, "ManageSieve login");
+                self.watch = Some(
+                    self.server
+                        .dir
+                        .session_watch(login.service_id, &login.domain),
+                );
                 self.user = Some(login.address);
                 self.errors = 0;
                 self.ok("Logged in");

@@ -62,6 +62,8 @@ pub(crate) struct Session {
     state: State,
     errors: usize,
     quit: bool,
+    /// M9: ends the session when its mail service goes into maintenance.
+    watch: Option<postfach_core::sessions::SessionWatch>,
 }
 
 /// Releases the maildrop lock however the session ends.
@@ -155,6 +157,7 @@ impl Session {
             state: State::Authorization { user: None },
             errors: 0,
             quit: false,
+            watch: None,
         };
         session.serve(&mut guard).await;
         session.store_seen().await;
@@ -192,6 +195,12 @@ impl Session {
     /// The next line without its line end; None when the connection is over.
     async fn next_line(&mut self) -> Option<String> {
         loop {
+            // Commands already read (pipelined) do not outlive the session's end either.
+            if let Some(Err(e)) = self.watch.as_ref().map(|w| w.check()) {
+                self.err(format!("[SYS/TEMP] {}", e.sentence()));
+                let _ = self.flush().await;
+                return None;
+            }
             let end = self.buf.iter().position(|&b| b == b'\n');
             if end.unwrap_or(self.buf.len()) > MAX_LINE {
                 self.err("Line too long, closing connection");
@@ -213,7 +222,16 @@ impl Session {
                 State::Transaction(_) => self.pop3.autologout,
                 State::Authorization { .. } => self.pop3.login_timeout,
             };
-            match tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await {
+            let read = tokio::select! {
+                r = tokio::time::timeout(timeout, self.stream.read(&mut chunk)) => r,
+                // Closed without UPDATE: nothing marked deleted is removed (RFC 1939 §6).
+                e = postfach_core::sessions::ended(&mut self.watch) => {
+                    self.err(format!("[SYS/TEMP] {}", e.sentence()));
+                    let _ = self.flush().await;
+                    return None;
+                }
+            };
+            match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return None,
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(_) => {
@@ -424,6 +442,7 @@ impl Session {
             }
         };
         tracing::info!(peer = %self.peer, login = %login.address, "POP3 login");
+        self.watch = Some(self.pop3.dir.session_watch(login.service_id, &login.domain));
         let messages: Vec<Entry> = snapshot
             .messages
             .iter()

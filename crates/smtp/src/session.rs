@@ -19,6 +19,7 @@ use postfach_core::Error as CoreError;
 use postfach_core::mail::header_block::{self, HeaderBlock, Malformed};
 use postfach_core::mail::{MailboxLogin, Rcpt, SendCount, SpoolRequest};
 use postfach_core::net::Stream;
+use postfach_core::rules::m9_maintenance as m9;
 use postfach_core::rules::o3_daily_sending as o3;
 use postfach_core::secret;
 use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt};
@@ -110,6 +111,8 @@ pub(crate) struct Session {
     out: Vec<u8>,
     helo: Option<String>,
     login: Option<MailboxLogin>,
+    /// M9: ends a submission session when its mail service goes into maintenance.
+    watch: Option<postfach_core::sessions::SessionWatch>,
     txn: Option<Txn>,
     data: Vec<u8>,
     data_too_big: bool,
@@ -149,6 +152,7 @@ impl Session {
             out: Vec::with_capacity(1024),
             helo: None,
             login: None,
+            watch: None,
             txn: None,
             data: Vec::new(),
             data_too_big: false,
@@ -205,7 +209,15 @@ impl Session {
             if self.flush().await.is_err() || self.quit {
                 return;
             }
-            let n = match tokio::time::timeout(timeout, self.stream.read(&mut buf)).await {
+            let read = tokio::select! {
+                r = tokio::time::timeout(timeout, self.stream.read(&mut buf)) => r,
+                e = postfach_core::sessions::ended(&mut self.watch) => {
+                    self.end_for(&e);
+                    let _ = self.flush().await;
+                    return;
+                }
+            };
+            let n = match read {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Ok(Ok(n)) => n,
                 Err(_) => {
@@ -414,7 +426,28 @@ impl Session {
         caps
     }
 
+    /// Ends the session for a reason from outside it (M9): `421`, RFC 5321 §3.8.
+    fn end_for(&mut self, e: &CoreError) {
+        let line = format!("421 4.3.2 {} {}", self.host(), e.sentence());
+        self.reply(line);
+        self.quit = true;
+    }
+
+    /// Whether the session may go on; when not, the `421` is on its way.
+    fn may_go_on(&mut self) -> bool {
+        match self.watch.as_ref().map(|w| w.check()) {
+            Some(Err(e)) => {
+                self.end_for(&e);
+                false
+            }
+            _ => true,
+        }
+    }
+
     async fn command(&mut self, req: Request<String>) -> Next {
+        if !self.may_go_on() {
+            return Next::Commands;
+        }
         match req {
             Request::Ehlo { host } => {
                 self.helo = Some(host);
@@ -588,15 +621,13 @@ impl Session {
             .authenticate_mailbox(user, pass, Some(self.peer.ip()))
             .await
         {
-            Ok(login) if login.maintenance => {
-                let line = format!(
-                    "454 4.7.0 The mail service of {} is in maintenance; try again later",
-                    login.domain
-                );
-                self.reply(line);
-            }
             Ok(login) => {
+                // M9: a service in maintenance takes no submissions.
+                if let Err(e) = m9::allows(m9::Access::Mailbox, login.maintenance, &login.domain) {
+                    return self.reply(format!("454 4.7.0 {}", e.sentence()));
+                }
                 tracing::info!(peer = %self.peer, login = %login.address, "SMTP AUTH");
+                self.watch = Some(self.smtp.dir.session_watch(login.service_id, &login.domain));
                 self.login = Some(login);
                 self.reply("235 2.7.0 Authentication successful");
             }
@@ -773,6 +804,12 @@ impl Session {
     }
 
     async fn end_of_message(&mut self) {
+        // Data that arrived after the session had to end is not accepted.
+        if !self.may_go_on() {
+            self.txn = None;
+            self.data.clear();
+            return;
+        }
         let Some(txn) = self.txn.take() else {
             return self.error("503 5.5.1 Need MAIL command first");
         };

@@ -320,6 +320,8 @@ pub trait Tx: Send {
         value: &str,
         now: i64,
     ) -> Result<bool>;
+    /// Ids of the mail services in maintenance (M9).
+    async fn services_in_maintenance(&mut self) -> Result<Vec<i64>>;
     async fn settings_delete(&mut self, scope: &str, scope_id: i64, name: &str) -> Result<bool>;
     /// When `address_id` last answered `sender` automatically.
     async fn autoreply_sent_get(&mut self, address_id: i64, sender: &str) -> Result<Option<i64>>;

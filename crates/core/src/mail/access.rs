@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::mail::index_cache::CachedIndex;
 use crate::mail::{Class, MailboxLogin};
 use crate::rules::m3_storage_quota as quota;
+use crate::rules::m9_maintenance as m9;
 use crate::rules::m11_mailbox_user_rights as m11;
 use crate::{Actor, Directory, validate};
 
@@ -237,12 +238,7 @@ impl Directory {
         client: Option<IpAddr>,
     ) -> Result<MailboxLogin> {
         let l = self.authenticate_mailbox(login, password, client).await?;
-        if l.maintenance {
-            return Err(Error::Unavailable(format!(
-                "the mail service of {} is in maintenance; access is suspended until it ends",
-                l.domain
-            )));
-        }
+        m9::allows(m9::Access::Mailbox, l.maintenance, &l.domain)?;
         let mut tx = self.store.begin_write().await?;
         if let Some(mut a) = tx.address_by_id(l.address_id).await? {
             a.last_login_at = Some(self.now());

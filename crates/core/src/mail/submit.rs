@@ -30,6 +30,8 @@ pub(crate) async fn own_addresses(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxLogin {
     pub address_id: i64,
+    /// Its mail service (what [`Directory::session_watch`] watches).
+    pub service_id: i64,
     pub address: String,
     pub domain: String,
     /// The envelope senders and `From:` addresses this login may use: its address and its
@@ -103,6 +105,7 @@ impl Directory {
             .map_or(0, |o| o.daily_send_limit);
         Ok(MailboxLogin {
             address_id: a.id,
+            service_id: svc.id,
             address: senders[0].clone(),
             domain: svc.domain,
             senders,

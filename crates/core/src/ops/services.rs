@@ -240,6 +240,9 @@ impl Directory {
         }
         let view = self.service_view(&mut *tx, &s).await?;
         tx.commit().await?;
+        if s.maintenance != before.maintenance {
+            self.maintenance_changed();
+        }
         Ok(view)
     }
 

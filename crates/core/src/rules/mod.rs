@@ -5,6 +5,7 @@
 
 pub mod m11_mailbox_user_rights;
 pub mod m3_storage_quota;
+pub mod m9_maintenance;
 pub mod o2_dkim_authority;
 pub mod o3_daily_sending;
 pub mod s4_login_throttle;

@@ -1,6 +1,7 @@
 //! Limits that must hold under a crowd and a race (one home per rule: `core/src/rules/`),
 //! from the outside, on SQLite and PostgreSQL: the storage quota (M3) at the commit of a
-//! delivery, the daily sending limit (O3) at the spool, the login throttle (S4).
+//! delivery, the daily sending limit (O3) at the spool, the login throttle (S4), and
+//! maintenance (M9) ending sessions that are open.
 
 use std::thread;
 
@@ -311,4 +312,65 @@ fn a_real_user_logs_in_within_a_second_during_a_login_burst() {
         worst < 1.0,
         "a login took {worst:.2} s during the burst ({burst})"
     );
+}
+
+#[test]
+fn maintenance_ends_open_sessions_on_sqlite() {
+    maintenance_ends_sessions(Data::sqlite());
+}
+
+#[test]
+fn maintenance_ends_open_sessions_on_postgresql() {
+    maintenance_ends_sessions(Data::postgres());
+}
+
+/// M9: maintenance switched on from the CLI (another process) ends sessions opened before:
+/// an IMAP IDLE (`* BYE`), a POP3 session (`-ERR`, closed without UPDATE), a
+/// ManageSieve session (`BYE`) and an SMTP submission session (`421`), within seconds.
+fn maintenance_ends_sessions(d: Data) {
+    use std::io::{BufRead, BufReader, Write};
+    let d = setup_on(d);
+    let s = Server::start(&d);
+    let mut child = std::process::Command::new("python3")
+        .arg(crate::support::tool("open_sessions.py"))
+        .args([
+            &s.port("imaps").to_string(),
+            &s.port("pop3s").to_string(),
+            &s.port("managesieve").to_string(),
+            &s.port("submission").to_string(),
+            "info@acme.example",
+            PW,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the sessions are open");
+    d.ok(&["service", "set", "acme.example", "--maintenance", "on"]);
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    child.wait().unwrap();
+    let ended: Value = serde_json::from_str(&line).unwrap();
+    let says = |p: &str| ended[p][0].as_str().unwrap_or_default().to_string();
+    let why = "The mail service of acme.example is in maintenance";
+    assert!(says("imap").starts_with("* BYE [UNAVAILABLE]"), "{ended}");
+    assert!(says("pop3").starts_with("-ERR [SYS/TEMP]"), "{ended}");
+    assert!(says("managesieve").starts_with("BYE (TRYLATER)"), "{ended}");
+    assert!(says("smtp").starts_with("421 4.3.2"), "{ended}");
+    for p in ["imap", "pop3", "managesieve", "smtp"] {
+        assert!(says(p).contains(why), "{p}: {ended}");
+        let after = ended[p][1].as_f64().unwrap();
+        assert!(after < 5.0, "{p} ended after {after} s: {ended}");
+    }
+    // And no new session: the login is refused while it lasts.
+    let r = smtp(
+        s.port("submission"),
+        "plain",
+        Value::Array(submission_prologue(Some("info@acme.example"))),
+    );
+    assert_eq!(r[3].0, 454, "{r:?}");
 }

@@ -1200,7 +1200,7 @@ fn maintenance_mode_receives_but_refuses_login_and_full_mailboxes_are_refused() 
         r[3],
         (
             454,
-            "4.7.0 The mail service of acme.example is in maintenance; try again later".into()
+            "4.7.0 The mail service of acme.example is in maintenance; access is suspended until it ends".into()
         )
     );
 

@@ -1149,6 +1149,14 @@ impl Tx for SqlTx {
         Ok(q.fetch_all(self.conn().await?).await?)
     }
 
+    async fn services_in_maintenance(&mut self) -> Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM mail_services WHERE maintenance")
+                .fetch_all(self.conn().await?)
+                .await?,
+        )
+    }
+
     async fn settings_put_new(
         &mut self,
         scope: &str,
