@@ -75,6 +75,9 @@ impl Default for ApiPolicy {
 pub struct Platform {
     /// The mail server's name (MX target, SMTP greeting).
     pub hostname: String,
+    /// Where mail to `postmaster` goes when nobody nearer takes it (RFC 5321 §4.5.1); None:
+    /// the platform operators.
+    pub postmaster: Option<String>,
     /// An SPF record of the operator to include (`include:…`); None = `mx`.
     pub spf_include: Option<String>,
     /// DMARC policy recommended for customer domains (`none`, `quarantine`, `reject`).
@@ -90,6 +93,7 @@ impl Default for Platform {
     fn default() -> Self {
         Platform {
             hostname: "localhost".into(),
+            postmaster: None,
             spf_include: None,
             dmarc_policy: "quarantine".into(),
             submission_port: 587,

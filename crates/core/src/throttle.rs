@@ -2,10 +2,10 @@
 //! sliding window, the (login, client) pairs that succeeded, and a gate per client that
 //! keeps the password checks of one client to a few at a time.
 //!
-//! Every surface goes through [`LoginThrottle::begin`] before it checks a password. The
-//! attempt is counted as a failure *then* (a reservation) and uncounted only by
-//! [`Attempt::succeeded`]: concurrent attempts see each other, an attempt whose check
-//! errors or is abandoned still counts. The gate makes the hashing queue fair: the checks of
+//! Every surface goes through [`LoginThrottle::begin`] before it checks a password. Checks
+//! behind one gate run one at a time, and an attempt is counted as a failure when its check
+//! starts (a reservation), uncounted only by [`Attempt::succeeded`]: concurrent attempts
+//! see each other's outcome, an attempt whose check errors or is abandoned still counts. The gate makes the hashing queue fair: the checks of
 //! one client go one at a time (a login known from there — it succeeded from that client
 //! before — has a gate of its own, so an office behind one NAT does not queue behind an
 //! attacker there), so a burst occupies one place in the hashing threads' queue per client,
@@ -94,8 +94,14 @@ impl LoginThrottle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides on an attempt of `login` from `ip` and, when it may go on, reserves its place
-    /// among the failures, waits out the account's slow-down and the client's gate.
+    /// Decides on an attempt of `login` from `ip` and, when it may go on, waits for its gate
+    /// and the account's slow-down and reserves its place among the failures.
+    ///
+    /// The decision is made again once the gate is ours, and the reservation taken then:
+    /// behind one gate the checks run one after the other, so attempts made at once are
+    /// counted exactly as attempts made one after the other — the sixth wrong password
+    /// waits for the fifth's outcome and is refused, while ten right ones (a mail client's
+    /// parallel connections) all get in.
     pub async fn begin(&self, login: &str, ip: IpAddr, now: i64) -> Result<Attempt<'_>, Error> {
         let login = s4::normalise_login(login);
         let client = ip_key(ip);
@@ -104,45 +110,14 @@ impl LoginThrottle {
             format!("c:{client}"),
             format!("a:{login}"),
         ];
-        let (decision, gate) = {
+        // Refused at once when already over a limit: a flood does not even queue.
+        let gate = {
             let mut state = self.lock();
-            let since = now - self.limits.window;
-            for key in &keys {
-                if let Some(times) = state.failures.get_mut(key) {
-                    while times.front().is_some_and(|&t| t <= since) {
-                        times.pop_front();
-                    }
-                }
-            }
-            let empty = VecDeque::new();
-            let times = |k: &str| state.failures.get(k).unwrap_or(&empty).iter().copied();
-            let (pair, client_times, account): (Vec<i64>, Vec<i64>, Vec<i64>) = (
-                times(&keys[0]).collect(),
-                times(&keys[1]).collect(),
-                times(&keys[2]).collect(),
-            );
-            let known_pair = state
-                .known
-                .get(&keys[0])
-                .is_some_and(|&t| t > now - self.limits.known_for);
-            let decision = s4::decide(
-                &self.limits,
-                Facts {
-                    pair: &pair,
-                    client: &client_times,
-                    account: &account,
-                    known_pair,
-                    now,
-                },
-            );
-            if let Decision::Check { .. } = decision {
-                for key in &keys {
-                    state
-                        .failures
-                        .entry(key.clone())
-                        .or_default()
-                        .push_back(now);
-                }
+            let (decision, known_pair) = self.decide(&mut state, &keys, now);
+            if let Decision::Refuse { retry_after } = decision {
+                return Err(Error::Throttled {
+                    retry_after: retry_after.max(1),
+                });
             }
             let gate_key = if known_pair { &keys[0] } else { &client };
             let gate = state
@@ -151,28 +126,79 @@ impl LoginThrottle {
                 .or_insert_with(|| Arc::new(Semaphore::new(CHECKS_PER_GATE)))
                 .clone();
             self.sweep(&mut state, now);
-            (decision, gate)
+            gate
         };
-        match decision {
-            Decision::Refuse { retry_after } => Err(Error::Throttled {
-                retry_after: retry_after.max(1),
-            }),
-            Decision::Check { delay_ms } => {
-                if delay_ms > 0 {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let gate = gate
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("login gate closed".into()))?;
+        let delay_ms = {
+            let mut state = self.lock();
+            match self.decide(&mut state, &keys, now).0 {
+                Decision::Refuse { retry_after } => {
+                    return Err(Error::Throttled {
+                        retry_after: retry_after.max(1),
+                    });
                 }
-                let gate = gate
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::Internal("login gate closed".into()))?;
-                Ok(Attempt {
-                    throttle: self,
-                    keys,
-                    at: now,
-                    _gate: gate,
-                })
+                Decision::Check { delay_ms } => {
+                    for key in &keys {
+                        state
+                            .failures
+                            .entry(key.clone())
+                            .or_default()
+                            .push_back(now);
+                    }
+                    delay_ms
+                }
+            }
+        };
+        if delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
+        Ok(Attempt {
+            throttle: self,
+            keys,
+            at: now,
+            _gate: gate,
+        })
+    }
+
+    /// The rule on the failures of `keys` in the window; whether the pair is known.
+    fn decide(&self, state: &mut State, keys: &[String; 3], now: i64) -> (Decision, bool) {
+        let since = now - self.limits.window;
+        for key in keys {
+            if let Some(times) = state.failures.get_mut(key) {
+                while times.front().is_some_and(|&t| t <= since) {
+                    times.pop_front();
+                }
             }
         }
+        let empty = VecDeque::new();
+        let times = |k: &str| -> Vec<i64> {
+            state
+                .failures
+                .get(k)
+                .unwrap_or(&empty)
+                .iter()
+                .copied()
+                .collect()
+        };
+        let (pair, client, account) = (times(&keys[0]), times(&keys[1]), times(&keys[2]));
+        let known_pair = state
+            .known
+            .get(&keys[0])
+            .is_some_and(|&t| t > now - self.limits.known_for);
+        let decision = s4::decide(
+            &self.limits,
+            Facts {
+                pair: &pair,
+                client: &client,
+                account: &account,
+                known_pair,
+                now,
+            },
+        );
+        (decision, known_pair)
     }
 
     /// Bounds memory: every 1024 calls, forgets keys whose failures all left the window,
@@ -207,26 +233,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn attempts_count_before_their_outcome() {
+    async fn attempts_at_once_count_like_attempts_one_after_the_other() {
         let t = LoginThrottle::new(ThrottleLimits::default());
-        // A check in flight (the client's gate is taken) and four more waiting behind it:
-        // each was counted when it was let through, so the sixth is refused before any
-        // outcome — under any spelling of the login. (A waiting attempt that gives up
-        // still counts.)
-        let second = t.begin(" Anna@X.example.", A, 1000).await.unwrap();
+        // A check in flight holds the client's gate: the next waits for its outcome.
+        let first = t.begin(" Anna@X.example.", A, 1000).await.unwrap();
         let waiting = tokio::time::timeout(
-            Duration::from_millis(50),
+            Duration::from_millis(20),
             t.begin("anna@x.example", A, 1000),
         )
         .await;
         assert!(waiting.is_err(), "one check per client at a time");
-        for _ in 0..3 {
-            let waiting = tokio::time::timeout(
-                Duration::from_millis(10),
-                t.begin("ANNA@x.example", A, 1000),
-            )
-            .await;
-            assert!(waiting.is_err());
+        drop(first);
+        // Four more wrong ones (any spelling): the sixth is refused unchecked.
+        for _ in 0..4 {
+            drop(t.begin("ANNA@x.example", A, 1000).await.unwrap());
         }
         assert!(refused(t.begin("anna@x.example\t", A, 1001).await));
         // The real user, elsewhere, is not locked out.
@@ -234,11 +254,27 @@ mod tests {
             .await
             .unwrap()
             .succeeded();
-        // A right password of an attempt let through clears its pair.
-        second.succeeded();
-        assert!(t.begin("anna@x.example", A, 1002).await.is_ok());
         // The window moves on.
         assert!(t.begin("anna@x.example", A, 1000 + 901).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn right_passwords_at_once_all_get_in() {
+        // A mail client opening a dozen connections at once, each with the right password.
+        let t = Arc::new(LoginThrottle::new(ThrottleLimits::default()));
+        let mut all = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let t = t.clone();
+            all.spawn(async move {
+                let a = t.begin("anna@x.example", A, 1000).await?;
+                tokio::task::yield_now().await;
+                a.succeeded();
+                Ok::<_, Error>(())
+            });
+        }
+        while let Some(r) = all.join_next().await {
+            r.unwrap().unwrap();
+        }
     }
 
     #[tokio::test]

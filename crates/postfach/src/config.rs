@@ -23,12 +23,16 @@ use toml::Value;
 pub struct ServerConfig {
     /// The name this server answers with (SMTP greeting, TLS certificate, autoconfig).
     pub hostname: String,
+    /// Where mail to `postmaster` goes when the domain's administrators cannot be reached
+    /// (and the bare `postmaster`); empty: the platform operators (RFC 5321 §4.5.1).
+    pub postmaster: String,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             hostname: default_hostname(),
+            postmaster: String::new(),
         }
     }
 }
@@ -210,6 +214,8 @@ impl Config {
             api: self.api.clone(),
             platform: Platform {
                 hostname: self.server.hostname.clone(),
+                postmaster: Some(self.server.postmaster.trim().to_string())
+                    .filter(|s| !s.is_empty()),
                 spf_include: Some(self.dns.spf_include.clone()).filter(|s| !s.is_empty()),
                 dmarc_policy: self.dns.dmarc_policy.clone(),
                 submission_port: or_listener(c.submission_port, l.submission),
@@ -252,6 +258,12 @@ impl Config {
                 )
             },
         )?;
+        let postmaster = self.server.postmaster.trim();
+        if !postmaster.is_empty() && postfach_core::validate::address(postmaster).is_err() {
+            return Err(format!(
+                "server.postmaster: {postmaster:?} is not an e-mail address (or empty for the operators)"
+            ));
+        }
         if !self.listen.https.is_empty() && self.listen.https.parse::<SocketAddr>().is_err() {
             return Err(format!(
                 "listen.https: {:?} is not an address like 127.0.0.1:8443 (or empty for off)",
@@ -329,6 +341,9 @@ pub fn default_file(hostname: &str) -> String {
 [server]
 # Name of this mail server: SMTP greeting, TLS certificate, client auto-configuration.
 hostname = "{hostname}"
+# Where mail to postmaster goes when a domain's administrators cannot be reached, and the
+# bare <postmaster> (RFC 5321 4.5.1). Empty: the platform operators' logins.
+postmaster = ""
 
 [listen]
 # Where each service listens. The defaults are unprivileged ports on loopback; a real

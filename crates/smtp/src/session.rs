@@ -707,7 +707,12 @@ impl Session {
         let Some(txn) = &self.txn else {
             return self.error("503 5.5.1 Need MAIL command first");
         };
-        let rcpt = to.address.trim().to_string();
+        let rcpt = match to.address.trim() {
+            // smtp-proto reads the bare `<Postmaster>` (RFC 5321 §4.5.1) as an empty address,
+            // as it reads `<>`; no empty recipient is valid, so this refuses nothing valid.
+            "" => "postmaster".to_string(),
+            a => a.to_string(),
+        };
         if txn.rcpts.len() >= self.smtp.cfg.smtp.max_recipients {
             // O3 / RFC 5321 §4.5.3.1.10: past the limit, a temporary refusal.
             return self.reply("452 4.5.3 Too many recipients");

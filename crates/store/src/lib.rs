@@ -126,6 +126,8 @@ pub trait Tx: Send {
     async fn user_set_password(&mut self, user_id: i64, password_hash: &str) -> Result<()>;
     async fn user_touch_login(&mut self, user_id: i64, now: i64) -> Result<()>;
     async fn operator_count(&mut self) -> Result<i64>;
+    /// Logins of the platform operators, oldest first.
+    async fn operator_logins(&mut self) -> Result<Vec<String>>;
     async fn membership_upsert(
         &mut self,
         org_id: i64,

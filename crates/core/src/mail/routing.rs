@@ -6,6 +6,9 @@ use crate::Directory;
 use crate::error::Result;
 use crate::validate::{self, CATCHALL};
 
+/// RFC 5321 §4.5.1's reserved, case-insensitive local part.
+const POSTMASTER: &str = "postmaster";
+
 /// How a local recipient was found; the autoresponder never answers mail that reached an
 /// address only as `catchall` (M5, F10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +16,8 @@ pub enum Via {
     Address,
     Alias,
     Catchall,
+    /// `postmaster` (RFC 5321 §4.5.1) of a domain without such an address or alias.
+    Postmaster,
 }
 
 impl Via {
@@ -21,6 +26,7 @@ impl Via {
             Via::Address => "address",
             Via::Alias => "alias",
             Via::Catchall => "catchall",
+            Via::Postmaster => "postmaster",
         }
     }
 }
@@ -60,8 +66,9 @@ pub enum Rcpt {
     },
     /// A hosted domain without such an address, alias or catchall.
     NoSuchUser,
-    /// A valid SRS address of ours (F11): a bounce of forwarded mail, relayed back to the
-    /// original sender (`original`, in `domain`) without authentication.
+    /// Relayed to `original` (in `domain`) without authentication: a bounce to a valid SRS
+    /// address of ours (F11) goes back to the original sender; mail to `postmaster` goes to
+    /// its outside recipient.
     Reverse {
         original: String,
         domain: String,
@@ -113,6 +120,10 @@ impl Directory {
     pub async fn resolve_rcpt(&self, rcpt: &str) -> Result<Rcpt> {
         let (raw_local, raw_domain) = match rcpt.rsplit_once('@') {
             Some(parts) => parts,
+            // RFC 5321 §4.5.1: `RCPT TO:<Postmaster>` without a domain must be accepted.
+            None if rcpt.eq_ignore_ascii_case(POSTMASTER) => {
+                return self.resolve_postmaster(None).await;
+            }
             None => return Ok(Rcpt::NoSuchUser),
         };
         let domain = validate::domain(raw_domain)?;
@@ -152,8 +163,60 @@ impl Directory {
                 return Ok(local(a, Via::Alias));
             }
         }
+        if full == POSTMASTER {
+            drop(tx);
+            return self.resolve_postmaster(Some(&svc)).await;
+        }
         if let Some(a) = tx.address_get(svc.id, CATCHALL).await? {
             return Ok(local(a, Via::Catchall));
+        }
+        Ok(Rcpt::NoSuchUser)
+    }
+
+    /// Where `postmaster` of a hosted domain without such an address or alias (or the bare
+    /// `postmaster`, `service` None) goes: the first of the service's legal representatives
+    /// and administrators, else the address the operator set (`[server] postmaster`), else
+    /// the first platform operator — hosted mailboxes directly, outside addresses relayed.
+    /// RFC 5321 §4.5.1 requires accepting it for every domain served.
+    async fn resolve_postmaster(
+        &self,
+        service: Option<&postfach_store::MailService>,
+    ) -> Result<Rcpt> {
+        let mut candidates = Vec::new();
+        let mut tx = self.store.begin_read().await?;
+        if let Some(svc) = service {
+            let mut members = tx.memberships_of_org(svc.org_id).await?;
+            members.retain(|m| m.role == "legal" || m.role == "admin");
+            // Legal representatives first, then by seniority.
+            members.sort_by_key(|m| (m.role != "legal", m.created_at));
+            candidates.extend(members.into_iter().map(|m| m.login));
+        }
+        candidates.extend(self.policy.platform.postmaster.clone());
+        candidates.extend(tx.operator_logins().await?);
+        drop(tx);
+        for c in candidates {
+            // A target is an address; its own postmaster never loops back here.
+            let Some((local, _)) = c.rsplit_once('@') else {
+                continue;
+            };
+            if local.eq_ignore_ascii_case(POSTMASTER) {
+                continue;
+            }
+            match Box::pin(self.resolve_rcpt(&c)).await {
+                Ok(Rcpt::Local(l)) => {
+                    return Ok(Rcpt::Local(LocalRcpt {
+                        via: Via::Postmaster,
+                        ..l
+                    }));
+                }
+                Ok(Rcpt::Remote { domain }) => {
+                    return Ok(Rcpt::Reverse {
+                        original: c,
+                        domain,
+                    });
+                }
+                _ => continue,
+            }
         }
         Ok(Rcpt::NoSuchUser)
     }

@@ -1,7 +1,7 @@
 //! Limits that must hold under a crowd and a race (one home per rule: `core/src/rules/`),
 //! from the outside, on SQLite and PostgreSQL: the storage quota (M3) at the commit of a
 //! delivery, the daily sending limit (O3) at the spool, the login throttle (S4), and
-//! maintenance (M9) ending sessions that are open.
+//! maintenance (M9) ending sessions that are open, and `postmaster` (RFC 5321 §4.5.1).
 
 use std::thread;
 
@@ -373,4 +373,59 @@ fn maintenance_ends_sessions(d: Data) {
         Value::Array(submission_prologue(Some("info@acme.example"))),
     );
     assert_eq!(r[3].0, 454, "{r:?}");
+}
+
+/// RFC 5321 §4.5.1: `postmaster` of every hosted domain, and the bare `<Postmaster>`, are
+/// accepted. A domain's postmaster reaches its organization's administrator (before a
+/// catchall would take it); the bare one reaches the address the operator set.
+#[test]
+fn postmaster_is_accepted_for_every_hosted_domain() {
+    let d = setup_on(Data::sqlite());
+    // Jean administers Acme (the login is Jean's hosted mailbox).
+    d.ok(&[
+        "user",
+        "add",
+        "jean@acme.example",
+        "--org",
+        "Acme",
+        "--role",
+        "admin",
+        "--password",
+        PW,
+    ]);
+    let s = Server::start_opts(
+        &d,
+        &json!({}),
+        &[("POSTFACH_SERVER_POSTMASTER", "info@acme.example")],
+    );
+    let port = s.port("smtp");
+    for (rcpt, subject) in [
+        ("PostMaster@acme.example", "to acme"),
+        ("postmaster@catch.example", "to catch"),
+        ("Postmaster", "bare"),
+    ] {
+        let r = send_without_size(
+            port,
+            "reporter@sender.example",
+            rcpt,
+            &message("reporter@sender.example", rcpt, subject, "A report."),
+            None,
+        );
+        assert_eq!((r[2].0, r[3].0), (250, 250), "{rcpt}: {r:?}");
+    }
+    let subjects = |a: &str, n: usize| -> Vec<String> {
+        let mut s: Vec<String> = d
+            .wait_messages(a, "INBOX", n)
+            .iter()
+            .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(subjects("jean@acme.example", 2), ["to acme", "to catch"]);
+    assert_eq!(subjects("info@acme.example", 1), ["bare"]);
+    assert!(
+        d.messages("catchall@catch.example", "INBOX").is_empty(),
+        "the catchall does not take postmaster's mail"
+    );
 }

@@ -415,6 +415,14 @@ impl Tx for SqlTx {
         )
     }
 
+    async fn operator_logins(&mut self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT login FROM users WHERE is_operator ORDER BY id")
+                .fetch_all(self.conn().await?)
+                .await?,
+        )
+    }
+
     async fn operator_count(&mut self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_operator = TRUE")
