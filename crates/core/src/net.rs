@@ -4,24 +4,111 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accepts connections until `stop` turns true; `on_connection` is spawned for each. An
-/// accept error (out of file descriptors and the like) is logged and waited out instead of
-/// spinning.
+/// The kinds of listener, each with its own share of the process's file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// SMTP: MX, submission and submissions together.
+    Smtp,
+    Imap,
+    Pop3,
+    ManageSieve,
+    /// HTTP and HTTPS together.
+    Http,
+}
+
+impl Kind {
+    /// Percent of the descriptors its client connections may hold. The shares add up to 85:
+    /// the rest is the reserve for the database, blob files, outbound SMTP and DNS, so that
+    /// a flood on one listener starves neither another listener nor the process itself.
+    fn share(self) -> usize {
+        match self {
+            Kind::Smtp => 20,
+            Kind::Imap => 30,
+            Kind::Pop3 => 10,
+            Kind::ManageSieve => 5,
+            Kind::Http => 20,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// File descriptors this process may hold: its soft `RLIMIT_NOFILE`, raised to the hard
+/// limit the first time it is asked (the default soft limit, often 1024, is far below what
+/// a mail server with idle IMAP clients needs).
+pub fn fd_limit() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        #[repr(C)]
+        struct Rlimit {
+            cur: u64,
+            max: u64,
+        }
+        unsafe extern "C" {
+            fn getrlimit(resource: i32, rlim: *mut Rlimit) -> i32;
+            fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
+        }
+        const RLIMIT_NOFILE: i32 = 7;
+        let mut r = Rlimit { cur: 0, max: 0 };
+        // SAFETY: plain system calls on a struct of the layout Linux defines (two rlim_t).
+        unsafe {
+            if getrlimit(RLIMIT_NOFILE, &mut r) != 0 {
+                return 1024;
+            }
+            if r.cur < r.max {
+                let raised = Rlimit {
+                    cur: r.max,
+                    max: r.max,
+                };
+                if setrlimit(RLIMIT_NOFILE, &raised) == 0 {
+                    r.cur = r.max;
+                }
+            }
+        }
+        usize::try_from(r.cur).unwrap_or(usize::MAX).min(1 << 20)
+    })
+}
+
+/// How many client connections a kind of listener may hold at once (its share of
+/// [`fd_limit`]), shared by all its ports.
+pub fn budget(kind: Kind) -> Arc<Semaphore> {
+    static BUDGETS: OnceLock<[Arc<Semaphore>; 5]> = OnceLock::new();
+    BUDGETS.get_or_init(|| {
+        let of = |k: Kind| Arc::new(Semaphore::new((fd_limit() * k.share() / 100).max(16)));
+        [
+            of(Kind::Smtp),
+            of(Kind::Imap),
+            of(Kind::Pop3),
+            of(Kind::ManageSieve),
+            of(Kind::Http),
+        ]
+    })[kind.index()]
+    .clone()
+}
+
+/// Accepts connections until `stop` turns true; `on_connection` is spawned for each, holding
+/// a place in its kind's [`budget`] until it ends; past the budget a connection is closed at
+/// once. An accept error (out of file descriptors and the like) is logged and waited out
+/// instead of spinning.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     what: &'static str,
+    kind: Kind,
     on_connection: F,
 ) where
     F: Fn(TcpStream, SocketAddr) -> Fut,
@@ -35,7 +122,16 @@ pub async fn accept_loop<F, Fut>(
             _ = stop.changed() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    tokio::spawn(on_connection(tcp, peer));
+                    let Ok(place) = budget(kind).try_acquire_owned() else {
+                        tracing::warn!(%peer, "{what}: connection budget used up; closing a new connection");
+                        drop(tcp);
+                        continue;
+                    };
+                    let connection = on_connection(tcp, peer);
+                    tokio::spawn(async move {
+                        connection.await;
+                        drop(place);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "{what} accept failed");

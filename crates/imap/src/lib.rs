@@ -145,6 +145,7 @@ impl Imap {
                 listener,
                 stop.clone(),
                 "IMAP",
+                postfach_core::net::Kind::Imap,
                 move |tcp, peer| session::Session::run(imap.clone(), tcp, peer, implicit_tls),
             ));
         }

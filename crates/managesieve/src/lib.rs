@@ -50,6 +50,7 @@ impl ManageSieve {
             listener,
             stop.clone(),
             "ManageSieve",
+            postfach_core::net::Kind::ManageSieve,
             move |tcp, peer| session::Session::run(server.clone(), tcp, peer),
         ));
     }

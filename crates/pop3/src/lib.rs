@@ -125,6 +125,7 @@ impl Pop3 {
                 listener,
                 stop.clone(),
                 "POP3",
+                postfach_core::net::Kind::Pop3,
                 move |tcp, peer| session::Session::run(pop3.clone(), tcp, peer, implicit_tls),
             ));
         }

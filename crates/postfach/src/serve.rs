@@ -101,6 +101,9 @@ pub async fn run(paths: Paths) -> Result<()> {
         None => None,
     };
 
+    // Raised to the hard limit now; each listener gets its share (core::net::budget).
+    let fds = postfach_core::net::fd_limit();
+    tracing::info!(file_descriptors = fds, "connection budgets set");
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for (name, listener, what) in [
@@ -131,19 +134,15 @@ pub async fn run(paths: Paths) -> Result<()> {
     {
         let router = router.clone();
         let stop = stopped(&stop_rx);
-        tasks.spawn(async move {
-            if let Err(e) = postfach_web::serve(http, router, stop).await {
-                tracing::error!(error = %e, "http server failed");
-            }
-        });
+        tasks.spawn(postfach_web::serve(http, None, router, stop));
     }
     if let Some(listener) = https {
         let addr = listener.local_addr()?;
         println!("Listening: https://{addr}");
         tracing::info!(%addr, "https listening");
-        tasks.spawn(postfach_web::serve_tls(
+        tasks.spawn(postfach_web::serve(
             listener,
-            tls.clone(),
+            Some(tls.clone()),
             router,
             stopped(&stop_rx),
         ));

@@ -100,6 +100,7 @@ impl Smtp {
                 listener,
                 stop.clone(),
                 "SMTP",
+                postfach_core::net::Kind::Smtp,
                 move |tcp, peer| session::Session::run(smtp.clone(), kind, tcp, peer),
             ));
         }

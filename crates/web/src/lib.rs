@@ -7,9 +7,9 @@ mod api_filters;
 mod autoconfig;
 pub mod error;
 mod extract;
-mod tls;
+mod listener;
 
-pub use tls::serve_tls;
+pub use listener::serve;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -131,21 +131,6 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this endpoint does not support that method",
     )
-}
-
-/// Serves plain HTTP until `shutdown` resolves, then lets requests in flight finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    // With the client's address for handlers (login throttling).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
 
 /// The complete HTTP application.

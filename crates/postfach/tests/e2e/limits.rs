@@ -429,3 +429,84 @@ fn postmaster_is_accepted_for_every_hosted_domain() {
         "the catchall does not take postmaster's mail"
     );
 }
+
+/// Connection budgets: 20,000 idle and half-open HTTP connections from a thousand loopback
+/// addresses (a slowloris crowd) neither exhaust the process's file descriptors nor stop
+/// SMTP and IMAP; the HTTP listener closes them once their header deadline has passed and
+/// answers again afterwards.
+#[test]
+fn an_http_slowloris_crowd_does_not_starve_mail() {
+    use std::io::{BufRead, BufReader};
+    let d = setup_on(Data::sqlite());
+    let s = Server::start(&d);
+    let http_port: u16 = s.http.rsplit(':').next().unwrap().parse().unwrap();
+    // Four clients at once, 5,000 connections each from 250 addresses of their own.
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            std::process::Command::new("python3")
+                .arg(crate::support::tool("http_flood.py"))
+                .args([
+                    http_port.to_string(),
+                    "5000".into(),
+                    format!("127.0.{}", 10 + i),
+                    if i % 2 == 0 { "half" } else { "silent" }.into(),
+                    "20".into(),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let floods: Vec<_> = children
+        .into_iter()
+        .map(|mut child| {
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert!(line.starts_with("open "), "{line}");
+            (child, out)
+        })
+        .collect();
+    // Mail goes on: a delivery over SMTP and an IMAP login.
+    crate::support::deliver(
+        &s,
+        "carol@sender.example",
+        "info@acme.example",
+        &message("carol@sender.example", "info@acme.example", "during", "x"),
+    );
+    d.wait_messages("info@acme.example", "INBOX", 1);
+    let r = python(
+        "import imaplib,ssl,sys\n\
+         ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         c = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx, timeout=10)\n\
+         c.login(sys.argv[2], sys.argv[3]); print(c.select('INBOX')[1][0].decode()); c.logout()\n",
+        &[&s.port("imaps").to_string(), "info@acme.example", PW],
+    );
+    assert!(r.ok, "IMAP during the flood: {}", r.stderr);
+    assert_eq!(r.stdout.trim(), "1");
+    let mut opened = 0;
+    for (mut child, mut out) in floods {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        child.wait().unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        opened += v["opened"].as_i64().unwrap();
+        assert_eq!(
+            v["opened"], v["closed_by_server"],
+            "every flood connection is closed by the server after its header deadline: {v}"
+        );
+    }
+    assert!(opened > 0);
+    let log = std::fs::read_to_string(d.path().join("server.log")).unwrap();
+    assert!(
+        !log.contains("Too many open files"),
+        "the process ran out of file descriptors"
+    );
+    // And HTTP answers again.
+    let r = python(
+        "import urllib.request,sys\n\
+         print(urllib.request.urlopen(sys.argv[1] + '/api/v1/openapi.json', timeout=10).status)\n",
+        &[&s.http],
+    );
+    assert_eq!(r.stdout.trim(), "200", "{}", r.stderr);
+}
