@@ -92,9 +92,93 @@ impl Limiter {
     }
 }
 
+/// A process-wide budget of bytes that messages in transit may hold in memory (SMTP `DATA`
+/// and `BDAT` buffers, and the copies the verdict on a message makes). Each session holds
+/// its part in a [`Held`]; past the budget a session's message is refused with a temporary
+/// error instead of growing the process without bound.
+pub struct MemoryBudget {
+    used: std::sync::atomic::AtomicUsize,
+    cap: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget {
+            used: Default::default(),
+            cap,
+        })
+    }
+
+    /// A session's part, empty so far.
+    pub fn hold(self: &Arc<Self>) -> Held {
+        Held {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Bytes of a [`MemoryBudget`] one session holds; given back on drop.
+pub struct Held {
+    budget: Arc<MemoryBudget>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Holds `total` bytes from now on (more or fewer than before); false, holding what it
+    /// held before, when the budget has no room for the growth.
+    pub fn set(&mut self, total: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        if total <= self.bytes {
+            self.budget
+                .used
+                .fetch_sub(self.bytes - total, Ordering::Relaxed);
+            self.bytes = total;
+            return true;
+        }
+        let grow = total - self.bytes;
+        let cap = self.budget.cap;
+        let taken = self
+            .budget
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(grow).filter(|&n| n <= cap)
+            });
+        if taken.is_ok() {
+            self.bytes = total;
+        }
+        taken.is_ok()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_budget_is_shared_and_given_back() {
+        let b = MemoryBudget::new(100);
+        let (mut one, mut two) = (b.hold(), b.hold());
+        assert!(one.set(60));
+        assert!(!two.set(50), "past the budget");
+        assert!(two.set(40));
+        assert_eq!(b.used(), 100);
+        assert!(one.set(10));
+        assert!(two.set(90));
+        drop(two);
+        drop(one);
+        assert_eq!(b.used(), 0);
+    }
 
     #[test]
     fn limits_connections_and_commands() {

@@ -399,6 +399,9 @@ session_hours = 12
 [smtp]
 # Largest message accepted, in bytes (advertised as SIZE).
 max_message_size = 52428800
+# Bytes all messages in transit may hold in memory together (each counted three times: the
+# buffer and the verdict's copies); past it a message gets 452 4.3.1 (try again).
+max_message_memory = 268435456
 # Recipients per message.
 max_recipients = 100
 # Longest command line in bytes (512 to 4096).

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct SmtpSettings {
     /// Largest message accepted, in bytes (advertised as SIZE, RFC 1870).
     pub max_message_size: u64,
+    /// Bytes all messages in transit may hold in memory together (DATA/BDAT buffers and the
+    /// copies the verdict makes, counted as three times the message); past it a message is
+    /// refused with `452 4.3.1` for the client to try again.
+    pub max_message_memory: u64,
     /// Recipients per message (O3: 100, "whatever the field").
     pub max_recipients: usize,
     /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4 asks for at least 512; the
@@ -38,6 +42,7 @@ impl Default for SmtpSettings {
     fn default() -> Self {
         SmtpSettings {
             max_message_size: 50 * 1024 * 1024,
+            max_message_memory: 256 * 1024 * 1024,
             max_recipients: 100,
             max_line_length: 4096,
             max_connections_per_ip: 20,
@@ -143,6 +148,12 @@ impl SmtpConfig {
         let s = &self.smtp;
         if s.max_message_size < 1024 {
             return Err("smtp.max_message_size must be at least 1024".into());
+        }
+        if s.max_message_memory < 3 * s.max_message_size {
+            return Err(
+                "smtp.max_message_memory must hold at least one largest message (3 × smtp.max_message_size)"
+                    .into(),
+            );
         }
         if !(512..=4096).contains(&s.max_line_length) {
             return Err("smtp.max_line_length must be between 512 and 4096".into());

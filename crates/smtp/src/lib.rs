@@ -41,6 +41,8 @@ pub struct Smtp {
     /// DNS for SPF/DKIM/DMARC and MX lookups.
     pub(crate) auth: MessageAuthenticator,
     pub(crate) limiter: Arc<postfach_core::limits::Limiter>,
+    /// What messages in transit may hold in memory, all sessions together.
+    pub(crate) message_memory: Arc<postfach_core::limits::MemoryBudget>,
     /// Wakes the queue runner when a message was spooled.
     pub(crate) queue_wake: Notify,
     /// Spooled entries already claimed for this process's workers (`runner::Handoff`).
@@ -71,6 +73,9 @@ impl Smtp {
                 s.max_connections_per_ip,
                 s.connections_per_minute_per_ip,
                 s.commands_per_minute_per_ip,
+            ),
+            message_memory: postfach_core::limits::MemoryBudget::new(
+                usize::try_from(s.max_message_memory).unwrap_or(usize::MAX),
             ),
             auth_failure_delay: Duration::from_millis(s.auth_failure_delay_ms),
             pipeline: postfach_delivery::Pipeline::new(dir.clone(), &cfg.hostname, &cfg.spam),

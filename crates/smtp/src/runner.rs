@@ -191,6 +191,17 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
             return;
         }
     };
+    // The delivery copies the message (the pipeline's changed copies, MIME parsing): it
+    // takes its part of the message memory the SMTP sessions share, waiting for room rather
+    // than failing (a message larger than the whole budget goes on after a while).
+    let mut _held = smtp.message_memory.hold();
+    let want = blob.len().saturating_mul(3);
+    for _ in 0..600 {
+        if _held.set(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let pending: Vec<&QueueRcpt> = rcpts.iter().filter(|r| r.status == "pending").collect();
     let mut failures: Vec<Failure> = Vec::new();
 

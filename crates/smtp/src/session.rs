@@ -116,6 +116,10 @@ pub(crate) struct Session {
     txn: Option<Txn>,
     data: Vec<u8>,
     data_too_big: bool,
+    /// `data`'s part of the process's message memory (`Smtp::message_memory`).
+    held: postfach_core::limits::Held,
+    /// The message did not fit into the message memory: refused with 452 at its end.
+    data_no_memory: bool,
     errors: usize,
     auth_failures: u32,
     /// After a line that was too long: drop input up to the end of that line.
@@ -142,6 +146,7 @@ impl Session {
         let Some(stream) = Stream::accept(tcp, &smtp.tls, tls).await else {
             return;
         };
+        let held = smtp.message_memory.hold();
         let session = Session {
             _slot: slot,
             smtp,
@@ -156,6 +161,8 @@ impl Session {
             txn: None,
             data: Vec::new(),
             data_too_big: false,
+            held,
+            data_no_memory: false,
             errors: 0,
             auth_failures: 0,
             skip_line: false,
@@ -297,7 +304,7 @@ impl Session {
                     Input::Bdat { rx, refusal } => {
                         let done = rx.ingest(&mut bytes, &mut self.data);
                         if refusal.is_some() {
-                            self.data.clear();
+                            self.drop_data();
                         } else {
                             self.check_data_size();
                         }
@@ -338,8 +345,9 @@ impl Session {
                         _ => Input::Command(RequestReceiver::default()),
                     },
                     Next::Data => {
-                        self.data.clear();
+                        self.drop_data();
                         self.data_too_big = false;
+                        self.data_no_memory = false;
                         Input::Data(DataScanner::default())
                     }
                     Next::Bdat {
@@ -397,8 +405,9 @@ impl Session {
     /// after STARTTLS, RFC 3207 §4.2: nothing received in clear text may end up in a message).
     fn reset_transaction(&mut self) {
         self.txn = None;
-        self.data.clear();
+        self.drop_data();
         self.data_too_big = false;
+        self.data_no_memory = false;
     }
 
     fn is_submission(&self) -> bool {
@@ -500,7 +509,7 @@ impl Session {
                 {
                     refusal = Some("552 5.3.4 Message too big for system".into());
                     self.txn = None;
-                    self.data.clear();
+                    self.drop_data();
                 }
                 return Next::Bdat {
                     size: chunk_size,
@@ -686,8 +695,9 @@ impl Session {
             return self.error("552 5.3.4 Message size exceeds fixed maximum message size");
         }
         // BDAT chunks of an earlier transaction never become part of this one.
-        self.data.clear();
+        self.drop_data();
         self.data_too_big = false;
+        self.data_no_memory = false;
         self.txn = Some(Txn {
             mail_from: address.clone(),
             ret_full: from.flags & MAIL_RET_FULL != 0,
@@ -804,27 +814,47 @@ impl Session {
         if self.data.len() as u64 > self.smtp.cfg.smtp.max_message_size {
             // Keep reading to the end of data, but keep nothing.
             self.data_too_big = true;
-            self.data.clear();
+            self.drop_data();
+        } else if !self.held.set(self.data.capacity()) {
+            // The process's message memory is full: read on, keep nothing, refuse at the end.
+            self.data_no_memory = true;
+            self.drop_data();
         }
+    }
+
+    /// Lets go of the message data (and its memory) of the current transaction.
+    fn drop_data(&mut self) {
+        self.data = Vec::new();
+        self.held.set(0);
     }
 
     async fn end_of_message(&mut self) {
         // Data that arrived after the session had to end is not accepted.
         if !self.may_go_on() {
             self.txn = None;
-            self.data.clear();
+            self.drop_data();
             return;
         }
         let Some(txn) = self.txn.take() else {
             return self.error("503 5.5.1 Need MAIL command first");
         };
         let raw = std::mem::take(&mut self.data);
+        let no_memory = std::mem::take(&mut self.data_no_memory);
         if std::mem::take(&mut self.data_too_big) {
+            self.held.set(0);
             return self.reply("552 5.3.4 Message too big for system");
         }
-        match self.accept(txn, raw).await {
-            Ok(line) | Err(line) => self.reply(line),
+        // The verdict copies the message (parsing, headers added): room for three copies.
+        if no_memory || !self.held.set(raw.len().saturating_mul(3)) {
+            drop(raw);
+            self.held.set(0);
+            return self.reply("452 4.3.1 Insufficient system storage; try again later");
         }
+        let reply = match self.accept(txn, raw).await {
+            Ok(line) | Err(line) => line,
+        };
+        self.held.set(0);
+        self.reply(reply)
     }
 
     /// The verdict on a complete message, then the spool. `Ok` and `Err` both carry the reply.

@@ -510,3 +510,63 @@ fn an_http_slowloris_crowd_does_not_starve_mail() {
     );
     assert_eq!(r.stdout.trim(), "200", "{}", r.stderr);
 }
+
+/// Peak resident memory of a process (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// Message memory has one cap for the whole process (`smtp.max_message_memory`, 256 MiB by
+/// default): 20 sessions sending 45 MB at once (900 MB in flight) do not grow the server by
+/// much more than that; what does not fit is refused with `452 4.3.1` (try again), the rest
+/// is accepted.
+#[test]
+fn message_memory_is_capped_for_the_whole_process() {
+    let d = setup_on(Data::sqlite());
+    let s = Server::start(&d);
+    let before = peak_rss(s.pid());
+    let r = python(
+        "import socket,sys,threading,json\n\
+         port = int(sys.argv[1])\n\
+         line = b'x' * 998 + b'\\r\\n'\n\
+         body = b'From: a@sender.example\\r\\nTo: info@acme.example\\r\\nSubject: big\\r\\n\\r\\n' + line * (45 * 1000 * 1000 // 1000)\n\
+         out = []\n\
+         def reply(f):\n\
+         \x20   while True:\n\
+         \x20       l = f.readline()\n\
+         \x20       if l[3:4] != b'-': return l.decode().strip()\n\
+         def one():\n\
+         \x20   s = socket.create_connection(('127.0.0.1', port), timeout=120); f = s.makefile('rb')\n\
+         \x20   reply(f)\n\
+         \x20   for c in [b'EHLO mx.sender.example', b'MAIL FROM:<a@sender.example>', b'RCPT TO:<info@acme.example>', b'DATA']:\n\
+         \x20       s.sendall(c + b'\\r\\n'); reply(f)\n\
+         \x20   s.sendall(body + b'.\\r\\n'); out.append(reply(f)); s.close()\n\
+         ts = [threading.Thread(target=one) for _ in range(20)]\n\
+         [t.start() for t in ts]; [t.join() for t in ts]\n\
+         print(json.dumps(out))\n",
+        &[&s.port("smtp").to_string()],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let replies: Vec<String> = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(replies.len(), 20, "{replies:?}");
+    let accepted = replies.iter().filter(|l| l.starts_with("250")).count();
+    let refused = replies
+        .iter()
+        .filter(|l| l.starts_with("452 4.3.1"))
+        .count();
+    assert_eq!(accepted + refused, 20, "{replies:?}");
+    assert!(accepted > 0 && refused > 0, "{replies:?}");
+    let grown = peak_rss(s.pid()) - before;
+    eprintln!("peak RSS grew by {} MiB; {accepted} accepted", grown / MIB);
+    assert!(
+        grown < 256 * MIB + 128 * MIB,
+        "the server grew by {} MiB",
+        grown / MIB
+    );
+}

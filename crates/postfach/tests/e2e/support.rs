@@ -514,6 +514,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn port(&self, listener: &str) -> u16 {
         self.listeners[listener].port()
     }
