@@ -120,6 +120,17 @@ pub struct UserView {
     pub last_login_at: Option<String>,
 }
 
+/// A newly created address, with the generated mail password if none was given (shown
+/// once, never stored in clear).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NewAddressView {
+    /// The address as [`AddressView`] shows it (its fields, flattened into this object).
+    #[serde(flatten)]
+    pub address: AddressView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_password: Option<String>,
+}
+
 /// A newly created user, with the generated password if none was given (shown once).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct NewUserView {

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use postfach_core::model::{
     AddressView, AliasView, AuditView, DomainView, GrantLevel, OrgView, Role, ServiceView, UserView,
 };
-use postfach_core::{Actor, AddressChanges, NewServiceRequest, ServiceChanges, secret};
+use postfach_core::{Actor, AddressChanges, NewServiceRequest, ServiceChanges};
 use serde::Serialize;
 
 use crate::Cli;
@@ -420,18 +420,19 @@ pub struct AuditArgs {
     before: Option<i64>,
 }
 
-/// Resolves `--password`: given, `-` (stdin), or generated (then printed).
-fn password(arg: &PasswordArg) -> Result<(String, bool)> {
+/// Resolves `--password`: given, or `-` (read from stdin); None when not given (then the
+/// service layer generates one and the command prints it).
+fn password(arg: &PasswordArg) -> Result<Option<String>> {
     match arg.password.as_deref() {
         Some("-") => {
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
                 .context("reading the password from standard input")?;
-            Ok((s.trim_end_matches(['\r', '\n']).to_string(), false))
+            Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()))
         }
-        Some(p) => Ok((p.to_string(), false)),
-        None => Ok((secret::generate_password(), true)),
+        Some(p) => Ok(Some(p.to_string())),
+        None => Ok(None),
     }
 }
 
@@ -586,10 +587,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             role,
             password: pw,
         }) => {
-            let pw = match pw.as_deref() {
-                Some(_) => Some(password(&PasswordArg { password: pw })?.0),
-                None => None,
-            };
+            let pw = password(&PasswordArg { password: pw })?;
             let v = dir
                 .add_user(a, &login, &org, role.into(), pw.as_deref())
                 .await?;
@@ -635,13 +633,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             login,
             password: pw,
         }) => {
-            let (pw, generated) = password(&pw)?;
-            dir.set_user_password(a, &login, &pw).await?;
-            let result =
-                serde_json::json!({"login": login, "generated_password": generated.then_some(&pw)});
+            let pw = password(&pw)?;
+            let generated = dir.reset_user_password(a, &login, pw.as_deref()).await?;
+            let result = serde_json::json!({"login": login, "generated_password": generated});
             out.show(&result, |_| {
                 println!("Password of {login} changed");
-                print_generated(&out, &login, generated.then_some(pw.as_str()));
+                print_generated(&out, &login, generated.as_deref());
             });
         }
         Command::User(UserCmd::Role { login, org, role }) => {
@@ -969,25 +966,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             password: pw,
             storage_quota,
         }) => {
-            let (pw, generated) = password(&pw)?;
-            let v = dir.add_address(a, &address, &pw, storage_quota).await?;
-            let result =
-                serde_json::json!({"address": v, "generated_password": generated.then_some(&pw)});
+            let pw = password(&pw)?;
+            let v = dir
+                .create_address(a, &address, pw.as_deref(), storage_quota)
+                .await?;
+            let result = serde_json::json!({"address": v.address, "generated_password": v.generated_password});
             out.show(&result, |_| {
-                println!("Created {}", v.address);
-                print_generated(&out, &v.address, generated.then_some(pw.as_str()));
+                println!("Created {}", v.address.address);
+                print_generated(&out, &v.address.address, v.generated_password.as_deref());
             });
         }
         Command::Address(AddressCmd::Passwd {
             address,
             password: pw,
         }) => {
-            let (pw, generated) = password(&pw)?;
-            dir.set_address_password(a, &address, &pw).await?;
-            let result = serde_json::json!({"address": address, "generated_password": generated.then_some(&pw)});
+            let pw = password(&pw)?;
+            let generated = dir
+                .reset_address_password(a, &address, pw.as_deref())
+                .await?;
+            let result = serde_json::json!({"address": address, "generated_password": generated});
             out.show(&result, |_| {
                 println!("Mail password of {address} changed");
-                print_generated(&out, &address, generated.then_some(pw.as_str()));
+                print_generated(&out, &address, generated.as_deref());
             });
         }
         Command::Address(AddressCmd::Del { address }) => {

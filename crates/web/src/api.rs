@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use postfach_core::model::{
     AddressView, AliasView, ApiKeyView, AuditView, DomainView, FolderRoleView, GrantLevel,
-    ImportReport, NewUserView, OrgView, Role, ServiceView, TokenView, UserView,
+    ImportReport, NewAddressView, NewUserView, OrgView, Role, ServiceView, TokenView, UserView,
 };
 use postfach_core::{AddressChanges, NewServiceRequest, ServiceChanges};
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,8 @@ pub struct NewService {
 pub struct NewAddress {
     /// The part before the `@`.
     pub local_part: String,
-    pub password: String,
+    /// The mail password; omitted, one is generated and returned once.
+    pub password: Option<String>,
     /// Storage quota in MiB; default: the offer's.
     pub storage_quota_mib: Option<i64>,
 }
@@ -446,17 +447,17 @@ pub async fn list_addresses(
 /// Create an address.
 #[utoipa::path(post, path = "/api/v1/services/{domain}/addresses", tag = "addresses", security(("bearer" = [])),
     params(("domain" = String, Path)), request_body = NewAddress,
-    responses((status = 201, body = AddressView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = NewAddressView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn add_address(
     State(s): State<AppState>,
     Auth(a): Auth,
     ApiPath(domain): ApiPath<String>,
     ApiJson(b): ApiJson<NewAddress>,
-) -> ApiResult<Created<AddressView>> {
+) -> ApiResult<Created<NewAddressView>> {
     let address = format!("{}@{domain}", b.local_part);
     Ok(created(
         s.dir
-            .add_address(&a, &address, &b.password, b.storage_quota_mib)
+            .create_address(&a, &address, b.password.as_deref(), b.storage_quota_mib)
             .await?,
     ))
 }

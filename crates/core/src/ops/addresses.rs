@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::access::Need;
 use crate::error::{Error, Result};
-use crate::model::{AddressView, AliasView, rfc3339};
+use crate::model::{AddressView, AliasView, NewAddressView, rfc3339};
 use crate::rules::m11_mailbox_user_rights as m11;
 use crate::validate::CATCHALL;
 use crate::{Actor, Directory, secret, validate};
@@ -214,6 +214,40 @@ impl Directory {
     }
 
     /// M3: creates `local@domain` with a mail password that passes the strength rule.
+    /// Creates an address (M3); without a password one is generated (S1: strong by
+    /// construction) and returned once. Every front end (CLI, API, web) creates addresses
+    /// through here, so "no password given" means the same everywhere.
+    pub async fn create_address(
+        &self,
+        actor: &Actor,
+        address: &str,
+        password: Option<&str>,
+        storage_quota_mib: Option<i64>,
+    ) -> Result<NewAddressView> {
+        let generated = password.is_none().then(secret::generate_password);
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        let address = self
+            .add_address(actor, address, password, storage_quota_mib)
+            .await?;
+        Ok(NewAddressView {
+            address,
+            generated_password: generated,
+        })
+    }
+
+    /// Sets an address's mail password; without one, generates it and returns it once.
+    pub async fn reset_address_password(
+        &self,
+        actor: &Actor,
+        address: &str,
+        password: Option<&str>,
+    ) -> Result<Option<String>> {
+        let generated = password.is_none().then(secret::generate_password);
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        self.set_address_password(actor, address, password).await?;
+        Ok(generated)
+    }
+
     pub async fn add_address(
         &self,
         actor: &Actor,

@@ -251,6 +251,19 @@ impl Directory {
         Ok(view)
     }
 
+    /// Sets a Manager password; without one, generates it (S1) and returns it once.
+    pub async fn reset_user_password(
+        &self,
+        actor: &Actor,
+        login: &str,
+        password: Option<&str>,
+    ) -> Result<Option<String>> {
+        let generated = password.is_none().then(secret::generate_password);
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        self.set_user_password(actor, login, password).await?;
+        Ok(generated)
+    }
+
     /// Sets a Manager password: one's own, or anyone's for operators.
     pub async fn set_user_password(
         &self,

@@ -282,6 +282,27 @@ fn every_resource_over_http() {
         (s, a["address"].as_str(), a["storage_quota_bytes"].as_i64()),
         (201, Some("info@acme.example"), Some(100 << 20))
     );
+    assert!(a.get("generated_password").is_none(), "{a}");
+    // S1: without a password the service layer generates one (as the CLI does), shown once.
+    let (s, made) = op.post(
+        "/api/v1/services/acme.example/addresses",
+        json!({"local_part": "gen"}),
+    );
+    assert_eq!(
+        (s, made["address"].as_str()),
+        (201, Some("gen@acme.example")),
+        "{made}"
+    );
+    let generated = made["generated_password"].as_str().unwrap().to_string();
+    assert!(generated.len() >= 16, "{generated}");
+    let (s, listed) = op.get("/api/v1/services/acme.example/addresses?search=gen");
+    assert_eq!(s, 200);
+    assert!(
+        listed[0].get("generated_password").is_none(),
+        "shown once only"
+    );
+    let (s, _) = op.delete("/api/v1/addresses/gen@acme.example");
+    assert_eq!(s, 200);
     let (s, a) = op.patch(
         "/api/v1/addresses/info@acme.example",
         json!({"forward_to": ["boss@elsewhere.example"], "may_change_folders": false}),
@@ -373,7 +394,7 @@ fn every_resource_over_http() {
     assert_eq!(s, 200);
     let bob = Client::login(&server, "bob@acme.example", &bob_pw);
     let (s, list) = bob.get("/api/v1/services/acme.example/addresses");
-    assert_eq!((s, list.as_array().unwrap().len()), (200, 1));
+    assert_eq!((s, list.as_array().unwrap().len()), (200, 1), "{list}");
     let (s, b) = bob.post(
         "/api/v1/services/acme.example/addresses",
         json!({"local_part": "x", "password": PW}),
