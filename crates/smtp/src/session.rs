@@ -677,15 +677,15 @@ impl Session {
                 });
             };
             // P1: the envelope sender must be one of the login's own addresses.
-            if !login
-                .senders
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&address))
-            {
-                return self.error(format!(
-                    "553 5.7.1 <{address}>... Sender address rejected: not owned by user {}",
-                    login.address
-                ));
+            match self.smtp.dir.may_send_as(login, &address).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let who = login.address.clone();
+                    return self.error(format!(
+                        "553 5.7.1 <{address}>... Sender address rejected: not owned by user {who}"
+                    ));
+                }
+                Err(_) => return self.reply("451 4.3.0 Temporary failure, try again later"),
             }
         }
         if !address.is_empty() && !address.contains('@') {
@@ -881,16 +881,17 @@ impl Session {
             }
         };
         // P1: what the recipients see as sender must be the login's too.
-        if let Some(login) = &self.login
-            && !login
-                .senders
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&author.address))
-        {
-            return Err(format!(
-                "553 5.7.1 <{}>... Sender address rejected: not owned by user {}",
-                author.address, login.address
-            ));
+        if let Some(login) = &self.login {
+            match self.smtp.dir.may_send_as(login, &author.address).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(format!(
+                        "553 5.7.1 <{}>... Sender address rejected: not owned by user {}",
+                        author.address, login.address
+                    ));
+                }
+                Err(_) => return Err("451 4.3.0 Temporary failure, try again later".into()),
+            }
         }
         // F3: forbidden attachments, also inside archives.
         if let Some(name) = verdict::forbidden_attachment(&raw) {

@@ -154,6 +154,30 @@ impl Directory {
         Ok(o2_dkim_authority::signing_domain(producer, author.as_ref()))
     }
 
+    /// P1: whether `login` may use `address` as envelope sender or author.
+    pub async fn may_send_as(&self, login: &MailboxLogin, address: &str) -> Result<bool> {
+        // Whether the address is itself some mailbox's address or alias here (a local part
+        // hosted addresses cannot have, such as one with `+`, is nobody's).
+        let taken = match validate::address(address) {
+            Ok((local, domain)) => {
+                let mut tx = self.store.begin_read().await?;
+                match tx.service_by_domain(&domain).await? {
+                    Some(svc) => {
+                        tx.address_get(svc.id, &local).await?.is_some()
+                            || tx.alias_get(svc.id, &local).await?.is_some()
+                    }
+                    None => false,
+                }
+            }
+            Err(_) => false,
+        };
+        Ok(crate::rules::p1_sender_ownership::may_send_as(
+            &login.senders,
+            address,
+            taken,
+        ))
+    }
+
     /// O3: recipients this address sent to in the last 24 hours.
     pub async fn sent_last_24h(&self, address_id: i64) -> Result<i64> {
         let mut tx = self.store.begin().await?;

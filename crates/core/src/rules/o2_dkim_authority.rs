@@ -34,9 +34,9 @@ pub fn signing_domain(producer: Producer<'_>, author: Option<&Author>) -> Option
     match producer {
         Producer::Relay => None,
         Producer::Mailbox { own } => {
+            // P1's own addresses and their sub-addresses (always of the mailbox's domains).
             let a = author?;
-            own.iter()
-                .any(|o| o.eq_ignore_ascii_case(&a.address))
+            crate::rules::p1_sender_ownership::may_send_as(own, &a.address, false)
                 .then(|| a.domain.clone())
         }
         Producer::Forward { mailbox_domain } => {

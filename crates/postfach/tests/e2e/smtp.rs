@@ -351,15 +351,32 @@ fn sender_must_be_one_of_the_logins_addresses() {
                     "x"
                 )
             ],
+            // A sub-address of the login (RFC 5233) reaches it, so it may send as it too;
+            // a sub-address of someone else's address may not.
+            ["cmd", "MAIL FROM:<info+news@acme.example>"],
+            ["cmd", "RCPT TO:<jean@acme.example>"],
+            [
+                "data",
+                message(
+                    "Info News <info+news@acme.example>",
+                    "jean@acme.example",
+                    "from my sub-address",
+                    "x"
+                )
+            ],
+            ["cmd", "MAIL FROM:<jean+x@acme.example>"],
         ]),
     );
     assert_eq!(r[4], (553, "5.7.1 <jean@acme.example>... Sender address rejected: not owned by user info@acme.example".into()));
     assert_eq!(r[5].0, 250, "an alias of the login is fine");
     assert_eq!(r[7], (553, "5.7.1 <jean@acme.example>... Sender address rejected: not owned by user info@acme.example".into()));
     assert_eq!(r[10].0, 250);
-    let got = d.wait_messages("jean@acme.example", "INBOX", 1);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0]["subject"], "from my alias");
+    assert_eq!((r[11].0, r[12].0, r[13].0), (250, 250, 250), "{r:?}");
+    assert_eq!(r[14].0, 553, "{r:?}");
+    let got = d.wait_messages("jean@acme.example", "INBOX", 2);
+    let mut subjects: Vec<&str> = got.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["from my alias", "from my sub-address"]);
 }
 
 #[test]
