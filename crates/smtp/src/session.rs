@@ -21,6 +21,7 @@ use postfach_core::mail::{MailboxLogin, Rcpt, SendCount, SpoolRequest};
 use postfach_core::net::Stream;
 use postfach_core::rules::m9_maintenance as m9;
 use postfach_core::rules::o3_daily_sending as o3;
+use postfach_core::rules::o3_recipients_per_message as o3_recipients;
 use postfach_core::secret;
 use postfach_store::{NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt};
 use smtp_proto::request::receiver::{BdatReceiver, LineReceiver, RequestReceiver};
@@ -723,7 +724,7 @@ impl Session {
             "" => "postmaster".to_string(),
             a => a.to_string(),
         };
-        if txn.rcpts.len() >= self.smtp.cfg.smtp.max_recipients {
+        if !o3_recipients::allows_another(txn.rcpts.len(), self.smtp.cfg.smtp.max_recipients) {
             // O3 / RFC 5321 §4.5.3.1.10: past the limit, a temporary refusal.
             return self.reply("452 4.5.3 Too many recipients");
         }

@@ -8,5 +8,6 @@ pub mod m3_storage_quota;
 pub mod m9_maintenance;
 pub mod o2_dkim_authority;
 pub mod o3_daily_sending;
+pub mod o3_recipients_per_message;
 pub mod p1_sender_ownership;
 pub mod s4_login_throttle;
