@@ -1180,6 +1180,33 @@ mod scenarios {
             ),
             "forbidden"
         );
+        // Seeing the roles is not changing them: the user still sees them, and so does a
+        // collaborator with a `use` grant, who cannot change them.
+        assert_eq!(
+            d.folder_roles(&me, "jean@acme.test").await.unwrap().len(),
+            listed.len()
+        );
+        d.add_user(
+            &cli(),
+            "viewer@acme.test",
+            "Acme",
+            postfach_core::model::Role::Collaborator,
+            Some(PW),
+        )
+        .await
+        .unwrap();
+        d.grant(&cli(), "viewer@acme.test", "acme.test", GrantLevel::Use)
+            .await
+            .unwrap();
+        let viewer = d.actor_for_login("viewer@acme.test").await.unwrap();
+        assert!(d.folder_roles(&viewer, "jean@acme.test").await.is_ok());
+        assert_eq!(
+            code(
+                d.set_folder_role(&viewer, "jean@acme.test", "New", "trash")
+                    .await
+            ),
+            "forbidden"
+        );
         // Another mailbox user never reaches these folders (nor learns that they exist).
         let other = Actor::Mailbox("someone@else.test".into());
         assert_eq!(

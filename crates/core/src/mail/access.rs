@@ -1081,30 +1081,33 @@ impl Directory {
         Ok((dst.uidvalidity, pairs))
     }
 
-    /// M11: a mailbox's own user may change its special folders only if the administrator
-    /// allows it; anyone else needs to manage the mail service.
+    /// Who may see (`write` false) or change a mailbox's special folders: its own user
+    /// always sees them and changes them if M11 allows; anyone else needs M1's `use` grant
+    /// to see them and `manage` to change them.
     async fn authorize_folder_roles(
         &self,
         tx: &mut dyn Tx,
         actor: &Actor,
         address: &str,
+        write: bool,
     ) -> Result<(postfach_store::MailService, postfach_store::Address)> {
         let (svc, a) = self.load_address(&mut *tx, address).await?;
         match actor {
             Actor::Mailbox(own)
                 if validate::address(own).ok() == validate::address(address).ok() =>
             {
-                m11::mailbox_user_may(&a, m11::Right::SpecialFolders)?
+                if write {
+                    m11::mailbox_user_may(&a, m11::Right::SpecialFolders)?
+                }
             }
             _ => {
-                self.require_service(
-                    &mut *tx,
-                    actor,
-                    &svc,
-                    crate::access::Need::Manage,
-                    "change special folders",
-                )
-                .await?
+                let (need, what) = if write {
+                    (crate::access::Need::Manage, "change special folders")
+                } else {
+                    (crate::access::Need::Use, "see special folders")
+                };
+                self.require_service(&mut *tx, actor, &svc, need, what)
+                    .await?
             }
         }
         Ok((svc, a))
@@ -1129,7 +1132,7 @@ impl Directory {
     ) -> Result<Vec<crate::model::FolderRoleView>> {
         let mut tx = self.store.begin().await?;
         let (_, a) = self
-            .authorize_folder_roles(&mut *tx, actor, address)
+            .authorize_folder_roles(&mut *tx, actor, address, false)
             .await?;
         Ok(Self::role_views(tx.mailbox_list(a.id).await?))
     }
@@ -1148,7 +1151,7 @@ impl Directory {
         let name = folder_name(folder)?;
         let mut tx = self.store.begin_write().await?;
         let (svc, a) = self
-            .authorize_folder_roles(&mut *tx, actor, address)
+            .authorize_folder_roles(&mut *tx, actor, address, true)
             .await?;
         let m = selectable(&mut *tx, a.id, &name)
             .await?
