@@ -44,8 +44,10 @@ pub struct LoginThrottle {
 }
 
 fn ip_key(ip: IpAddr) -> String {
-    // An IPv6 client usually owns a whole /64: count the prefix, not the address.
-    match ip {
+    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d: each is its own client,
+    // not one /64 for the whole IPv4 Internet. An IPv6 client usually owns a whole /64:
+    // count the prefix, not the address.
+    match ip.to_canonical() {
         IpAddr::V4(v4) => format!("ip:{v4}"),
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -293,5 +295,10 @@ mod tests {
         let v6a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let v6b: IpAddr = "2001:db8:1:2::ffff".parse().unwrap();
         assert_eq!(ip_key(v6a), ip_key(v6b), "one /64 is one client");
+        // On a dual-stack listener IPv4 clients come as ::ffff:a.b.c.d: each its own client.
+        let mapped_a: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let mapped_b: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_ne!(ip_key(mapped_a), ip_key(mapped_b));
+        assert_eq!(ip_key(mapped_a), ip_key(A));
     }
 }

@@ -342,7 +342,8 @@ pub fn default_file(hostname: &str) -> String {
 # Name of this mail server: SMTP greeting, TLS certificate, client auto-configuration.
 hostname = "{hostname}"
 # Where mail to postmaster goes when a domain's administrators cannot be reached, and the
-# bare <postmaster> (RFC 5321 4.5.1). Empty: the platform operators' logins.
+# bare <postmaster> (RFC 5321 4.5.1): a hosted mailbox (not itself named postmaster; mail
+# to postmaster is never relayed outside). Empty: the platform operators' logins.
 postmaster = ""
 
 [listen]

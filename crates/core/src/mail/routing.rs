@@ -66,9 +66,8 @@ pub enum Rcpt {
     },
     /// A hosted domain without such an address, alias or catchall.
     NoSuchUser,
-    /// Relayed to `original` (in `domain`) without authentication: a bounce to a valid SRS
-    /// address of ours (F11) goes back to the original sender; mail to `postmaster` goes to
-    /// its outside recipient.
+    /// A valid SRS address of ours (F11): a bounce of forwarded mail, relayed back to the
+    /// original sender (`original`, in `domain`) without authentication.
     Reverse {
         original: String,
         domain: String,
@@ -176,7 +175,8 @@ impl Directory {
     /// Where `postmaster` of a hosted domain without such an address or alias (or the bare
     /// `postmaster`, `service` None) goes: the first of the service's legal representatives
     /// and administrators, else the address the operator set (`[server] postmaster`), else
-    /// the first platform operator — hosted mailboxes directly, outside addresses relayed.
+    /// the first platform operator — the first of them that is a hosted mailbox (not through
+    /// a catchall, which may be another tenant's).
     /// RFC 5321 §4.5.1 requires accepting it for every domain served.
     async fn resolve_postmaster(
         &self,
@@ -203,18 +203,14 @@ impl Directory {
                 continue;
             }
             match Box::pin(self.resolve_rcpt(&c)).await {
-                Ok(Rcpt::Local(l)) => {
+                Ok(Rcpt::Local(l)) if l.via != Via::Catchall => {
                     return Ok(Rcpt::Local(LocalRcpt {
                         via: Via::Postmaster,
                         ..l
                     }));
                 }
-                Ok(Rcpt::Remote { domain }) => {
-                    return Ok(Rcpt::Reverse {
-                        original: c,
-                        domain,
-                    });
-                }
+                // Only hosted mailboxes: relaying postmaster mail outside would send anyone's
+                // forgery from our address, unchecked.
                 _ => continue,
             }
         }

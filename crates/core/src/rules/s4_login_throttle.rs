@@ -95,11 +95,23 @@ pub fn decide(limits: &ThrottleLimits, f: Facts<'_>) -> Decision {
 
 /// The one spelling of a login that every key uses: `Anna@Acme.test.`, ` anna@acme.test`
 /// and `anna@acme.test\t` are one login (each spelling must not get counters of its own).
+///
+/// A login that reads as an address is keyed by its canonical form, as authentication reads
+/// it (white space around the `@`, IDNA mappings of the domain); anything else by a short
+/// digest of its trimmed, lower-cased text, so that keys stay small whatever is sent.
 pub fn normalise_login(login: &str) -> String {
-    login
+    let trimmed = login
         .trim_matches(|c: char| c.is_whitespace() || c.is_control())
-        .trim_end_matches('.')
-        .to_lowercase()
+        .trim_end_matches('.');
+    if let Ok((local, domain)) = crate::validate::address(trimmed) {
+        return format!("{local}@{domain}");
+    }
+    if let Ok(login) = crate::validate::login(trimmed) {
+        return login;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(trimmed.to_lowercase().as_bytes());
+    format!("?{}", hex::encode(&digest[..12]))
 }
 
 #[cfg(test)]
@@ -172,8 +184,14 @@ mod tests {
             " anna@acme.test",
             "anna@acme.test\t",
             "ANNA@ACME.TEST",
+            "anna @acme.test",
+            "anna@ acme.test",
         ] {
-            assert_eq!(normalise_login(s), "anna@acme.test");
+            assert_eq!(normalise_login(s), "anna@acme.test", "{s:?}");
         }
+        // Garbage stays small and distinct.
+        let long = "x".repeat(5000);
+        assert!(normalise_login(&long).len() < 32);
+        assert_ne!(normalise_login(&long), normalise_login("y"));
     }
 }
