@@ -130,6 +130,19 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// A generated password that passes the strength rule: 20 characters from an alphabet without
 /// look-alikes (0/O, 1/l/I), always with lower, upper, digit and symbol.
+/// The password a caller gave, or a generated one when none was given (S1: "no password
+/// given, generate one", for users and addresses alike): (the password to use, the generated
+/// one to show once).
+pub fn given_or_generated(password: Option<&str>) -> (String, Option<String>) {
+    match password {
+        Some(p) => (p.to_string(), None),
+        None => {
+            let p = generate_password();
+            (p.clone(), Some(p))
+        }
+    }
+}
+
 pub fn generate_password() -> String {
     const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
     const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";

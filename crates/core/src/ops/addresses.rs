@@ -224,10 +224,9 @@ impl Directory {
         password: Option<&str>,
         storage_quota_mib: Option<i64>,
     ) -> Result<NewAddressView> {
-        let generated = password.is_none().then(secret::generate_password);
-        let password = password.or(generated.as_deref()).unwrap_or_default();
+        let (password, generated) = secret::given_or_generated(password);
         let address = self
-            .add_address(actor, address, password, storage_quota_mib)
+            .add_address(actor, address, &password, storage_quota_mib)
             .await?;
         Ok(NewAddressView {
             address,
@@ -242,9 +241,8 @@ impl Directory {
         address: &str,
         password: Option<&str>,
     ) -> Result<Option<String>> {
-        let generated = password.is_none().then(secret::generate_password);
-        let password = password.or(generated.as_deref()).unwrap_or_default();
-        self.set_address_password(actor, address, password).await?;
+        let (password, generated) = secret::given_or_generated(password);
+        self.set_address_password(actor, address, &password).await?;
         Ok(generated)
     }
 

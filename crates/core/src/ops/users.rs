@@ -138,9 +138,8 @@ impl Directory {
                 .await?;
             check_may_appoint(standing, role, &o.name)?;
         }
-        let generated = password.is_none().then(secret::generate_password);
-        let hash =
-            secret::hash_password(password.or(generated.as_deref()).unwrap_or_default()).await?;
+        let (chosen, generated) = secret::given_or_generated(password);
+        let hash = secret::hash_password(&chosen).await?;
 
         let mut tx = self.store.begin_write().await?;
         let o = self.load_org(&mut *tx, org).await?;
@@ -258,9 +257,8 @@ impl Directory {
         login: &str,
         password: Option<&str>,
     ) -> Result<Option<String>> {
-        let generated = password.is_none().then(secret::generate_password);
-        let password = password.or(generated.as_deref()).unwrap_or_default();
-        self.set_user_password(actor, login, password).await?;
+        let (password, generated) = secret::given_or_generated(password);
+        self.set_user_password(actor, login, &password).await?;
         Ok(generated)
     }
 

@@ -655,7 +655,7 @@ impl IpMask for Ipv6Addr {
         u128::from_be_bytes(self.octets()) & mask == u128::from_be_bytes(addr.octets()) & mask
     }
 
-    // Postfach patch: an IPv6 address is never in an IPv4 network (was unimplemented!()).
+    // Postfach patch: an IPv6 address is never in an IPv4 network (upstream panicked here).
     fn matches_ipv4_mask(&self, _addr: &Ipv4Addr, _mask: u32) -> bool {
         false
     }
@@ -666,7 +666,7 @@ impl IpMask for Ipv4Addr {
         u32::from_be_bytes(self.octets()) & mask == u32::from_be_bytes(addr.octets()) & mask
     }
 
-    // Postfach patch: an IPv4 address is never in an IPv6 network (was unimplemented!()).
+    // Postfach patch: an IPv4 address is never in an IPv6 network (upstream panicked here).
     fn matches_ipv6_mask(&self, _addr: &Ipv6Addr, _mask: u128) -> bool {
         false
     }
