@@ -58,11 +58,21 @@ impl Directory {
         what: &str,
     ) -> Result<Standing> {
         match self.standing(tx, actor, org.id).await? {
-            Standing::Outsider => Err(Error::not_found("organization", &org.name)),
-            Standing::Member(role) if !role.manages_everything() => Err(Error::Forbidden(format!(
-                "only administrators and legal representatives of {} may {what}",
-                org.name
-            ))),
+            Standing::Outsider => Err(self.deny(
+                actor,
+                org.id,
+                &org.name,
+                Error::not_found("organization", &org.name),
+            )),
+            Standing::Member(role) if !role.manages_everything() => Err(self.deny(
+                actor,
+                org.id,
+                &org.name,
+                Error::Forbidden(format!(
+                    "only administrators and legal representatives of {} may {what}",
+                    org.name
+                )),
+            )),
             standing => Ok(standing),
         }
     }
@@ -75,7 +85,12 @@ impl Directory {
         org: &Org,
     ) -> Result<Standing> {
         match self.standing(tx, actor, org.id).await? {
-            Standing::Outsider => Err(Error::not_found("organization", &org.name)),
+            Standing::Outsider => Err(self.deny(
+                actor,
+                org.id,
+                &org.name,
+                Error::not_found("organization", &org.name),
+            )),
             standing => Ok(standing),
         }
     }
@@ -93,17 +108,29 @@ impl Directory {
         let has = match self.standing(tx, actor, svc.org_id).await? {
             Standing::Operator => Need::Admin,
             Standing::Member(role) if role.manages_everything() => Need::Admin,
-            Standing::Outsider => return Err(Error::not_found("mail service", &svc.domain)),
+            Standing::Outsider => {
+                return Err(self.deny(
+                    actor,
+                    svc.org_id,
+                    &svc.domain,
+                    Error::not_found("mail service", &svc.domain),
+                ));
+            }
             Standing::Member(_) => {
                 let Actor::User { id, .. } = actor else {
                     unreachable!("members are users")
                 };
                 match tx.grant_get(*id, svc.id).await? {
                     None => {
-                        return Err(Error::Forbidden(format!(
-                            "{who} has no access to mail service {}: an administrator of {} must grant it first",
-                            svc.domain, svc.org_name
-                        )));
+                        return Err(self.deny(
+                            actor,
+                            svc.org_id,
+                            &svc.domain,
+                            Error::Forbidden(format!(
+                                "{who} has no access to mail service {}: an administrator of {} must grant it first",
+                                svc.domain, svc.org_name
+                            )),
+                        ));
                     }
                     Some(level) => match GrantLevel::parse(&level)? {
                         GrantLevel::Use => Need::Use,
@@ -115,7 +142,7 @@ impl Directory {
         if has >= need {
             return Ok(());
         }
-        Err(Error::Forbidden(match has {
+        let e = Error::Forbidden(match has {
             Need::Use => format!(
                 "{who} may use mail service {} but not manage it (needed to {what})",
                 svc.domain
@@ -124,7 +151,15 @@ impl Directory {
                 "only administrators and legal representatives of {} may {what}",
                 svc.org_name
             ),
-        }))
+        });
+        Err(self.deny(actor, svc.org_id, &svc.domain, e))
+    }
+
+    /// A refusal of `actor` on something of organization `org_id`: logged for both (M12),
+    /// then returned.
+    fn deny(&self, actor: &Actor, org_id: i64, target: &str, e: Error) -> Error {
+        self.refused_later(actor, Some(org_id), "permission", target, &e);
+        e
     }
 
     /// The mail services an actor can see: all for operators, all of the organizations they

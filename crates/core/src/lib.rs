@@ -27,7 +27,9 @@ use postfach_store::{BlobStore, NewAudit, Store, Tx};
 
 pub use error::{Error, Result};
 pub use ops::addresses::AddressChanges;
+pub use ops::domains::DomainDns;
 pub use ops::filters;
+pub use ops::invitations;
 pub use ops::reports;
 pub use ops::services::{NewServiceRequest, ServiceChanges};
 pub use ops::templates;
@@ -154,6 +156,8 @@ pub struct Directory {
     group: Arc<group_commit::GroupCommit>,
     /// M9: the services in maintenance, for open sessions (`sessions`).
     maintenance: Arc<sessions::MaintenanceFeed>,
+    /// M2: the resolver that checks a domain's proof of control (`ops::domains`).
+    domain_dns: Option<Arc<dyn ops::domains::DomainDns>>,
 }
 
 impl Directory {
@@ -169,6 +173,7 @@ impl Directory {
             srs: Arc::new(tokio::sync::OnceCell::new()),
             folder_index: Arc::default(),
             maintenance: Arc::default(),
+            domain_dns: None,
         }
     }
 
@@ -222,5 +227,68 @@ impl Directory {
         )
         .await?;
         Ok(())
+    }
+
+    /// Records a refused attempt (a permission or a rule said no) in the activity log of the
+    /// actor and of the organization it aimed at (M12), and returns nothing: the caller
+    /// answers with its error. Written in a transaction of its own, after the caller's is
+    /// gone (the refused change was never made), so that it is not rolled back with it; the
+    /// log is best effort and never changes the answer.
+    pub(crate) async fn refused(
+        &self,
+        actor: &Actor,
+        org_id: Option<i64>,
+        action: &str,
+        target: &str,
+        error: &Error,
+    ) {
+        let entry = refusal(actor, org_id, action, target, error);
+        self.log_refusal(entry).await;
+    }
+
+    async fn log_refusal(&self, entry: NewAudit) {
+        let write = async {
+            let mut tx = self.store.begin_write().await?;
+            tx.audit_insert(&entry, self.now()).await?;
+            tx.commit().await?;
+            Ok::<_, Error>(())
+        };
+        if let Err(e) = write.await {
+            tracing::warn!(error = %e, action = entry.action, "could not log a refused attempt");
+        }
+    }
+
+    /// [`Directory::refused`] for a caller that still holds its transaction (a second writer
+    /// would wait for it): written by a task of its own once that transaction is gone.
+    pub(crate) fn refused_later(
+        &self,
+        actor: &Actor,
+        org_id: Option<i64>,
+        action: &str,
+        target: &str,
+        error: &Error,
+    ) {
+        let entry = refusal(actor, org_id, action, target, error);
+        let dir = self.clone();
+        tokio::spawn(async move { dir.log_refusal(entry).await });
+    }
+}
+
+/// The activity-log entry of a refused attempt (`ACTION.refused`, with the error's code and
+/// sentence).
+fn refusal(
+    actor: &Actor,
+    org_id: Option<i64>,
+    action: &str,
+    target: &str,
+    error: &Error,
+) -> NewAudit {
+    NewAudit {
+        actor: actor.audit_name(),
+        org_id,
+        action: format!("{action}.refused"),
+        target: target.into(),
+        detail: serde_json::json!({"refused": error.code(), "reason": error.to_string()})
+            .to_string(),
     }
 }

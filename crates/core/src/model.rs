@@ -147,6 +147,20 @@ pub struct DomainView {
     /// Domain of the mail service bound to it, if any.
     pub mail_service: Option<String>,
     pub created_at: String,
+    /// M2: `verified` once the organization proved control of the domain, else `pending`
+    /// (a pending domain can have no mail service: it neither receives nor sends).
+    pub status: DomainStatus,
+    pub verified_at: Option<String>,
+    /// While pending: the TXT record that proves control, to publish at the domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::mail::DnsRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainStatus {
+    Pending,
+    Verified,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -5,11 +5,13 @@
 //! Every surface goes through [`LoginThrottle::begin`] before it checks a password. Checks
 //! behind one gate run one at a time, and an attempt is counted as a failure when its check
 //! starts (a reservation), uncounted only by [`Attempt::succeeded`]: concurrent attempts
-//! see each other's outcome, an attempt whose check errors or is abandoned still counts. The gate makes the hashing queue fair: the checks of
-//! one client go one at a time (a login known from there — it succeeded from that client
-//! before — has a gate of its own, so an office behind one NAT does not queue behind an
-//! attacker there), so a burst occupies one place in the hashing threads' queue per client,
-//! and other users' logins wait for a few checks, not for the burst.
+//! see each other's outcome, an attempt whose check errors or is abandoned still counts.
+//! The gates make the hashing queue fair: the checks of one client go one at a time (a
+//! login known from there — it succeeded from that client before — has a gate of its own,
+//! so an office behind one NAT does not queue behind an attacker there), and so do the
+//! checks of one account from clients it was not used from; a burst occupies one place in
+//! the hashing threads' queue per client and account, and other users' logins wait for a
+//! few checks, not for the burst.
 //!
 //! The state is in memory, per node: a restart forgets it, and several nodes each apply the
 //! limit (shared counters belong in the store once there are nodes).
@@ -26,6 +28,10 @@ use crate::rules::s4_login_throttle::{self as s4, Decision, Facts, ThrottleLimit
 
 /// Password checks behind one gate that may wait for or run on the hashing threads at once.
 pub const CHECKS_PER_GATE: usize = 1;
+/// Attempts that may wait at one account's gate (clients it was not used from).
+pub const ACCOUNT_QUEUE: usize = 16;
+/// Keys each map may hold before its oldest entries are forgotten.
+const MAX_KEYS: usize = 200_000;
 
 #[derive(Default)]
 struct State {
@@ -63,7 +69,7 @@ pub struct Attempt<'a> {
     throttle: &'a LoginThrottle,
     keys: [String; 3],
     at: i64,
-    _gate: OwnedSemaphorePermit,
+    _gates: Vec<OwnedSemaphorePermit>,
 }
 
 impl Attempt<'_> {
@@ -81,7 +87,37 @@ impl Attempt<'_> {
             }
         }
         state.known.insert(pair.clone(), self.at);
+        if state.known.len() > MAX_KEYS {
+            evict_oldest(&mut state.known, |&t| t);
+        }
     }
+}
+
+/// The gate of `key`, made on first use.
+fn gate_of(state: &mut State, key: &str) -> Arc<Semaphore> {
+    state
+        .gates
+        .entry(key.to_string())
+        .or_insert_with(|| Arc::new(Semaphore::new(CHECKS_PER_GATE)))
+        .clone()
+}
+
+async fn acquire(gate: Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Error> {
+    gate.acquire_owned()
+        .await
+        .map_err(|_| Error::Internal("login gate closed".into()))
+}
+
+/// Removes the tenth of `map`'s entries whose time (`at`) is oldest: the maps stay bounded
+/// whatever number of logins and addresses a crowd uses (an IPv6 attacker has many /64s).
+fn evict_oldest<V>(map: &mut HashMap<String, V>, at: impl Fn(&V) -> i64) {
+    let mut times: Vec<i64> = map.values().map(&at).collect();
+    let cut = times.len() / 10;
+    if cut == 0 {
+        return;
+    }
+    let (_, &mut oldest_kept, _) = times.select_nth_unstable(cut);
+    map.retain(|_, v| at(v) >= oldest_kept);
 }
 
 impl LoginThrottle {
@@ -96,14 +132,21 @@ impl LoginThrottle {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides on an attempt of `login` from `ip` and, when it may go on, waits for its gate
+    /// Decides on an attempt of `login` from `ip` and, when it may go on, waits for its gates
     /// and the account's slow-down and reserves its place among the failures.
     ///
-    /// The decision is made again once the gate is ours, and the reservation taken then:
+    /// The decision is made again once the gates are ours, and the reservation taken then:
     /// behind one gate the checks run one after the other, so attempts made at once are
     /// counted exactly as attempts made one after the other — the sixth wrong password
     /// waits for the fifth's outcome and is refused, while ten right ones (a mail client's
     /// parallel connections) all get in.
+    ///
+    /// Gates: a known pair (the login succeeded from this client before) has a gate of its
+    /// own and is never slowed down. Any other attempt passes its client's gate and then
+    /// its account's: the attempts on one account from clients it was not used from go one
+    /// at a time, each after the account's slow-down, so a distributed attack gets one guess
+    /// per slow-down, whatever the number of its addresses. At most [`ACCOUNT_QUEUE`] wait
+    /// there; more are refused for a few seconds rather than kept waiting.
     pub async fn begin(&self, login: &str, ip: IpAddr, now: i64) -> Result<Attempt<'_>, Error> {
         let login = s4::normalise_login(login);
         let client = ip_key(ip);
@@ -113,7 +156,7 @@ impl LoginThrottle {
             format!("a:{login}"),
         ];
         // Refused at once when already over a limit: a flood does not even queue.
-        let gate = {
+        let (first, known_pair) = {
             let mut state = self.lock();
             let (decision, known_pair) = self.decide(&mut state, &keys, now);
             if let Decision::Refuse { retry_after } = decision {
@@ -121,19 +164,25 @@ impl LoginThrottle {
                     retry_after: retry_after.max(1),
                 });
             }
-            let gate_key = if known_pair { &keys[0] } else { &client };
-            let gate = state
-                .gates
-                .entry(gate_key.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(CHECKS_PER_GATE)))
-                .clone();
             self.sweep(&mut state, now);
-            gate
+            let gate = if known_pair { &keys[0] } else { &client };
+            (gate_of(&mut state, gate), known_pair)
         };
-        let gate = gate
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Internal("login gate closed".into()))?;
+        let mut permits = vec![acquire(first).await?];
+        if !known_pair {
+            let account = {
+                let mut state = self.lock();
+                let gate = gate_of(&mut state, &keys[2]);
+                // The map's handle, the holder's and the waiters'.
+                if Arc::strong_count(&gate) > ACCOUNT_QUEUE + 2 {
+                    return Err(Error::Throttled {
+                        retry_after: (s4::MAX_SLOWDOWN_MS / 1000) as i64 + 1,
+                    });
+                }
+                gate
+            };
+            permits.push(acquire(account).await?);
+        }
         let delay_ms = {
             let mut state = self.lock();
             match self.decide(&mut state, &keys, now).0 {
@@ -150,6 +199,9 @@ impl LoginThrottle {
                             .or_default()
                             .push_back(now);
                     }
+                    if state.failures.len() > MAX_KEYS {
+                        self.shrink_failures(&mut state, now);
+                    }
                     delay_ms
                 }
             }
@@ -161,7 +213,7 @@ impl LoginThrottle {
             throttle: self,
             keys,
             at: now,
-            _gate: gate,
+            _gates: permits,
         })
     }
 
@@ -201,6 +253,20 @@ impl LoginThrottle {
             },
         );
         (decision, known_pair)
+    }
+
+    /// Over [`MAX_KEYS`]: forgets what left the window, then, if that is not enough, the
+    /// oldest tenth.
+    fn shrink_failures(&self, state: &mut State, now: i64) {
+        let since = now - self.limits.window;
+        state
+            .failures
+            .retain(|_, times| times.back().is_some_and(|&t| t > since));
+        if state.failures.len() > MAX_KEYS * 9 / 10 {
+            evict_oldest(&mut state.failures, |times| {
+                times.back().copied().unwrap_or(i64::MIN)
+            });
+        }
     }
 
     /// Bounds memory: every 1024 calls, forgets keys whose failures all left the window,
@@ -258,6 +324,60 @@ mod tests {
             .succeeded();
         // The window moves on.
         assert!(t.begin("anna@x.example", A, 1000 + 901).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_distributed_attack_gets_one_check_at_a_time_and_known_devices_pass() {
+        let t = LoginThrottle::new(ThrottleLimits::default());
+        // Anna's phone logged in from A before.
+        t.begin("anna@x.example", A, 900).await.unwrap().succeeded();
+        // An attacker's check from B is in flight: one from C waits for it.
+        let b = t.begin("anna@x.example", B, 1000).await.unwrap();
+        let c: IpAddr = "203.0.113.9".parse().unwrap();
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(20),
+            t.begin("anna@x.example", c, 1000),
+        )
+        .await;
+        assert!(waiting.is_err(), "one check per account from new clients");
+        // The known device does not queue behind the attack.
+        let phone = tokio::time::timeout(
+            Duration::from_millis(20),
+            t.begin("anna@x.example", A, 1000),
+        )
+        .await;
+        assert!(phone.is_ok_and(|a| a.is_ok()));
+        drop(b);
+    }
+
+    #[tokio::test]
+    async fn an_account_queue_is_bounded() {
+        let t = Arc::new(LoginThrottle::new(ThrottleLimits::default()));
+        let first = t.begin("anna@x.example", A, 1000).await.unwrap();
+        let mut waiting = tokio::task::JoinSet::new();
+        for i in 0..ACCOUNT_QUEUE {
+            let t = t.clone();
+            waiting.spawn(async move {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, i as u8));
+                t.begin("anna@x.example", ip, 1000).await.map(|_| ())
+            });
+        }
+        // Let them all reach the account's gate.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        let over = t.begin("anna@x.example", B, 1000).await;
+        assert!(refused(over), "the seventeenth waiter is refused");
+        drop(first);
+        waiting.abort_all();
+    }
+
+    #[test]
+    fn evicting_keeps_the_newest() {
+        let mut map: HashMap<String, i64> = (0..100).map(|i| (format!("k{i}"), i)).collect();
+        evict_oldest(&mut map, |&t| t);
+        assert_eq!(map.len(), 90);
+        assert!(!map.contains_key("k9") && map.contains_key("k10"));
     }
 
     #[tokio::test]

@@ -554,17 +554,61 @@ mod scenarios {
             .collect();
         assert_eq!(rival_sees, ["rival.test"]);
 
-        // Only legal representatives appoint legal representatives; the last one stays.
+        // M1: administrators invite; they cannot put an account into the organization.
+        d.add_user(&cli(), "l2@acme.test", "Rival", Role::External, Some(PW))
+            .await
+            .unwrap();
         assert_eq!(
             code(
-                d.add_user(&admin, "l2@acme.test", "Acme", Role::Legal, Some(PW))
+                d.add_user(&legal, "l2@acme.test", "Acme", Role::Legal, Some(PW))
                     .await
             ),
             "forbidden"
         );
-        d.add_user(&legal, "l2@acme.test", "Acme", Role::Legal, Some(PW))
+        // Only legal representatives appoint legal representatives; the last one stays.
+        assert_eq!(
+            code(
+                d.invite_user(&admin, "l2@acme.test", "Acme", Role::Legal)
+                    .await
+            ),
+            "forbidden"
+        );
+        let invited = d
+            .invite_user(&legal, "l2@acme.test", "Acme", Role::Legal)
             .await
             .unwrap();
+        // The same answer for a login that has no account anywhere.
+        let unknown = d
+            .invite_user(&legal, "nobody@elsewhere.test", "Acme", Role::Legal)
+            .await
+            .unwrap();
+        assert_eq!(
+            (invited.role, &invited.org, &invited.invited_by),
+            (unknown.role, &unknown.org, &unknown.invited_by)
+        );
+        // Not a member until the account accepts; then with the invitation's role.
+        assert_eq!(
+            code(
+                d.set_role(&legal, "l2@acme.test", "Acme", Role::Admin)
+                    .await
+            ),
+            "not_found"
+        );
+        let l2 = d.actor_for_login("l2@acme.test").await.unwrap();
+        assert_eq!(d.my_invitations(&l2).await.unwrap().len(), 1);
+        assert_eq!(
+            code(d.accept_invitation(&colla, "Acme").await),
+            "not_found",
+            "nobody accepts for somebody else"
+        );
+        let joined = d.accept_invitation(&l2, "Acme").await.unwrap();
+        assert!(
+            joined
+                .memberships
+                .iter()
+                .any(|m| m.org == "Acme" && m.role == Role::Legal)
+        );
+        assert!(d.my_invitations(&l2).await.unwrap().is_empty());
         d.set_role(&legal, "l2@acme.test", "Acme", Role::Admin)
             .await
             .unwrap();

@@ -406,7 +406,8 @@ impl Session {
                     "[LOGIN-DELAY] Too many failed logins; try again in {retry_after} seconds"
                 ));
             }
-            Err(CoreError::Unavailable(msg)) => return self.err(format!("[SYS/PERM] {msg}")),
+            // M9: maintenance ends; RFC 3206 §4 calls that SYS/TEMP (the client retries).
+            Err(CoreError::Unavailable(msg)) => return self.err(format!("[SYS/TEMP] {msg}")),
             Err(CoreError::Unauthenticated(_)) => {
                 return self.error("[AUTH] Authentication failed");
             }

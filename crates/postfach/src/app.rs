@@ -64,6 +64,9 @@ async fn open_with(config: Config, paths: Paths) -> Result<App> {
     let blobs = FsBlobStore::open(config.resolve(&paths.data, &config.store.blobs))
         .map_err(|e| anyhow!("store.blobs: {e}"))?;
     let mut dir = Directory::new(store, std::sync::Arc::new(blobs), config.policy());
+    // M2: `domain verify` asks DNS through the configured resolvers.
+    let probe = postfach_smtp::domain_probe(&config.dns).map_err(|e| anyhow!(e))?;
+    dir = dir.with_domain_dns(std::sync::Arc::new(probe));
     // Tests only: a clock they can move (see `OffsetFileClock`).
     if let Some(file) = std::env::var_os("POSTFACH_TESTING_CLOCK_FILE") {
         dir = dir.with_clock(std::sync::Arc::new(postfach_core::OffsetFileClock(

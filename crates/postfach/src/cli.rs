@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use postfach_core::invitations::InvitationView;
 use postfach_core::model::{
-    AddressView, AliasView, AuditView, DomainView, GrantLevel, OrgView, Role, ServiceView, UserView,
+    AddressView, AliasView, AuditView, DomainStatus, DomainView, GrantLevel, OrgView, Role,
+    ServiceView, UserView,
 };
 use postfach_core::{Actor, AddressChanges, NewServiceRequest, ServiceChanges};
 use serde::Serialize;
@@ -160,7 +162,8 @@ pub struct PasswordArg {
 
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
-    /// Add a user to an organization (creating the account if needed).
+    /// Add a user to an organization directly, creating the account if needed (platform
+    /// operators; an organization's administrators invite).
     Add {
         login: String,
         #[arg(long)]
@@ -207,6 +210,32 @@ pub enum UserCmd {
         #[arg(long)]
         service: String,
     },
+    /// Invite a login into an organization (M1): it joins when its owner accepts. The
+    /// invitation is mailed to the login.
+    Invite {
+        login: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Pending invitations: your own (with `--as`), or an organization's.
+    Invitations {
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Accept an invitation into ORG (as the invited account, `--as LOGIN`).
+    Accept { org: String },
+    /// Decline an invitation into ORG (as the invited account, `--as LOGIN`).
+    Decline { org: String },
+    /// First invitation of a login without an account: choose its password with the token
+    /// from the invitation mail, and join.
+    Activate {
+        #[arg(long)]
+        token: String,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -217,10 +246,18 @@ pub enum DomainCmd {
         #[arg(long)]
         org: String,
     },
-    /// List domains.
+    /// List domains, with their state (verified, or pending with the TXT record to publish).
     List {
         #[arg(long)]
         org: Option<String>,
+    },
+    /// Check a pending domain again (M2): its TXT record `postfach-verify=…` or its MX
+    /// pointing at this platform verifies it.
+    Verify {
+        domain: String,
+        /// Verify without proof (platform operators only).
+        #[arg(long)]
+        force: bool,
     },
     /// The DNS records to publish for a domain's mail service (MX, SPF, DKIM, DMARC, …); with
     /// the platform's host name, the platform's own records (the key of its ARC seal).
@@ -601,6 +638,72 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 print_generated(&out, &v.user.login, v.generated_password.as_deref());
             });
         }
+        Command::User(UserCmd::Invite { login, org, role }) => {
+            let i = dir.invite_user(a, &login, &org, role.into()).await?;
+            out.show(&i, |i| {
+                println!(
+                    "Invited {} into {} as {} (until {}); the invitation was mailed to {}",
+                    i.login,
+                    i.org,
+                    i.role.as_str(),
+                    i.expires_at,
+                    i.login
+                )
+            });
+        }
+        Command::User(UserCmd::Invitations { org }) => {
+            let list = match &org {
+                Some(org) => dir.org_invitations(a, org).await?,
+                None => dir.my_invitations(a).await?,
+            };
+            out.show(&list, |l: &Vec<InvitationView>| {
+                let rows = l
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.org.clone(),
+                            i.login.clone(),
+                            i.role.as_str().to_string(),
+                            i.invited_by.clone(),
+                            i.expires_at.clone(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(
+                    &["ORGANIZATION", "LOGIN", "ROLE", "INVITED BY", "EXPIRES"],
+                    &rows,
+                )
+            });
+        }
+        Command::User(UserCmd::Accept { org }) => {
+            let u = dir.accept_invitation(a, &org).await?;
+            out.show(&u, |u| println!("{} joined {org}", u.login));
+        }
+        Command::User(UserCmd::Decline { org }) => {
+            dir.decline_invitation(a, &org).await?;
+            out.show(&serde_json::json!({"declined": org}), |_| {
+                println!("Declined the invitation into {org}")
+            });
+        }
+        Command::User(UserCmd::Activate {
+            token,
+            password: pw,
+        }) => {
+            let Some(pw) = password(&pw)? else {
+                return Err(anyhow!(
+                    "--password is needed: the password you choose for the account"
+                ));
+            };
+            let u = dir.activate_invitation(&token, &pw).await?;
+            out.show(&u, |u| {
+                let orgs: Vec<&str> = u.memberships.iter().map(|m| m.org.as_str()).collect();
+                println!(
+                    "{} has its password and joined {}",
+                    u.login,
+                    orgs.join(", ")
+                )
+            });
+        }
         Command::User(UserCmd::List { org }) => {
             let list = dir.list_users(a, &org).await?;
             out.show(&list, |l: &Vec<UserView>| {
@@ -674,7 +777,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
         Command::Domain(DomainCmd::Add { domain, org }) => {
             let d = dir.add_domain(a, &org, &domain).await?;
-            out.show(&d, |d| println!("Added domain {} to {}", d.name, d.org));
+            out.show(&d, |d| {
+                println!("Added domain {} to {}", d.name, d.org);
+                print_verification(d);
+            });
+        }
+        Command::Domain(DomainCmd::Verify { domain, force }) => {
+            let d = dir.verify_domain(a, &domain, force).await?;
+            out.show(&d, |d| println!("{} is verified", d.name));
         }
         Command::Domain(DomainCmd::List { org }) => {
             let list = dir.list_domains(a, org.as_deref()).await?;
@@ -690,15 +800,25 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                         vec![
                             name,
                             d.org.clone(),
+                            domain_status(d).into(),
                             yes_no(d.mail_service.is_some()),
                             d.created_at.clone(),
                         ]
                     })
                     .collect::<Vec<_>>();
                 table(
-                    &["DOMAIN", "ORGANIZATION", "MAIL SERVICE", "CREATED"],
+                    &[
+                        "DOMAIN",
+                        "ORGANIZATION",
+                        "STATUS",
+                        "MAIL SERVICE",
+                        "CREATED",
+                    ],
                     &rows,
-                )
+                );
+                for d in l {
+                    print_verification(d);
+                }
             });
         }
 
@@ -1224,4 +1344,21 @@ fn folder_roles_table(list: &[postfach_core::model::FolderRoleView]) {
         .map(|f| vec![f.folder.clone(), f.role.clone()])
         .collect::<Vec<_>>();
     table(&["FOLDER", "ROLE"], &rows)
+}
+
+fn domain_status(d: &DomainView) -> &'static str {
+    match d.status {
+        DomainStatus::Verified => "verified",
+        DomainStatus::Pending => "pending",
+    }
+}
+
+/// For a pending domain: the record that proves control, and what to run then (M2).
+fn print_verification(d: &DomainView) {
+    if let Some(r) = &d.verification {
+        println!(
+            "{} is pending: publish  {}. IN TXT \"{}\"  then run `postfach domain verify {}`",
+            d.name, r.name, r.value, d.name
+        );
+    }
 }

@@ -29,8 +29,16 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 pub use config::{AuthSettings, DnsSettings, QueueSettings, SmtpConfig, SmtpSettings};
+pub use mailauth::DomainProbe;
 pub use postfach_delivery::rspamd::{SpamBackend, SpamSettings};
 pub use session::Kind;
+
+/// M2: the domain check's resolver, from `[dns]` (the same resolvers the mail checks use).
+pub fn domain_probe(dns: &DnsSettings) -> Result<mailauth::DomainProbe, String> {
+    Ok(mailauth::DomainProbe(Arc::new(mailauth::authenticator(
+        dns,
+    )?)))
+}
 pub use verdict::{bogus_helo, forbidden_attachment};
 
 /// What every session and worker shares.

@@ -230,6 +230,61 @@ pub async fn authenticate(
     }
 }
 
+/// M2: the domain check of the service layer asks DNS through the same resolvers as the
+/// mail checks (`[dns] nameservers`).
+pub struct DomainProbe(pub std::sync::Arc<MessageAuthenticator>);
+
+/// "No such record" is an empty answer, not an error.
+fn none_if_missing<T>(r: mail_auth::Result<Vec<T>>) -> Result<Vec<T>, String> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_))) => Ok(Vec::new()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl postfach_core::DomainDns for DomainProbe {
+    async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let lookup = async {
+            let answer = self.0.0.txt_lookup(fqdn.as_str()).await?;
+            Ok(answer
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_resolver::proto::rr::RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect())
+        };
+        none_if_missing(lookup.await)
+    }
+
+    async fn mx(&self, name: &str) -> Result<Vec<String>, String> {
+        use mail_auth::common::cache::NoCache;
+        let set = self
+            .0
+            .mx_lookup(
+                name,
+                None::<&NoCache<Box<str>, mail_auth::RecordSet<mail_auth::MX>>>,
+            )
+            .await
+            .map(|set| {
+                set.rrset
+                    .iter()
+                    .flat_map(|mx| mx.exchanges.iter().map(|h| h.to_string()))
+                    .collect()
+            });
+        none_if_missing(set)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::unquoted;

@@ -127,6 +127,9 @@ pub(crate) struct Session {
     skip_line: bool,
     /// Bytes of the command line received so far (without its end).
     partial_line: usize,
+    /// The raw bytes of the command being read (at most a line): smtp-proto reads both
+    /// `RCPT TO:<>` and `RCPT TO:<Postmaster>` as an empty address, the line tells them apart.
+    command_line: Vec<u8>,
     quit: bool,
 }
 
@@ -168,6 +171,7 @@ impl Session {
             auth_failures: 0,
             skip_line: false,
             partial_line: 0,
+            command_line: Vec::new(),
             quit: false,
         };
         session.serve().await;
@@ -264,15 +268,20 @@ impl Session {
                                 }
                             };
                             self.partial_line = 0;
+                            self.command_line.clear();
                             *rx = RequestReceiver::default();
                             self.error("500 5.5.2 Line too long");
                             continue;
                         }
                         self.partial_line = if newline.is_some() { 0 } else { line };
-                        let request = match rx.ingest(&mut bytes) {
+                        let ingested = rx.ingest(&mut bytes);
+                        let consumed = rest.len() - bytes.as_slice().len();
+                        self.command_line.extend_from_slice(&rest[..consumed]);
+                        let request = match ingested {
                             Ok(r) => r.into_owned(),
                             Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
                             Err(e) => {
+                                self.command_line.clear();
                                 // The rest of an overlong line is not a new command.
                                 if matches!(e, smtp_proto::Error::ResponseTooLong) {
                                     self.skip_line = true;
@@ -289,7 +298,9 @@ impl Session {
                             self.quit = true;
                             break;
                         }
-                        self.command(request).await
+                        let next = self.command(request).await;
+                        self.command_line.clear();
+                        next
                     }
                     Input::Data(rx) => {
                         let rest = bytes.as_slice();
@@ -714,14 +725,24 @@ impl Session {
         self.reply(format!("250 2.1.0 {shown}... Sender ok"));
     }
 
+    /// Whether the command line's path is the bare `<Postmaster>` (any case, RFC 5321
+    /// §4.5.1).
+    fn names_postmaster(&self) -> bool {
+        let line = String::from_utf8_lossy(&self.command_line);
+        line.split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .is_some_and(|(path, _)| path.trim().eq_ignore_ascii_case("postmaster"))
+    }
+
     async fn rcpt_to(&mut self, to: smtp_proto::RcptTo<String>) {
         let Some(txn) = &self.txn else {
             return self.error("503 5.5.1 Need MAIL command first");
         };
         let rcpt = match to.address.trim() {
             // smtp-proto reads the bare `<Postmaster>` (RFC 5321 §4.5.1) as an empty address,
-            // as it reads `<>`; no empty recipient is valid, so this refuses nothing valid.
-            "" => "postmaster".to_string(),
+            // as it reads `<>`, which is no recipient at all (RFC 5321 §4.1.2 Forward-path).
+            "" if self.names_postmaster() => "postmaster".to_string(),
+            "" => return self.error("501 5.1.3 Bad recipient address syntax: <> is no recipient"),
             a => a.to_string(),
         };
         if !o3_recipients::allows_another(txn.rcpts.len(), self.smtp.cfg.smtp.max_recipients) {

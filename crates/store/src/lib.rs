@@ -151,8 +151,38 @@ pub trait Tx: Send {
     async fn grant_get(&mut self, user_id: i64, service_id: i64) -> Result<Option<String>>;
     async fn grants_of_user(&mut self, user_id: i64) -> Result<Vec<Grant>>;
 
+    // -- invitations (M1)
+    /// Invites `user_id` into `org_id` (or renews the invitation: new role, token and expiry).
+    #[allow(clippy::too_many_arguments)]
+    async fn invitation_upsert(
+        &mut self,
+        org_id: i64,
+        user_id: i64,
+        role: &str,
+        invited_by: &str,
+        token_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Invitation>;
+    async fn invitation_by_token(&mut self, token_hash: &str) -> Result<Option<Invitation>>;
+    async fn invitation_get(&mut self, org_id: i64, user_id: i64) -> Result<Option<Invitation>>;
+    async fn invitations_of_user(&mut self, user_id: i64) -> Result<Vec<Invitation>>;
+    async fn invitations_of_org(&mut self, org_id: i64) -> Result<Vec<Invitation>>;
+    async fn invitation_delete(&mut self, id: i64) -> Result<bool>;
+
     // -- domains
-    async fn domain_insert(&mut self, org_id: i64, name: &str, now: i64) -> Result<Domain>;
+    /// Adds a domain, verified at `verified_at` or (`None`) pending with `verify_token`.
+    async fn domain_insert(
+        &mut self,
+        org_id: i64,
+        name: &str,
+        now: i64,
+        verified_at: Option<i64>,
+        verify_token: &str,
+    ) -> Result<Domain>;
+    async fn domain_set_verified(&mut self, id: i64, at: i64) -> Result<()>;
+    /// Removes a domain nothing refers to (a pending claim that lapsed).
+    async fn domain_delete(&mut self, id: i64) -> Result<()>;
     async fn domain_by_name(&mut self, name: &str) -> Result<Option<Domain>>;
     async fn domain_list(&mut self, org_id: Option<i64>) -> Result<Vec<Domain>>;
 
@@ -236,6 +266,12 @@ pub trait Tx: Send {
     /// on SQLite, whose write transaction excludes every other writer already (a missing
     /// mailbox shows when its messages are read or its MODSEQ taken).
     async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()>;
+    /// Locks an address's row to the end of the transaction (PostgreSQL; SQLite's write
+    /// transaction excludes every other writer already). The lock order of the mail store:
+    /// a transaction that changes several rows of one address's mail takes the address row
+    /// before any of its mailboxes — delivery, APPEND and COPY do so by counting the usage
+    /// first — so that two of them cannot deadlock (SQLSTATE 40P01).
+    async fn address_lock(&mut self, address_id: i64) -> Result<()>;
     async fn message_list(&mut self, mailbox_id: i64) -> Result<Vec<Message>>;
     /// Adds `delta` bytes to an address's storage usage and returns the usage it left (on
     /// PostgreSQL the row stays locked to the end of the transaction).

@@ -55,6 +55,25 @@ pub struct Domain {
     pub org_id: i64,
     pub name: String,
     pub created_at: i64,
+    /// M2: when the organization proved control of the domain; `None` while pending.
+    pub verified_at: Option<i64>,
+    /// The token of the `postfach-verify=` TXT record that proves control.
+    pub verify_token: String,
+}
+
+/// M1: an invitation of an account into an organization, waiting for the account to accept.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Invitation {
+    pub id: i64,
+    pub org_id: i64,
+    pub org_name: String,
+    pub user_id: i64,
+    pub login: String,
+    pub role: String,
+    /// Who invited (as the activity log names actors).
+    pub invited_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]

@@ -767,7 +767,10 @@ mod scenarios {
     async fn org_domain_service(t: &TestStore, org: &str, domain: &str) -> (Org, MailService) {
         let mut tx = t.store.begin_write().await.unwrap();
         let o = tx.org_insert(org, 100).await.unwrap();
-        let d = tx.domain_insert(o.id, domain, 100).await.unwrap();
+        let d = tx
+            .domain_insert(o.id, domain, 100, Some(100), "")
+            .await
+            .unwrap();
         let s = tx
             .service_insert(
                 &NewService {
@@ -891,7 +894,7 @@ mod scenarios {
         drop(tx);
         let mut tx = t.store.begin_write().await.unwrap();
         assert!(matches!(
-            tx.domain_insert(org.id, "acme.test", 1).await,
+            tx.domain_insert(org.id, "acme.test", 1, Some(1), "").await,
             Err(StoreError::Conflict(_))
         ));
         drop(tx);
@@ -1217,7 +1220,10 @@ mod mail {
     pub async fn address(t: &TestStore) -> Address {
         let mut tx = t.store.begin_write().await.unwrap();
         let o = tx.org_insert("Acme", 1).await.unwrap();
-        let d = tx.domain_insert(o.id, "acme.test", 1).await.unwrap();
+        let d = tx
+            .domain_insert(o.id, "acme.test", 1, Some(1), "")
+            .await
+            .unwrap();
         let s = tx
             .service_insert(
                 &NewService {

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use postfach_core::invitations::InvitationView;
 use postfach_core::model::{
     AddressView, AliasView, ApiKeyView, AuditView, DomainView, FolderRoleView, GrantLevel,
     ImportReport, NewAddressView, NewUserView, OrgView, Role, ServiceView, TokenView, UserView,
@@ -80,6 +81,22 @@ pub struct GrantBody {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    pub login: String,
+    pub role: Role,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateInvitation {
+    /// The token of the invitation mail.
+    pub token: String,
+    /// The password the invited person chooses for the new account.
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,
 }
@@ -88,6 +105,14 @@ pub struct NewApiKey {
 #[serde(deny_unknown_fields)]
 pub struct NewDomain {
     pub name: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyDomain {
+    /// Verify without proof (platform operators only).
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -230,7 +255,8 @@ pub async fn list_users(
     Ok(Json(s.dir.list_users(&a, &org).await?))
 }
 
-/// Add a user to an organization (creating the account if needed).
+/// Add a user to an organization directly, creating the account if needed (platform
+/// operators; an organization's administrators invite instead, 403 here).
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/users", tag = "users", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization name")), request_body = NewMember,
     responses((status = 201, body = NewUserView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -244,6 +270,84 @@ pub async fn add_user(
         s.dir
             .add_user(&a, &b.login, &org, b.role, b.password.as_deref())
             .await?,
+    ))
+}
+
+/// Invite a login into an organization (M1, administrators): it joins when its owner
+/// accepts. The answer is the same whether or not the login has an account; the invitation
+/// is mailed to the login.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/invitations", tag = "users", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization name")), request_body = NewInvitation,
+    responses((status = 201, body = InvitationView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn invite_user(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(b): ApiJson<NewInvitation>,
+) -> ApiResult<Created<InvitationView>> {
+    Ok(created(
+        s.dir.invite_user(&a, &b.login, &org, b.role).await?,
+    ))
+}
+
+/// The pending invitations of an organization (its administrators).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/invitations", tag = "users", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization name")),
+    responses((status = 200, body = [InvitationView]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn org_invitations(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(org): ApiPath<String>,
+) -> ApiResult<Json<Vec<InvitationView>>> {
+    Ok(Json(s.dir.org_invitations(&a, &org).await?))
+}
+
+/// The authenticated account's pending invitations.
+#[utoipa::path(get, path = "/api/v1/me/invitations", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = [InvitationView]), (status = 401, body = ErrorBody)))]
+pub async fn my_invitations(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+) -> ApiResult<Json<Vec<InvitationView>>> {
+    Ok(Json(s.dir.my_invitations(&a).await?))
+}
+
+/// Accept an invitation: the account joins the organization with the invitation's role.
+#[utoipa::path(post, path = "/api/v1/me/invitations/{org}/accept", tag = "users", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization name")),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn accept_invitation(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(org): ApiPath<String>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(s.dir.accept_invitation(&a, &org).await?))
+}
+
+/// Decline an invitation.
+#[utoipa::path(delete, path = "/api/v1/me/invitations/{org}", tag = "users", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization name")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn decline_invitation(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(org): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.dir.decline_invitation(&a, &org).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// First invitation of a login that had no account: the token of the invitation mail sets
+/// the account's password and the account joins. No bearer token: the mailed token is the
+/// proof. An account that has a password logs in and accepts instead (409).
+#[utoipa::path(post, path = "/api/v1/invitations/activate", tag = "users", request_body = ActivateInvitation,
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn activate_invitation(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<ActivateInvitation>,
+) -> ApiResult<Json<UserView>> {
+    Ok(Json(
+        s.dir.activate_invitation(&b.token, &b.password).await?,
     ))
 }
 
@@ -370,6 +474,20 @@ pub async fn add_domain(
     ApiJson(b): ApiJson<NewDomain>,
 ) -> ApiResult<Created<DomainView>> {
     Ok(created(s.dir.add_domain(&a, &org, &b.name).await?))
+}
+
+/// Check a pending domain again (M2): the TXT record `postfach-verify=<token>` at the domain,
+/// or its MX pointing at this platform, verifies it; 409 says what was not found.
+#[utoipa::path(post, path = "/api/v1/domains/{name}/verify", tag = "domains", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body = VerifyDomain,
+    responses((status = 200, body = DomainView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn verify_domain(
+    State(s): State<AppState>,
+    Auth(a): Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(b): ApiJson<VerifyDomain>,
+) -> ApiResult<Json<DomainView>> {
+    Ok(Json(s.dir.verify_domain(&a, &name, b.force).await?))
 }
 
 /// Mail services visible to the account.

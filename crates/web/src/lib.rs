@@ -80,9 +80,11 @@ impl Modify for Complete {
     paths(
         api::login, api::logout, api::me,
         api::list_orgs, api::create_org, api::list_users, api::add_user, api::set_role,
+        api::invite_user, api::org_invitations, api::my_invitations, api::accept_invitation,
+        api::decline_invitation, api::activate_invitation,
         api::get_user, api::set_user_password, api::grant, api::revoke,
         api::list_api_keys, api::create_api_key, api::revoke_api_key,
-        api::list_domains, api::add_domain,
+        api::list_domains, api::add_domain, api::verify_domain,
         api::list_services, api::create_service, api::get_service, api::update_service,
         api::list_addresses, api::add_address, api::import_addresses, api::export_addresses,
         api::get_address, api::update_address, api::delete_address, api::set_address_password,
@@ -137,6 +139,7 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(dir: Directory) -> Router {
     let v1 = Router::new()
         .route("/auth/login", post(api::login))
+        .route("/invitations/activate", post(api::activate_invitation))
         .route("/auth/logout", post(api::logout))
         .route("/me", get(api::me))
         .route("/orgs", get(api::list_orgs).post(api::create_org))
@@ -145,6 +148,13 @@ pub fn router(dir: Directory) -> Router {
             get(api::list_users).post(api::add_user),
         )
         .route("/orgs/{org}/users/{login}/role", put(api::set_role))
+        .route(
+            "/orgs/{org}/invitations",
+            get(api::org_invitations).post(api::invite_user),
+        )
+        .route("/me/invitations", get(api::my_invitations))
+        .route("/me/invitations/{org}/accept", post(api::accept_invitation))
+        .route("/me/invitations/{org}", delete(api::decline_invitation))
         .route("/orgs/{org}/domains", post(api::add_domain))
         .route("/users/{login}", get(api::get_user))
         .route("/users/{login}/password", put(api::set_user_password))
@@ -158,6 +168,7 @@ pub fn router(dir: Directory) -> Router {
         )
         .route("/users/{login}/api-keys/{id}", delete(api::revoke_api_key))
         .route("/domains", get(api::list_domains))
+        .route("/domains/{name}/verify", post(api::verify_domain))
         .route(
             "/services",
             get(api::list_services).post(api::create_service),

@@ -284,6 +284,8 @@ impl Directory {
     pub async fn folder_create(&self, address_id: i64, name: &str, role: &str) -> Result<Mailbox> {
         let name = folder_name(name)?;
         let mut tx = self.store.begin_write().await?;
+        // A role moves between mailboxes: the address row first (`Tx::address_lock`).
+        tx.address_lock(address_id).await?;
         let existing = tx.mailbox_get(address_id, &name).await?;
         if existing.as_ref().is_some_and(|m| !m.noselect) {
             return Err(Error::duplicate("folder", name));
@@ -364,6 +366,8 @@ impl Directory {
             return Err(Error::Conflict("INBOX cannot be deleted".into()));
         }
         let mut tx = self.store.begin_write().await?;
+        // The address row before the mailbox (the store's lock order, `Tx::address_lock`).
+        tx.address_lock(address_id).await?;
         let prefix = format!("{name}{SEPARATOR}");
         let has_children = tx
             .mailbox_list(address_id)
@@ -409,6 +413,7 @@ impl Directory {
     pub async fn folder_rename(&self, address_id: i64, from: &str, to: &str) -> Result<()> {
         let (from, to) = (folder_name(from)?, folder_name(to)?);
         let mut tx = self.store.begin_write().await?;
+        tx.address_lock(address_id).await?;
         let all = tx.mailbox_list(address_id).await?;
         let src = all
             .iter()
@@ -948,6 +953,9 @@ impl Directory {
         let within: Option<std::collections::HashSet<i64>> =
             within.map(|w| w.iter().copied().collect());
         let mut tx = self.store.begin_write().await?;
+        // The address row before the mailbox (the store's lock order, `Tx::address_lock`):
+        // a delivery counts the usage first, then takes the mailbox.
+        tx.address_lock(address_id).await?;
         tx.mailbox_lock(mailbox_id).await?;
         let messages = tx.message_list(mailbox_id).await?;
         let doomed: Vec<&Message> = messages
@@ -974,6 +982,7 @@ impl Directory {
         }
         let wanted: std::collections::HashSet<i64> = uids.iter().copied().collect();
         let mut tx = self.store.begin_write().await?;
+        tx.address_lock(address_id).await?;
         let size: i64 = messages_by_uid(&mut *tx, mailbox_id, &wanted)
             .await?
             .iter()
@@ -1044,6 +1053,9 @@ impl Directory {
     ) -> Result<(i64, Vec<(i64, i64)>)> {
         let to = folder_name(to)?;
         let mut tx = self.store.begin_write().await?;
+        // The address row first (the store's lock order): two MOVEs in opposite directions
+        // would otherwise each hold one mailbox and wait for the other.
+        tx.address_lock(address_id).await?;
         let dst = selectable(&mut *tx, address_id, &to)
             .await?
             .ok_or_else(|| Self::no_folder(&to))?;

@@ -11,14 +11,13 @@
 use std::collections::BTreeSet;
 
 use postfach_store::{
-    Mailbox, NewMessage, NewQueueEntry, NewQueueRcpt, QueueEntry, QueueRcpt, Tx, inline_id,
-    is_inline_id,
+    Mailbox, NewMessage, NewQueueEntry, QueueEntry, QueueRcpt, Tx, inline_id, is_inline_id,
 };
 
 use crate::Directory;
 use crate::error::{Error, Result};
 use crate::mail::access::{SEPARATOR, folder_name};
-use crate::mail::routing::{LocalRcpt, Rcpt};
+use crate::mail::routing::LocalRcpt;
 use crate::mail::settings::{
     self, AddressFilters, Autoreplies, Autoreply, BlockAction, Scope, ServiceFilters, SieveScripts,
 };
@@ -325,29 +324,9 @@ impl Directory {
             let blob = self.new_body(&o.raw).await?;
             let mut rcpts = Vec::new();
             for to in &o.to {
-                match self.resolve_rcpt(to).await {
-                    Ok(Rcpt::Local(l)) => rcpts.push(NewQueueRcpt {
-                        rcpt: to.clone(),
-                        address_id: Some(l.address_id),
-                        via: l.via.as_str().into(),
-                        domain: l.domain,
-                        is_local: true,
-                        notify: 0,
-                        orcpt: None,
-                    }),
-                    Ok(Rcpt::Remote { domain }) => rcpts.push(NewQueueRcpt {
-                        rcpt: to.clone(),
-                        domain,
-                        is_local: false,
-                        ..Default::default()
-                    }),
-                    Ok(Rcpt::Reverse { original, domain }) => rcpts.push(NewQueueRcpt {
-                        rcpt: original,
-                        domain,
-                        is_local: false,
-                        ..Default::default()
-                    }),
-                    Ok(Rcpt::NoSuchUser) | Err(_) => {
+                match self.queue_rcpt(to).await? {
+                    Some(r) => rcpts.push(r),
+                    None => {
                         tracing::info!(to = %to, kind = o.kind, "pipeline message to a nonexistent recipient dropped")
                     }
                 }

@@ -14,6 +14,84 @@ use crate::model::rfc3339;
 use crate::rules::o3_daily_sending as o3;
 use crate::{Actor, Directory};
 
+/// Days a platform notice (`Directory::platform_notice`) is retried before it is dropped.
+const NOTICE_LIFETIME: i64 = 2 * 86_400;
+
+impl Directory {
+    /// The queue's recipient row for `to`: a hosted mailbox, a remote domain, or the original
+    /// sender behind one of our SRS addresses; `None` when a hosted domain has no such
+    /// address (or `to` is no address).
+    pub async fn queue_rcpt(&self, to: &str) -> Result<Option<NewQueueRcpt>> {
+        use crate::mail::routing::Rcpt;
+        Ok(match self.resolve_rcpt(to).await {
+            Ok(Rcpt::Local(l)) => Some(NewQueueRcpt {
+                rcpt: to.to_string(),
+                address_id: Some(l.address_id),
+                via: l.via.as_str().into(),
+                domain: l.domain,
+                is_local: true,
+                notify: 0,
+                orcpt: None,
+            }),
+            Ok(Rcpt::Remote { domain }) => Some(NewQueueRcpt {
+                rcpt: to.to_string(),
+                domain,
+                is_local: false,
+                ..Default::default()
+            }),
+            Ok(Rcpt::Reverse { original, domain }) => Some(NewQueueRcpt {
+                rcpt: original,
+                domain,
+                is_local: false,
+                ..Default::default()
+            }),
+            Ok(Rcpt::NoSuchUser) | Err(_) => None,
+        })
+    }
+
+    /// A message of the platform itself (an invitation, an alert) to `to`: from the
+    /// platform's postmaster, with the null envelope sender so that nothing answers or
+    /// bounces it (RFC 3834 §3.3, RFC 5321 §4.5.5), signed as the platform (O2), delivered by
+    /// the queue like any other mail.
+    pub async fn platform_notice(&self, to: &str, subject: &str, text: &str) -> Result<i64> {
+        let rcpt = self
+            .queue_rcpt(to)
+            .await?
+            .ok_or_else(|| Error::not_found("recipient", to))?;
+        let host = self.policy.platform.hostname.trim_end_matches('.');
+        let message = mail_builder::MessageBuilder::new()
+            .from(("Postfach".to_string(), format!("postmaster@{host}")))
+            .to(to)
+            .subject(subject)
+            .date(self.now())
+            .message_id(format!("{}@{host}", crate::secret::random_hex(12)))
+            .header(
+                "Auto-Submitted",
+                mail_builder::headers::raw::Raw::new("auto-generated"),
+            )
+            .text_body(text)
+            .write_to_vec()
+            .map_err(|e| Error::Internal(format!("composing a notice: {e}")))?;
+        let request = SpoolRequest {
+            entry: NewQueueEntry {
+                blob_id: postfach_store::inline_id(&message),
+                size: message.len() as i64,
+                mail_from: String::new(),
+                source: "notice".into(),
+                sender_address_id: None,
+                env_id: None,
+                ret_full: false,
+                expires_at: 0,
+            },
+            rcpts: vec![rcpt],
+            count_for: None,
+            lifetime: NOTICE_LIFETIME,
+            inline_body: Some(message),
+        };
+        self.spool(&request).await
+    }
+}
+
 /// O3: what a submitted message counts toward its sender's daily limit.
 #[derive(Debug, Clone, Copy)]
 pub struct SendCount {

@@ -156,7 +156,7 @@ pub fn script_name(name: &str) -> Result<String> {
 
 /// Compiles a script with the same compiler delivery uses; the error names its line and
 /// column (P7: CHECKSCRIPT and PUTSCRIPT report where the mistake is).
-pub fn check_sieve(source: &str) -> Result<()> {
+pub fn check_sieve(source: &str) -> Result<sieve::Sieve> {
     if source.len() > MAX_SCRIPT_BYTES {
         return Err(Error::invalid(
             "Sieve script",
@@ -166,7 +166,6 @@ pub fn check_sieve(source: &str) -> Result<()> {
     sieve::Compiler::new()
         .with_max_script_size(MAX_SCRIPT_BYTES)
         .compile(source.as_bytes())
-        .map(|_| ())
         .map_err(|e| {
             Error::invalid(
                 "Sieve script",

@@ -144,7 +144,7 @@ impl Directory {
             ("forward", Some((_, domain))) => Producer::Forward {
                 mailbox_domain: domain,
             },
-            ("dsn", _) => Producer::Platform { hostname },
+            ("dsn" | "notice", _) => Producer::Platform { hostname },
             // Inbound relays, redirects of a message a Sieve script edited ("forward-edited":
             // its From may be anything the script wrote), and anything whose producer is
             // unknown (entries queued before producers were recorded, a deleted mailbox): no

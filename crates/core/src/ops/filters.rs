@@ -122,6 +122,26 @@ fn same_address(a: &str, b: &str) -> bool {
     validate::address(a).ok() == validate::address(b).ok()
 }
 
+/// M11: a Sieve script that the mailbox user stores or activates may only do what the user
+/// may change in other ways (`m11::script_needs`); managers of the service are not bound.
+fn mailbox_user_may_run(
+    actor: &Actor,
+    target: &str,
+    t: &Target,
+    scripts: &[sieve::Sieve],
+) -> Result<()> {
+    if let (Actor::Mailbox(own), Target::Address(_, a)) = (actor, t)
+        && same_address(own, target)
+    {
+        for script in scripts {
+            for right in m11::script_needs(script) {
+                m11::mailbox_user_may(a, right)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Directory {
     /// Resolves `target` (an address or a domain) and checks that `actor` may read
     /// (`write == false`) or change it.
@@ -213,11 +233,12 @@ impl Directory {
         activate: bool,
     ) -> Result<SieveScriptView> {
         let name = settings::script_name(name)?;
-        settings::check_sieve(source)?;
+        let compiled = settings::check_sieve(source)?;
         let mut tx = self.store.begin_write().await?;
         let t = self
             .settings_target(&mut *tx, actor, target, true, What::Filters)
             .await?;
+        mailbox_user_may_run(actor, target, &t, std::slice::from_ref(&compiled))?;
         let mut doc: SieveScripts = settings::load(&mut *tx, t.scope()).await?;
         match doc.scripts.iter_mut().find(|s| s.name == name) {
             Some(s) => s.source = source.to_string(),
@@ -274,6 +295,15 @@ impl Directory {
             && doc.get(n).is_none()
         {
             return Err(Error::not_found("Sieve script", n));
+        }
+        if name.is_some() {
+            // Every stored script, not only this one: it may `include` the others (RFC 6609).
+            let compiled = doc
+                .scripts
+                .iter()
+                .map(|s| settings::check_sieve(&s.source))
+                .collect::<Result<Vec<_>>>()?;
+            mailbox_user_may_run(actor, target, &t, &compiled)?;
         }
         for s in &mut doc.scripts {
             s.active = Some(s.name.as_str()) == name;

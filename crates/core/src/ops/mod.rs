@@ -7,6 +7,7 @@ pub mod audit;
 pub mod domains;
 pub mod filters;
 pub mod import;
+pub mod invitations;
 pub mod orgs;
 pub mod reports;
 pub mod services;

@@ -10,6 +10,7 @@ use crate::access::Need;
 use crate::error::{Error, Result};
 use crate::model::{ServiceView, rfc3339};
 use crate::policy::Offer;
+use crate::rules::m2_domain_ownership as m2;
 use crate::validate::CATCHALL;
 use crate::{Actor, Directory, validate};
 
@@ -117,6 +118,8 @@ impl Directory {
                 });
             }
         };
+        // M2: a pending domain serves no mail.
+        m2::may_serve_mail(&d.name, d.verified_at.is_some())?;
         if tx.service_by_domain(&domain).await?.is_some() {
             return Err(Error::duplicate("mail service", domain));
         }

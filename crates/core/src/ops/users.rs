@@ -1,16 +1,22 @@
 //! User accounts of the Manager (M1, S1): login e-mail + argon2id password, roles per
 //! organization, product grants for collaborators and externals.
 
-use postfach_store::{NewUser, Tx, User};
+use postfach_store::{Membership, NewUser, Tx, User};
 use serde_json::json;
 
 use crate::access::{Need, Standing};
 use crate::error::{Error, Result};
 use crate::model::{GrantLevel, GrantView, MembershipView, NewUserView, Role, UserView, rfc3339};
+use crate::rules::m1_grants_and_roles as m1;
 use crate::{Actor, Directory, secret, validate};
 
 impl Directory {
-    async fn user_view(&self, tx: &mut dyn Tx, user: &User, viewer: &Actor) -> Result<UserView> {
+    pub(crate) async fn user_view(
+        &self,
+        tx: &mut dyn Tx,
+        user: &User,
+        viewer: &Actor,
+    ) -> Result<UserView> {
         let all_visible = viewer.is_operator() || viewer.login() == Some(user.login.as_str());
         let mut memberships = Vec::new();
         for m in tx.memberships_of_user(user.id).await? {
@@ -48,6 +54,25 @@ impl Directory {
             created_at: rfc3339(user.created_at),
             last_login_at: user.last_login_at.map(rfc3339),
         })
+    }
+
+    /// A member of organization `org_id`. A login without an account and an account that is
+    /// not a member get the same answer: the organization's administrators learn nothing about
+    /// accounts outside it (M1).
+    async fn load_member(
+        &self,
+        tx: &mut dyn Tx,
+        org_id: i64,
+        org: &str,
+        login: &str,
+    ) -> Result<(User, Membership)> {
+        let none = || Error::not_found("member", format!("{} of {org}", login.trim()));
+        let Ok(login) = validate::login(login) else {
+            return Err(none());
+        };
+        let user = tx.user_by_login(&login).await?.ok_or_else(none)?;
+        let m = tx.membership_get(org_id, user.id).await?.ok_or_else(none)?;
+        Ok((user, m))
     }
 
     pub(crate) async fn load_user(&self, tx: &mut dyn Tx, login: &str) -> Result<User> {
@@ -126,6 +151,15 @@ impl Directory {
         password: Option<&str>,
     ) -> Result<NewUserView> {
         let login = validate::login(login)?;
+        // M1: only the platform operator puts accounts into organizations directly; an
+        // organization's administrators invite (the same answer whether the login exists).
+        if !actor.is_operator() {
+            let e = Error::Forbidden(format!(
+                "administrators invite accounts: `postfach user invite {login} --org {org} --role {}` (the account joins when its owner accepts)",
+                role.as_str()
+            ));
+            return Err(e);
+        }
         if let Some(p) = password {
             self.check_manager_password(&login, p)?;
         }
@@ -211,11 +245,7 @@ impl Directory {
         let standing = self
             .require_org_admin(&mut *tx, actor, &o, "change roles")
             .await?;
-        let user = self.load_user(&mut *tx, login).await?;
-        let current = tx
-            .membership_get(o.id, user.id)
-            .await?
-            .ok_or_else(|| Error::not_found("member", format!("{} of {}", user.login, o.name)))?;
+        let (user, current) = self.load_member(&mut *tx, o.id, &o.name, login).await?;
         let current = Role::parse(&current.role)?;
         if current == Role::Legal || role == Role::Legal {
             check_may_appoint(standing, Role::Legal, &o.name)?;
@@ -301,7 +331,13 @@ impl Directory {
     pub async fn list_users(&self, actor: &Actor, org: &str) -> Result<Vec<UserView>> {
         let mut tx = self.store.begin().await?;
         let o = self.load_org(&mut *tx, org).await?;
-        self.require_org_member(&mut *tx, actor, &o).await?;
+        let standing = self.require_org_member(&mut *tx, actor, &o).await?;
+        // M1: collaborators and externals see what they were granted, not the organization's
+        // people (nor when each logged in): the list holds themselves only.
+        let only_self = match standing {
+            Standing::Member(role) if !role.manages_everything() => actor.login(),
+            _ => None,
+        };
         let org_services: Vec<String> = tx
             .service_list(Some(o.id))
             .await?
@@ -311,6 +347,9 @@ impl Directory {
         let mut out = Vec::new();
         for m in tx.memberships_of_org(o.id).await? {
             if let Some(u) = tx.user_by_id(m.user_id).await? {
+                if only_self.is_some_and(|me| me != u.login) {
+                    continue;
+                }
                 let mut v = self.user_view(&mut *tx, &u, actor).await?;
                 // Members see each other's role here, not their other organizations.
                 v.memberships.retain(|mv| mv.org == o.name);
@@ -345,16 +384,9 @@ impl Directory {
             "grant access to its products",
         )
         .await?;
-        let user = self.load_user(&mut *tx, login).await?;
-        let m = tx
-            .membership_get(svc.org_id, user.id)
-            .await?
-            .ok_or_else(|| {
-                Error::Conflict(format!(
-                    "{} is not a member of {}; add the user to the organization first",
-                    user.login, svc.org_name
-                ))
-            })?;
+        let (user, m) = self
+            .load_member(&mut *tx, svc.org_id, &svc.org_name, login)
+            .await?;
         if Role::parse(&m.role)?.manages_everything() {
             return Err(Error::Conflict(format!(
                 "{} is {} of {} and already manages every product",
@@ -388,7 +420,9 @@ impl Directory {
             "revoke access to its products",
         )
         .await?;
-        let user = self.load_user(&mut *tx, login).await?;
+        let (user, _) = self
+            .load_member(&mut *tx, svc.org_id, &svc.org_name, login)
+            .await?;
         if !tx.grant_delete(user.id, svc.id).await? {
             return Err(Error::not_found(
                 "grant",
@@ -410,12 +444,15 @@ impl Directory {
     }
 }
 
+/// The role of the member who appoints (`None`: the platform operator), for M1.
+pub(crate) fn appointer(standing: Standing) -> Option<Role> {
+    match standing {
+        Standing::Member(r) => Some(r),
+        _ => None,
+    }
+}
+
 /// Only legal representatives (and operators) appoint or remove legal representatives.
 fn check_may_appoint(standing: Standing, role: Role, org: &str) -> Result<()> {
-    match (standing, role) {
-        (Standing::Member(r), Role::Legal) if r != Role::Legal => Err(Error::Forbidden(format!(
-            "only a legal representative of {org} may appoint or remove legal representatives"
-        ))),
-        _ => Ok(()),
-    }
+    m1::may_appoint(appointer(standing), role, org)
 }

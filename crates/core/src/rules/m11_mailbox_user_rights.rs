@@ -45,3 +45,77 @@ pub fn mailbox_user_may(a: &Address, right: Right) -> Result<(), Error> {
         a.domain
     )))
 }
+
+/// The rights a Sieve script needs when the mailbox user stores or activates it (a script is
+/// another way to change what the rights cover):
+/// - `vacation` (RFC 5230) and `notify` (RFC 5435) answer mail for the user: the
+///   autoresponder right;
+/// - `fileinto :specialuse … :create` (RFC 8579 §4, RFC 5490) gives the folder it creates a
+///   role: the special-folders right.
+///
+/// Read from sieve-rs's compiled program, not from the text: escapes (`"vac\ation"`),
+/// `text:` blocks and comments cannot hide an action. The program is only available through
+/// its `Debug` form, so a string of the script that looks like an action can make a script
+/// need a right it does not (refusal, never the other way round).
+pub fn script_needs(compiled: &sieve::Sieve) -> Vec<Right> {
+    let program = format!("{compiled:?}");
+    let mut needs = Vec::new();
+    if program.contains("Vacation(Vacation {") || program.contains("Notify(Notify {") {
+        needs.push(Right::Autoresponder);
+    }
+    let creates_role = program
+        .split("FileInto(FileInto {")
+        .skip(1)
+        .any(|fileinto| {
+            fileinto.contains("create: true") && fileinto.contains("special_use: Some(")
+        });
+    if creates_role {
+        needs.push(Right::SpecialFolders);
+    }
+    needs
+}
+
+#[cfg(test)]
+mod script_tests {
+    use super::*;
+
+    fn needs(script: &str) -> Vec<Right> {
+        let compiled = sieve::Compiler::new().compile(script.as_bytes()).unwrap();
+        script_needs(&compiled)
+    }
+
+    #[test]
+    fn actions_that_change_what_a_right_covers_are_found() {
+        assert_eq!(needs("require \"fileinto\";\nfileinto \"x\";\n"), vec![]);
+        assert_eq!(
+            needs("require \"vacation\";\nvacation \"away\";\n"),
+            vec![Right::Autoresponder]
+        );
+        // An escape inside the capability name is still the capability (RFC 5228 §2.4.2).
+        assert_eq!(
+            needs("require \"vac\\ation\";\nif true { vacation :days 1 \"away\"; }\n"),
+            vec![Right::Autoresponder]
+        );
+        assert_eq!(
+            needs("require [\"enotify\"];\nnotify \"mailto:x@example.org\";\n"),
+            vec![Right::Autoresponder]
+        );
+        let special = "require [\"fileinto\", \"special-use\", \"mailbox\"];\n";
+        assert_eq!(
+            needs(&format!(
+                "{special}fileinto :specialuse \"\\\\Junk\" \"Spam\";\n"
+            )),
+            vec![]
+        );
+        assert_eq!(
+            needs(&format!(
+                "{special}fileinto :specialuse \"\\\\Junk\" :create \"Spam\";\n"
+            )),
+            vec![Right::SpecialFolders]
+        );
+        assert_eq!(
+            needs(&format!("{special}fileinto :create \"Spam\";\n")),
+            vec![]
+        );
+    }
+}

@@ -4,6 +4,8 @@
 //! into their reply.
 
 pub mod m11_mailbox_user_rights;
+pub mod m1_grants_and_roles;
+pub mod m2_domain_ownership;
 pub mod m3_storage_quota;
 pub mod m9_maintenance;
 pub mod o2_dkim_authority;

@@ -9,7 +9,8 @@
 //!   refused — except logins that succeeded from there before, so that one attacker behind
 //!   a NAT does not lock the office out;
 //! - the **account** (any client): an account under a distributed attack is slowed down
-//!   (each attempt waits before its password is checked), never locked.
+//!   (each attempt from a client it was not used from before waits before its password is
+//!   checked), never locked; its known devices are not slowed down.
 //!
 //! An attempt counts as a failure from the moment it is let through (a reservation), and
 //! stops counting only when its password was right: attempts made at once are counted like
@@ -81,10 +82,13 @@ pub fn decide(limits: &ThrottleLimits, f: Facts<'_>) -> Decision {
     if retry_after > 0 {
         return Decision::Refuse { retry_after };
     }
-    let over = f
-        .account
-        .len()
-        .saturating_sub(limits.account_slowdown_after);
+    let over = if f.known_pair {
+        0
+    } else {
+        f.account
+            .len()
+            .saturating_sub(limits.account_slowdown_after)
+    };
     let delay_ms = if over == 0 {
         0
     } else {
@@ -175,6 +179,12 @@ mod tests {
                 delay_ms: MAX_SLOWDOWN_MS
             }
         );
+        // The devices it was used from before are not slowed down.
+        let known = Facts {
+            known_pair: true,
+            ..facts(&[], &[], &more)
+        };
+        assert_eq!(decide(&l, known), Decision::Check { delay_ms: 0 });
     }
 
     #[test]

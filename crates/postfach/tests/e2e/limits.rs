@@ -377,7 +377,8 @@ fn maintenance_ends_sessions(d: Data) {
 
 /// RFC 5321 §4.5.1: `postmaster` of every hosted domain, and the bare `<Postmaster>`, are
 /// accepted. A domain's postmaster reaches its organization's administrator (before a
-/// catchall would take it); the bare one reaches the address the operator set.
+/// catchall would take it); the bare one reaches the address the operator set. `<>` is
+/// refused.
 #[test]
 fn postmaster_is_accepted_for_every_hosted_domain() {
     let d = setup_on(Data::sqlite());
@@ -413,6 +414,21 @@ fn postmaster_is_accepted_for_every_hosted_domain() {
         );
         assert_eq!((r[2].0, r[3].0), (250, 250), "{rcpt}: {r:?}");
     }
+    // `<>` is no recipient (RFC 5321 §4.1.2), though smtp-proto reads it like `<Postmaster>`.
+    let r = send_without_size(
+        port,
+        "reporter@sender.example",
+        "",
+        &message(
+            "reporter@sender.example",
+            "postmaster",
+            "empty",
+            "A report.",
+        ),
+        None,
+    );
+    assert_eq!(r[2].0, 501, "RCPT TO:<>: {r:?}");
+    assert!(r[2].1.contains("no recipient"), "{r:?}");
     let subjects = |a: &str, n: usize| -> Vec<String> {
         let mut s: Vec<String> = d
             .wait_messages(a, "INBOX", n)

@@ -16,3 +16,4 @@ mod server;
 mod smtp;
 mod spam;
 mod support;
+mod tenancy;

@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, Pool, Transaction};
 use super::{BACKEND, BEGIN_WRITE, Db, LOCK_SERVICE};
 use crate::{
     Address, Alias, ApiToken, AuditEntry, AuditFilter, Backend, Delivered, DeliveryLog, DkimKey,
-    Domain, Grant, InlineBodies, MailService, Mailbox, MailboxStats, Membership, Message,
-    NewAddress, NewAudit, NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService,
+    Domain, Grant, InlineBodies, Invitation, MailService, Mailbox, MailboxStats, Membership,
+    Message, NewAddress, NewAudit, NewMailbox, NewMessage, NewQueueEntry, NewQueueRcpt, NewService,
     NewToken, NewUser, Org, QueueEntry, QueueRcpt, Report, Result, Store, StoreError, TokenCount,
     Tx, Usage, User,
 };
@@ -97,6 +97,20 @@ struct SqlTx {
     /// This process's writer turn (SQLite), held until the transaction ends: dropped after
     /// `tx` (field order), i.e. after COMMIT or ROLLBACK has returned.
     _turn: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+macro_rules! invitation_select {
+    () => {
+        "SELECT i.id, i.org_id, o.name AS org_name, i.user_id, u.login, i.role, i.invited_by, \
+         i.created_at, i.expires_at FROM invitations i JOIN orgs o ON o.id = i.org_id \
+         JOIN users u ON u.id = i.user_id"
+    };
+}
+
+macro_rules! domain_columns {
+    () => {
+        "id, org_id, name, created_at, verified_at, verify_token"
+    };
 }
 
 macro_rules! service_select {
@@ -536,32 +550,144 @@ impl Tx for SqlTx {
 
     // ---------------------------------------------------------------- domains
 
-    async fn domain_insert(&mut self, org_id: i64, name: &str, now: i64) -> Result<Domain> {
-        Ok(sqlx::query_as(
-            "INSERT INTO domains (org_id, name, created_at) VALUES ($1, $2, $3) \
-             RETURNING id, org_id, name, created_at",
+    async fn invitation_upsert(
+        &mut self,
+        org_id: i64,
+        user_id: i64,
+        role: &str,
+        invited_by: &str,
+        token_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Invitation> {
+        sqlx::query(
+            "INSERT INTO invitations (org_id, user_id, role, invited_by, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role, \
+             invited_by = excluded.invited_by, token_hash = excluded.token_hash, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
         )
         .bind(org_id)
-        .bind(name)
+        .bind(user_id)
+        .bind(role)
+        .bind(invited_by)
+        .bind(token_hash)
         .bind(now)
-        .fetch_one(self.conn().await?)
-        .await?)
+        .bind(expires_at)
+        .execute(self.conn().await?)
+        .await?;
+        self.invitation_get(org_id, user_id)
+            .await?
+            .ok_or(StoreError::NotFound)
     }
 
-    async fn domain_by_name(&mut self, name: &str) -> Result<Option<Domain>> {
+    async fn invitation_by_token(&mut self, token_hash: &str) -> Result<Option<Invitation>> {
         Ok(
-            sqlx::query_as("SELECT id, org_id, name, created_at FROM domains WHERE name = $1")
-                .bind(name)
+            sqlx::query_as(concat!(invitation_select!(), " WHERE i.token_hash = $1"))
+                .bind(token_hash)
                 .fetch_optional(self.conn().await?)
                 .await?,
         )
     }
 
-    async fn domain_list(&mut self, org_id: Option<i64>) -> Result<Vec<Domain>> {
-        Ok(sqlx::query_as(
-            "SELECT id, org_id, name, created_at FROM domains \
-             WHERE ($1 IS NULL OR org_id = $1) ORDER BY name",
+    async fn invitation_get(&mut self, org_id: i64, user_id: i64) -> Result<Option<Invitation>> {
+        Ok(sqlx::query_as(concat!(
+            invitation_select!(),
+            " WHERE i.org_id = $1 AND i.user_id = $2"
+        ))
+        .bind(org_id)
+        .bind(user_id)
+        .fetch_optional(self.conn().await?)
+        .await?)
+    }
+
+    async fn invitations_of_user(&mut self, user_id: i64) -> Result<Vec<Invitation>> {
+        Ok(sqlx::query_as(concat!(
+            invitation_select!(),
+            " WHERE i.user_id = $1 ORDER BY o.name"
+        ))
+        .bind(user_id)
+        .fetch_all(self.conn().await?)
+        .await?)
+    }
+
+    async fn invitations_of_org(&mut self, org_id: i64) -> Result<Vec<Invitation>> {
+        Ok(sqlx::query_as(concat!(
+            invitation_select!(),
+            " WHERE i.org_id = $1 ORDER BY u.login"
+        ))
+        .bind(org_id)
+        .fetch_all(self.conn().await?)
+        .await?)
+    }
+
+    async fn invitation_delete(&mut self, id: i64) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM invitations WHERE id = $1")
+            .bind(id)
+            .execute(self.conn().await?)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn domain_insert(
+        &mut self,
+        org_id: i64,
+        name: &str,
+        now: i64,
+        verified_at: Option<i64>,
+        verify_token: &str,
+    ) -> Result<Domain> {
+        Ok(sqlx::query_as(concat!(
+            "INSERT INTO domains (org_id, name, created_at, verified_at, verify_token) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            domain_columns!()
+        ))
+        .bind(org_id)
+        .bind(name)
+        .bind(now)
+        .bind(verified_at)
+        .bind(verify_token)
+        .fetch_one(self.conn().await?)
+        .await?)
+    }
+
+    async fn domain_set_verified(&mut self, id: i64, at: i64) -> Result<()> {
+        one_row(
+            sqlx::query("UPDATE domains SET verified_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(id)
+                .execute(self.conn().await?)
+                .await?,
         )
+    }
+
+    async fn domain_delete(&mut self, id: i64) -> Result<()> {
+        one_row(
+            sqlx::query("DELETE FROM domains WHERE id = $1")
+                .bind(id)
+                .execute(self.conn().await?)
+                .await?,
+        )
+    }
+
+    async fn domain_by_name(&mut self, name: &str) -> Result<Option<Domain>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            domain_columns!(),
+            " FROM domains WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.conn().await?)
+        .await?)
+    }
+
+    async fn domain_list(&mut self, org_id: Option<i64>) -> Result<Vec<Domain>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            domain_columns!(),
+            " FROM domains WHERE ($1 IS NULL OR org_id = $1) ORDER BY name"
+        ))
         .bind(org_id)
         .fetch_all(self.conn().await?)
         .await?)
@@ -1478,6 +1604,22 @@ impl Tx for SqlTx {
         )
     }
 
+    async fn address_lock(&mut self, address_id: i64) -> Result<()> {
+        if BACKEND == Backend::Sqlite {
+            return Ok(());
+        }
+        // NO KEY UPDATE: serialises the writers of one address but not the inserts that
+        // refer to it (their foreign-key checks take KEY SHARE; FOR UPDATE would deadlock
+        // two spools that each inserted a queue entry first). An UPDATE of the row, as the
+        // usage count does, takes the same lock.
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM addresses WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(address_id)
+                .fetch_optional(self.conn().await?)
+                .await?;
+        locked.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
     async fn mailbox_rename(&mut self, id: i64, name: &str) -> Result<()> {
         one_row(
             sqlx::query("UPDATE mailboxes SET name = $1 WHERE id = $2")
@@ -1969,17 +2111,7 @@ impl Tx for SqlTx {
         now: i64,
         since: i64,
     ) -> Result<i64> {
-        if BACKEND != Backend::Sqlite {
-            // NO KEY UPDATE: serialises the senders of one address but not the inserts
-            // that refer to it (their foreign-key checks take KEY SHARE; FOR UPDATE would
-            // deadlock two spools that each inserted a queue entry first).
-            let locked: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM addresses WHERE id = $1 FOR NO KEY UPDATE")
-                    .bind(address_id)
-                    .fetch_optional(self.conn().await?)
-                    .await?;
-            locked.ok_or(StoreError::NotFound)?;
-        }
+        self.address_lock(address_id).await?;
         sqlx::query("INSERT INTO send_log (address_id, at, recipients) VALUES ($1, $2, $3)")
             .bind(address_id)
             .bind(now)

@@ -68,6 +68,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inline_blobs",
         include_str!("../../migrations/sqlite/0007_inline_blobs.sql"),
     ),
+    (
+        8,
+        "domain_ownership",
+        include_str!("../../migrations/sqlite/0008_domain_ownership.sql"),
+    ),
+    (
+        9,
+        "invitations",
+        include_str!("../../migrations/sqlite/0009_invitations.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {
