@@ -296,13 +296,17 @@ impl Directory {
         {
             return Err(Error::not_found("Sieve script", n));
         }
-        if name.is_some() {
-            // Every stored script, not only this one: it may `include` the others (RFC 6609).
-            let compiled = doc
-                .scripts
-                .iter()
-                .map(|s| settings::check_sieve(&s.source))
-                .collect::<Result<Vec<_>>>()?;
+        if let Some(n) = name {
+            let active = doc.get(n).map(|s| s.source.as_str()).unwrap_or_default();
+            let active = settings::check_sieve(active)?;
+            let mut compiled = vec![active];
+            // A script that includes others (RFC 6609) runs them too: all stored scripts
+            // count then.
+            if m11::script_includes(&compiled[0]) {
+                for s in &doc.scripts {
+                    compiled.push(settings::check_sieve(&s.source)?);
+                }
+            }
             mailbox_user_may_run(actor, target, &t, &compiled)?;
         }
         for s in &mut doc.scripts {

@@ -75,6 +75,11 @@ pub fn script_needs(compiled: &sieve::Sieve) -> Vec<Right> {
     needs
 }
 
+/// Whether a compiled script includes other scripts (RFC 6609 `include`).
+pub fn script_includes(compiled: &sieve::Sieve) -> bool {
+    format!("{compiled:?}").contains("Include(Include {")
+}
+
 #[cfg(test)]
 mod script_tests {
     use super::*;
@@ -117,5 +122,8 @@ mod script_tests {
             needs(&format!("{special}fileinto :create \"Spam\";\n")),
             vec![]
         );
+        let include = "require \"include\";\ninclude :personal \"away\";\n";
+        let compiled = sieve::Compiler::new().compile(include.as_bytes()).unwrap();
+        assert!(script_includes(&compiled));
     }
 }

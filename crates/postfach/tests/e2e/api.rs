@@ -126,7 +126,7 @@ impl Client {
 }
 
 /// Asserts the API's error format and returns the code.
-fn error_code(status: u16, body: &Value, expected_status: u16) -> String {
+pub(crate) fn error_code(status: u16, body: &Value, expected_status: u16) -> String {
     assert_eq!(status, expected_status, "{body}");
     let msg = body["error"]["message"]
         .as_str()

@@ -177,3 +177,65 @@ fn sieve_connect_uploads_activates_lists_and_errors_name_the_line() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
 }
+
+/// M11 through Sieve: a script is another way to change what the administrator's rights
+/// cover. With the autoresponder right revoked, a `vacation` script (however its name is
+/// spelled) is refused, and an uploaded one cannot be activated; with the special-folders
+/// right revoked, `fileinto :specialuse … :create` is refused. Plain filing stays allowed.
+#[test]
+fn revoked_rights_hold_for_sieve_scripts() {
+    let d = Data::sqlite();
+    d.service("acme.example", "standard", None);
+    d.ok(&["address", "add", "info@acme.example", "--password", PW]);
+    let s = Server::start(&d);
+    let upload = |name: &str, text: &str| {
+        let file = d.write(&format!("{name}.sieve"), text);
+        sieve_connect(
+            &s,
+            &[
+                "--upload",
+                "--localsieve",
+                file.to_str().unwrap(),
+                "--remotesieve",
+                name,
+            ],
+        )
+    };
+    let vacation = "require \"vac\\ation\";\nvacation :days 1 \"I am away.\";\n";
+    let special = "require [\"fileinto\", \"special-use\", \"mailbox\"];\nfileinto :specialuse \"\\\\Junk\" :create \"Rubbish\";\n";
+    // Allowed while the rights are there; stored, not active.
+    let (ok, out) = upload("away", vacation);
+    assert!(ok, "{out}");
+    d.ok(&[
+        "address",
+        "set",
+        "info@acme.example",
+        "--allow-autoresponder-change",
+        "off",
+        "--allow-folder-change",
+        "off",
+    ]);
+    let (ok, out) = upload("away2", vacation);
+    assert!(!ok && out.contains("autoresponder"), "{out}");
+    let (ok, out) = sieve_connect(&s, &["--activate", "--remotesieve", "away"]);
+    assert!(!ok && out.contains("autoresponder"), "{out}");
+    let (ok, out) = upload("junk", special);
+    assert!(!ok && out.contains("special folders"), "{out}");
+    let (ok, out) = upload(
+        "plain",
+        "require [\"fileinto\", \"mailbox\"];\nfileinto :create \"Archive/2026\";\n",
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = sieve_connect(&s, &["--activate", "--remotesieve", "plain"]);
+    assert!(ok, "{out}");
+    // ... but not a script that includes the stored vacation script (RFC 6609).
+    let (ok, out) = upload(
+        "outer",
+        "require \"include\";\ninclude :personal \"away\";\n",
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = sieve_connect(&s, &["--activate", "--remotesieve", "outer"]);
+    assert!(!ok && out.contains("autoresponder"), "{out}");
+    // The administrator is not bound by the user's rights.
+    d.ok(&["sieve", "activate", "info@acme.example", "away"]);
+}

@@ -3,7 +3,8 @@
 
 use serde_json::json;
 
-use crate::support::{Data, PW, Peer};
+use crate::api::{Client, error_code};
+use crate::support::{Data, PW, Peer, Server};
 
 /// A second organization, Bee, administered by bob@bee.test (an account of its own).
 fn second_tenant(d: &Data) {
@@ -156,4 +157,199 @@ fn domain_ownership_on_sqlite() {
 #[test]
 fn domain_ownership_on_postgresql() {
     domain_ownership(Data::postgres());
+}
+
+/// The login of `body`'s sentences replaced, to compare two answers for different logins.
+fn without(body: &serde_json::Value, login: &str) -> String {
+    body.to_string().replace(login, "LOGIN")
+}
+
+/// M1 over the API: administrators invite instead of adding accounts, and no answer tells
+/// them whether a login has an account elsewhere; the invitee accepts (logged in, or with
+/// the mailed token when the account is new); collaborators and externals see only what
+/// they were granted; refused attempts are in the organization's activity log (M12).
+fn invitations_and_visibility(d: Data) {
+    d.service("acme.example", "standard", Some(10));
+    d.ok(&["address", "add", "newbie@acme.example", "--password", PW]);
+    d.ok(&["org", "add", "Bee"]);
+    d.ok(&[
+        "user",
+        "add",
+        "carla@acme.example",
+        "--org",
+        "Acme",
+        "--role",
+        "admin",
+        "--password",
+        PW,
+    ]);
+    d.ok(&[
+        "user",
+        "add",
+        "bob@bee.test",
+        "--org",
+        "Bee",
+        "--role",
+        "admin",
+        "--password",
+        PW,
+    ]);
+    let s = Server::start(&d);
+    let carla = Client::login(&s, "carla@acme.example", PW);
+    let (bob_login, ghost) = ("bob@bee.test", "ghost@nowhere.test");
+
+    // Adding an account directly is the operator's; the refusal is the same for any login.
+    let (s1, b1) = carla.post(
+        "/api/v1/orgs/Acme/users",
+        json!({"login": bob_login, "role": "external"}),
+    );
+    let (s2, b2) = carla.post(
+        "/api/v1/orgs/Acme/users",
+        json!({"login": ghost, "role": "external"}),
+    );
+    assert_eq!(error_code(s1, &b1, 403), "forbidden");
+    assert_eq!((s1, without(&b1, bob_login)), (s2, without(&b2, ghost)));
+    // Looking accounts up, or granting them, answers alike for an account of another
+    // organization and for no account at all.
+    for (method, path) in [
+        ("get", "/api/v1/users/{}"),
+        ("put", "/api/v1/users/{}/grants/acme.example"),
+        ("put", "/api/v1/orgs/Acme/users/{}/role"),
+    ] {
+        let call = |login: &str| {
+            let path = path.replace("{}", login);
+            match method {
+                "get" => carla.get(&path),
+                _ if path.ends_with("/role") => carla.put(&path, json!({"role": "admin"})),
+                _ => carla.put(&path, json!({"level": "use"})),
+            }
+        };
+        let ((s1, b1), (s2, b2)) = (call(bob_login), call(ghost));
+        assert_eq!(s1, 404, "{path}: {b1}");
+        assert_eq!(
+            (s1, without(&b1, bob_login)),
+            (s2, without(&b2, ghost)),
+            "{path}"
+        );
+    }
+    // Invitations: the same answer for an existing account and for a new login.
+    let (s1, existing) = carla.post(
+        "/api/v1/orgs/Acme/invitations",
+        json!({"login": bob_login, "role": "external"}),
+    );
+    let (s2, new) = carla.post(
+        "/api/v1/orgs/Acme/invitations",
+        json!({"login": "newbie@acme.example", "role": "external"}),
+    );
+    assert_eq!((s1, s2), (201, 201), "{existing} {new}");
+    let shape = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        for k in ["login", "created_at", "expires_at"] {
+            v[k] = json!(null);
+        }
+        v
+    };
+    assert_eq!(shape(&existing), shape(&new));
+    let (_, pending) = carla.get("/api/v1/orgs/Acme/invitations");
+    assert_eq!(pending.as_array().unwrap().len(), 2, "{pending}");
+    // Still not a member: nothing of bob is visible to Acme.
+    let (st, b) = carla.get("/api/v1/users/bob@bee.test");
+    assert_eq!(error_code(st, &b, 404), "not_found");
+
+    // Bob accepts, logged in; nobody else can accept for him.
+    let bob = Client::login(&s, bob_login, PW);
+    let (_, mine) = bob.get("/api/v1/me/invitations");
+    assert_eq!(mine[0]["org"], "Acme", "{mine}");
+    let (st, b) = carla.post("/api/v1/me/invitations/Acme/accept", json!({}));
+    assert_eq!(error_code(st, &b, 404), "not_found");
+    let (st, joined) = bob.post("/api/v1/me/invitations/Acme/accept", json!({}));
+    assert_eq!(st, 200, "{joined}");
+    assert!(
+        joined["memberships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["org"] == "Acme" && m["role"] == "external"),
+        "{joined}"
+    );
+
+    // The new login gets the invitation by mail, and its token sets the password.
+    let mail = d.wait_messages("newbie@acme.example", "INBOX", 1);
+    let uid = mail[0]["uid"].as_i64().unwrap();
+    let raw = d.message("newbie@acme.example", uid);
+    assert!(raw.contains("Auto-Submitted: auto-generated"), "{raw}");
+    let at = raw.find("pfi_").expect("the token is in the mail");
+    let token: String = raw[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let anon = Client::new(&s);
+    let (st, b) = anon.post(
+        "/api/v1/invitations/activate",
+        json!({"token": token, "password": "password"}),
+    );
+    assert_eq!(error_code(st, &b, 422), "weak_password");
+    let (st, b) = anon.post(
+        "/api/v1/invitations/activate",
+        json!({"token": format!("{token}x"), "password": PW}),
+    );
+    assert_eq!(error_code(st, &b, 401), "unauthenticated");
+    let (st, u) = anon.post(
+        "/api/v1/invitations/activate",
+        json!({"token": token, "password": PW}),
+    );
+    assert_eq!(st, 200, "{u}");
+    Client::login(&s, "newbie@acme.example", PW);
+    let (st, b) = anon.post(
+        "/api/v1/invitations/activate",
+        json!({"token": token, "password": PW}),
+    );
+    assert_eq!(
+        error_code(st, &b, 401),
+        "unauthenticated",
+        "a token works once"
+    );
+
+    // An external sees itself and the granted services' domains, nothing else.
+    let (_, domains) = bob.get("/api/v1/domains?org=Acme");
+    assert_eq!(domains, json!([]));
+    let (_, users) = bob.get("/api/v1/orgs/Acme/users");
+    let logins: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["login"].as_str().unwrap())
+        .collect();
+    assert_eq!(logins, [bob_login]);
+    let (st, _) = carla.put(
+        "/api/v1/users/bob@bee.test/grants/acme.example",
+        json!({"level": "use"}),
+    );
+    assert_eq!(st, 200);
+    let (_, domains) = bob.get("/api/v1/domains?org=Acme");
+    assert_eq!(domains[0]["name"], "acme.example", "{domains}");
+    // Refused attempts are logged for the organization, naming who tried.
+    let (st, b) = bob.patch(
+        "/api/v1/services/acme.example",
+        json!({"maintenance": true}),
+    );
+    assert_eq!(error_code(st, &b, 403), "forbidden");
+    let refused = crate::support::wait_until(std::time::Duration::from_secs(5), || {
+        let (_, log) = carla.get("/api/v1/audit?org=Acme&limit=200");
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "permission.refused" && e["actor"] == "user:bob@bee.test")
+    });
+    assert!(refused, "the refusal is in Acme's activity log");
+}
+
+#[test]
+fn invitations_and_visibility_on_sqlite() {
+    invitations_and_visibility(Data::sqlite());
+}
+
+#[test]
+fn invitations_and_visibility_on_postgresql() {
+    invitations_and_visibility(Data::postgres());
 }
