@@ -12,6 +12,7 @@ use postfach_store::{MailService, Org, Tx};
 
 use crate::error::{Error, Result};
 use crate::model::{GrantLevel, Role};
+use crate::rules::m1_grants_and_roles::ApiKey;
 use crate::{Actor, Directory};
 
 /// What an operation needs on a mail service, weakest first.
@@ -37,6 +38,13 @@ impl Directory {
         actor: &Actor,
         org_id: i64,
     ) -> Result<Standing> {
+        // M1: an API key's scope narrows its account's standing (before anything else: a
+        // scoped key of an operator is bound by it too).
+        if let Actor::User { key: Some(k), .. } = actor
+            && !k.reaches_org(org_id)
+        {
+            return Ok(Standing::Outsider);
+        }
         if actor.is_operator() {
             return Ok(Standing::Operator);
         }
@@ -73,7 +81,10 @@ impl Directory {
                     org.name
                 )),
             )),
-            standing => Ok(standing),
+            standing => match key_of(actor).map(|k| k.may_act_on_orgs()) {
+                Some(Err(e)) => Err(self.deny(actor, org.id, &org.name, e)),
+                _ => Ok(standing),
+            },
         }
     }
 
@@ -105,6 +116,14 @@ impl Directory {
         what: &str,
     ) -> Result<()> {
         let who = actor.login().unwrap_or("this account").to_string();
+        if key_of(actor).is_some_and(|k| !k.reaches_service(&svc.domain)) {
+            return Err(self.deny(
+                actor,
+                svc.org_id,
+                &svc.domain,
+                Error::not_found("mail service", &svc.domain),
+            ));
+        }
         let has = match self.standing(tx, actor, svc.org_id).await? {
             Standing::Operator => Need::Admin,
             Standing::Member(role) if role.manages_everything() => Need::Admin,
@@ -170,7 +189,10 @@ impl Directory {
         actor: &Actor,
         org_id: Option<i64>,
     ) -> Result<Vec<MailService>> {
-        let all = tx.service_list(org_id).await?;
+        let mut all = tx.service_list(org_id).await?;
+        if let Some(k) = key_of(actor) {
+            all.retain(|s| k.reaches_org(s.org_id) && k.reaches_service(&s.domain));
+        }
         if actor.is_operator() {
             return Ok(all);
         }
@@ -189,5 +211,24 @@ impl Directory {
                 })
             })
             .collect())
+    }
+}
+
+/// The API key an actor authenticated with.
+pub(crate) fn key_of(actor: &Actor) -> Option<&ApiKey> {
+    match actor {
+        Actor::User { key: Some(k), .. } => Some(k),
+        _ => None,
+    }
+}
+
+impl Directory {
+    /// M1: whether `actor` may make a change at all (a read-only API key may not). Front ends
+    /// ask before anything that changes (the API: every method but GET and HEAD).
+    pub fn may_change(&self, actor: &Actor) -> Result<()> {
+        match key_of(actor) {
+            Some(k) => k.may_change(),
+            None => Ok(()),
+        }
     }
 }

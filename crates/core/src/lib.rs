@@ -46,6 +46,9 @@ pub enum Actor {
         id: i64,
         login: String,
         is_operator: bool,
+        /// The API key it authenticated with, if any (M1: a key's scope narrows the rights;
+        /// the activity log names the key).
+        key: Option<std::sync::Arc<rules::m1_grants_and_roles::ApiKey>>,
     },
     /// The owner of one mailbox, authenticated with its mail password (webmail settings).
     Mailbox(String),
@@ -215,6 +218,7 @@ impl Directory {
         target: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
+        let detail = with_key(actor, detail);
         tx.audit_insert(
             &NewAudit {
                 actor: actor.audit_name(),
@@ -274,6 +278,20 @@ impl Directory {
     }
 }
 
+/// M12: an entry made through an API key names the key (`api_key`: its id and name).
+fn with_key(actor: &Actor, mut detail: serde_json::Value) -> serde_json::Value {
+    if let Actor::User { key: Some(k), .. } = actor {
+        let named = serde_json::json!({"id": k.id, "name": k.name});
+        match detail.as_object_mut() {
+            Some(map) => {
+                map.insert("api_key".into(), named);
+            }
+            None => detail = serde_json::json!({"value": detail, "api_key": named}),
+        }
+    }
+    detail
+}
+
 /// The activity-log entry of a refused attempt (`ACTION.refused`, with the error's code and
 /// sentence).
 fn refusal(
@@ -288,7 +306,10 @@ fn refusal(
         org_id,
         action: format!("{action}.refused"),
         target: target.into(),
-        detail: serde_json::json!({"refused": error.code(), "reason": error.to_string()})
-            .to_string(),
+        detail: with_key(
+            actor,
+            serde_json::json!({"refused": error.code(), "reason": error.to_string()}),
+        )
+        .to_string(),
     }
 }

@@ -241,6 +241,8 @@ pub struct ApiKeyView {
     pub user: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// M1: what the key may reach on top of the account's rights.
+    pub scope: crate::rules::m1_grants_and_roles::KeyScope,
 }
 
 /// A new API key or session: the token is shown once and never stored in clear.

@@ -14,6 +14,7 @@ use postfach_core::model::{
     AddressView, AliasView, AuditView, DomainStatus, DomainView, GrantLevel, OrgView, Role,
     ServiceView, UserView,
 };
+use postfach_core::rules::m1_grants_and_roles::KeyScope;
 use postfach_core::{Actor, AddressChanges, NewServiceRequest, ServiceChanges};
 use serde::Serialize;
 
@@ -433,11 +434,20 @@ pub enum AliasCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ApikeyCmd {
-    /// Create an API key acting as LOGIN (printed once).
+    /// Create an API key acting as LOGIN (printed once), optionally narrowed (M1).
     Add {
         login: String,
         #[arg(long)]
         name: String,
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this mail service (repeatable); such a key cannot act on organizations.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// Reading only.
+        #[arg(long)]
+        read_only: bool,
     },
     /// List the API keys of LOGIN.
     List { login: String },
@@ -1217,8 +1227,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             });
         }
 
-        Command::Apikey(ApikeyCmd::Add { login, name }) => {
-            let t = dir.create_api_key(a, &login, &name).await?;
+        Command::Apikey(ApikeyCmd::Add {
+            login,
+            name,
+            org,
+            services,
+            read_only,
+        }) => {
+            let scope = KeyScope {
+                org,
+                services,
+                read_only,
+            };
+            let t = dir.create_api_key(a, &login, &name, &scope).await?;
             out.show(&t, |t| {
                 println!("API key for {} (shown only this once; send it as `Authorization: Bearer KEY`):", t.user);
                 println!("{}", t.token);
@@ -1228,12 +1249,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let list = dir.list_api_keys(a, &login).await?;
             out.show(&list, |l| {
                 table(
-                    &["ID", "NAME", "CREATED", "LAST USED"],
+                    &["ID", "NAME", "SCOPE", "CREATED", "LAST USED"],
                     &l.iter()
                         .map(|k| {
                             vec![
                                 k.id.to_string(),
                                 k.name.clone(),
+                                serde_json::to_string(&k.scope).unwrap_or_default(),
                                 k.created_at.clone(),
                                 opt(&k.last_used_at),
                             ]

@@ -189,6 +189,8 @@ pub struct ApiToken {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    /// What an API key may reach (JSON, read by core); empty: the account's rights.
+    pub scope: String,
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +200,7 @@ pub struct NewToken {
     pub name: String,
     pub token_hash: String,
     pub expires_at: Option<i64>,
+    pub scope: String,
 }
 
 /// An IMAP mailbox (folder) of one address.

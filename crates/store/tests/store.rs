@@ -1109,6 +1109,7 @@ mod scenarios {
                     name: "ci".into(),
                     token_hash: "abc".into(),
                     expires_at: None,
+                    scope: String::new(),
                 },
                 5,
             )
@@ -1129,7 +1130,8 @@ mod scenarios {
                     kind: "session".into(),
                     name: "".into(),
                     token_hash: "abc".into(),
-                    expires_at: Some(10)
+                    expires_at: Some(10),
+                    scope: String::new(),
                 },
                 5
             )

@@ -13,6 +13,7 @@ use postfach_core::model::{
     AddressView, AliasView, ApiKeyView, AuditView, DomainView, FolderRoleView, GrantLevel,
     ImportReport, NewAddressView, NewUserView, OrgView, Role, ServiceView, TokenView, UserView,
 };
+use postfach_core::rules::m1_grants_and_roles::KeyScope;
 use postfach_core::{AddressChanges, NewServiceRequest, ServiceChanges};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -99,6 +100,9 @@ pub struct ActivateInvitation {
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     pub name: String,
+    /// What the key may reach (M1); omitted: all of the account's rights.
+    #[serde(default)]
+    pub scope: KeyScope,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -435,7 +439,9 @@ pub async fn create_api_key(
     ApiPath(login): ApiPath<String>,
     ApiJson(b): ApiJson<NewApiKey>,
 ) -> ApiResult<Created<TokenView>> {
-    Ok(created(s.dir.create_api_key(&a, &login, &b.name).await?))
+    Ok(created(
+        s.dir.create_api_key(&a, &login, &b.name, &b.scope).await?,
+    ))
 }
 
 /// Revoke an API key.

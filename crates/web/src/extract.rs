@@ -80,6 +80,11 @@ impl FromRequestParts<AppState> for Auth {
                 "missing bearer token: log in at POST /api/v1/auth/login or use an API key",
             )
         })?;
-        Ok(Auth(state.dir.authenticate_token(token).await?))
+        let actor = state.dir.authenticate_token(token).await?;
+        // M1: a read-only API key changes nothing; every method but GET and HEAD changes.
+        if !(parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD) {
+            state.dir.may_change(&actor)?;
+        }
+        Ok(Auth(actor))
     }
 }

@@ -251,6 +251,7 @@ impl Directory {
             id: user.id,
             login: user.login.clone(),
             is_operator: user.is_operator,
+            key: None,
         };
         self.join(&mut *tx, &actor, user.id, &i).await?;
         let view = self.user_view(&mut *tx, &user, &actor).await?;

@@ -2,12 +2,15 @@
 //! operator or by the account itself. Only the SHA-256 of a token is stored.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use postfach_store::{ApiToken, NewToken};
+use postfach_store::{ApiToken, NewToken, Tx};
 use serde_json::json;
 
+use crate::access::Need;
 use crate::error::{Error, Result};
 use crate::model::{ApiKeyView, TokenView, rfc3339};
+use crate::rules::m1_grants_and_roles::{ApiKey, KeyScope};
 use crate::{Actor, Directory, secret, validate};
 
 const SESSION: &str = "session";
@@ -61,6 +64,7 @@ impl Directory {
             id: user.id,
             login: user.login.clone(),
             is_operator: user.is_operator,
+            key: None,
         };
         let mut tx = self.store.begin_write().await?;
         if !ok {
@@ -86,6 +90,7 @@ impl Directory {
                 name: "login".into(),
                 token_hash: secret::token_hash(&token),
                 expires_at: Some(expires),
+                scope: String::new(),
             },
             now,
         )
@@ -114,6 +119,26 @@ impl Directory {
             return Err(invalid());
         }
         let user = tx.user_by_id(t.user_id).await?.ok_or_else(invalid)?;
+        let key = if t.kind == APIKEY {
+            let scope: KeyScope = if t.scope.is_empty() {
+                KeyScope::default()
+            } else {
+                serde_json::from_str(&t.scope).map_err(|_| invalid())?
+            };
+            // An organization that is gone is reached by nobody's key (-1 is no id).
+            let org_id = match &scope.org {
+                Some(name) => Some(tx.org_by_name(name).await?.map_or(-1, |o| o.id)),
+                None => None,
+            };
+            Some(Arc::new(ApiKey {
+                id: t.id,
+                name: t.name.clone(),
+                scope,
+                org_id,
+            }))
+        } else {
+            None
+        };
         drop(tx);
         // Note usage at most once a minute: a write per API request would serialise them.
         if t.last_used_at.is_none_or(|last| now - last >= 60) {
@@ -124,7 +149,9 @@ impl Directory {
         Ok(Actor::User {
             id: user.id,
             login: user.login,
-            is_operator: user.is_operator,
+            // A scoped key of an operator is no operator: its scope must hold.
+            is_operator: user.is_operator && key.as_ref().is_none_or(|k| k.scope.is_unlimited()),
+            key,
         })
     }
 
@@ -147,10 +174,14 @@ impl Directory {
             user: login.to_string(),
             created_at: rfc3339(t.created_at),
             last_used_at: t.last_used_at.map(rfc3339),
+            scope: serde_json::from_str(&t.scope).unwrap_or_default(),
         }
     }
 
     fn check_key_owner(actor: &Actor, login: &str) -> Result<()> {
+        if let Actor::User { key: Some(k), .. } = actor {
+            return k.may_manage_credentials();
+        }
         if actor.is_operator() || actor.login() == Some(login) {
             Ok(())
         } else {
@@ -160,12 +191,13 @@ impl Directory {
         }
     }
 
-    /// Creates an API key acting as `login`; the key is returned once.
+    /// Creates an API key acting as `login`, within `scope` (M1); the key is returned once.
     pub async fn create_api_key(
         &self,
         actor: &Actor,
         login: &str,
         name: &str,
+        scope: &KeyScope,
     ) -> Result<TokenView> {
         let login = validate::login(login)?;
         let name = name.trim();
@@ -178,6 +210,7 @@ impl Directory {
         Self::check_key_owner(actor, &login)?;
         let mut tx = self.store.begin_write().await?;
         let user = self.load_user(&mut *tx, &login).await?;
+        let scope = self.checked_scope(&mut *tx, &user, scope).await?;
         let token = secret::generate_token("pfk");
         tx.token_insert(
             &NewToken {
@@ -186,6 +219,12 @@ impl Directory {
                 name: name.into(),
                 token_hash: secret::token_hash(&token),
                 expires_at: None,
+                scope: if scope.is_unlimited() {
+                    String::new()
+                } else {
+                    serde_json::to_string(&scope)
+                        .map_err(|e| Error::Internal(format!("key scope: {e}")))?
+                },
             },
             self.now(),
         )
@@ -196,7 +235,7 @@ impl Directory {
             None,
             "apikey.create",
             &login,
-            json!({"name": name}),
+            json!({"name": name, "scope": scope}),
         )
         .await?;
         tx.commit().await?;
@@ -204,6 +243,50 @@ impl Directory {
             token,
             user: login,
             expires_at: None,
+        })
+    }
+
+    /// A scope in canonical form, naming only what exists and what the account reaches
+    /// (the key could not go further anyway; this tells the user at once).
+    async fn checked_scope(
+        &self,
+        tx: &mut dyn Tx,
+        user: &postfach_store::User,
+        scope: &KeyScope,
+    ) -> Result<KeyScope> {
+        let owner = Actor::User {
+            id: user.id,
+            login: user.login.clone(),
+            is_operator: user.is_operator,
+            key: None,
+        };
+        let org = match &scope.org {
+            Some(name) => {
+                let o = self.load_org(tx, name).await?;
+                self.require_org_member(tx, &owner, &o).await?;
+                Some(o)
+            }
+            None => None,
+        };
+        let mut services = Vec::new();
+        for domain in &scope.services {
+            let svc = self.load_service(tx, domain).await?;
+            if let Some(o) = org.as_ref().filter(|o| o.id != svc.org_id) {
+                return Err(Error::invalid(
+                    "scope",
+                    format!("{} is not a mail service of {}", svc.domain, o.name),
+                ));
+            }
+            self.require_service(tx, &owner, &svc, Need::Use, "use it")
+                .await?;
+            if !services.contains(&svc.domain) {
+                services.push(svc.domain);
+            }
+        }
+        Ok(KeyScope {
+            org: org.map(|o| o.name),
+            services,
+            read_only: scope.read_only,
         })
     }
 

@@ -136,6 +136,7 @@ impl Directory {
             id: u.id,
             login: u.login,
             is_operator: u.is_operator,
+            key: None,
         })
     }
 
@@ -300,6 +301,9 @@ impl Directory {
         password: &str,
     ) -> Result<()> {
         let login = validate::login(login)?;
+        if let Some(k) = crate::access::key_of(actor) {
+            k.may_manage_credentials()?;
+        }
         if !(actor.is_operator() || actor.login() == Some(login.as_str())) {
             return Err(Error::Forbidden(
                 "only the account itself or a platform operator may set its password".into(),

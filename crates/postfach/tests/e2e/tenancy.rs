@@ -353,3 +353,132 @@ fn invitations_and_visibility_on_sqlite() {
 fn invitations_and_visibility_on_postgresql() {
     invitations_and_visibility(Data::postgres());
 }
+
+/// M1/M12: API keys can be narrowed to an organization, to mail services, and to reading;
+/// the narrowing holds on every route, a key cannot make or widen keys, and the activity log
+/// names the key that made a change.
+fn scoped_api_keys(d: Data) {
+    d.service("acme.example", "standard", Some(10));
+    d.service("catch.example", "standard", Some(10));
+    d.ok(&["org", "add", "Bee"]);
+    d.ok(&["domain", "add", "bee.test", "--org", "Bee"]);
+    d.ok(&[
+        "service", "add", "bee.test", "--org", "Bee", "--offer", "standard",
+    ]);
+    d.ok(&[
+        "user",
+        "add",
+        "carla@acme.example",
+        "--org",
+        "Acme",
+        "--role",
+        "admin",
+        "--password",
+        PW,
+    ]);
+    d.ok(&[
+        "user",
+        "add",
+        "carla@acme.example",
+        "--org",
+        "Bee",
+        "--role",
+        "admin",
+    ]);
+    let s = Server::start(&d);
+    let carla = Client::login(&s, "carla@acme.example", PW);
+    let key = |body: serde_json::Value| {
+        let (st, k) = carla.post("/api/v1/users/carla@acme.example/api-keys", body);
+        assert_eq!(st, 201, "{k}");
+        carla.with_token(k["token"].as_str().unwrap())
+    };
+    // A key of one organization.
+    let acme = key(json!({"name": "acme-only", "scope": {"org": "Acme"}}));
+    let (_, services) = acme.get("/api/v1/services");
+    let mut names: Vec<&str> = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["domain"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["acme.example", "catch.example"]);
+    for path in [
+        "/api/v1/services/bee.test",
+        "/api/v1/services/bee.test/addresses",
+    ] {
+        let (st, b) = acme.get(path);
+        assert_eq!(error_code(st, &b, 404), "not_found", "{path}");
+    }
+    let (st, b) = acme.post("/api/v1/orgs/Bee/domains", json!({"name": "new.bee.test"}));
+    assert_eq!(error_code(st, &b, 404), "not_found");
+    let (st, b) = acme.post(
+        "/api/v1/services/acme.example/addresses",
+        json!({"local_part": "made-by-key", "password": PW}),
+    );
+    assert_eq!(st, 201, "{b}");
+    // ... and it cannot make itself a wider key, nor change the password.
+    let (st, b) = acme.post(
+        "/api/v1/users/carla@acme.example/api-keys",
+        json!({"name": "wider"}),
+    );
+    assert_eq!(error_code(st, &b, 403), "forbidden");
+    let (st, b) = acme.put(
+        "/api/v1/users/carla@acme.example/password",
+        json!({"password": "An0ther-Passw0rd!"}),
+    );
+    assert_eq!(error_code(st, &b, 403), "forbidden");
+    // A read-only key of one mail service.
+    let shop =
+        key(json!({"name": "reader", "scope": {"services": ["acme.example"], "read_only": true}}));
+    let (st, list) = shop.get("/api/v1/services/acme.example/addresses");
+    assert_eq!(st, 200, "{list}");
+    let (st, b) = shop.get("/api/v1/services/catch.example/addresses");
+    assert_eq!(error_code(st, &b, 404), "not_found");
+    let (st, b) = shop.post(
+        "/api/v1/services/acme.example/addresses",
+        json!({"local_part": "nope", "password": PW}),
+    );
+    assert_eq!(error_code(st, &b, 403), "forbidden");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"),
+        "{b}"
+    );
+    let (st, b) = shop.get("/api/v1/orgs/Acme/invitations");
+    assert_eq!(
+        error_code(st, &b, 403),
+        "forbidden",
+        "organization-wide acts"
+    );
+    // A scope naming what the account does not reach is refused when the key is made.
+    let (st, b) = carla.post(
+        "/api/v1/users/carla@acme.example/api-keys",
+        json!({"name": "x", "scope": {"org": "Acme", "services": ["bee.test"]}}),
+    );
+    assert_eq!(error_code(st, &b, 400), "invalid_input");
+    assert!(b.to_string().contains("not a mail service of Acme"), "{b}");
+    let (_, keys) = carla.get("/api/v1/users/carla@acme.example/api-keys");
+    assert_eq!(keys[1]["scope"]["read_only"], true, "{keys}");
+    // M12: the activity log names the key.
+    let (_, log) = carla.get("/api/v1/audit?org=Acme&limit=200");
+    let made = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "address.create" && e["target"] == "made-by-key@acme.example")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(made["detail"]["api_key"]["name"], "acme-only", "{made}");
+}
+
+#[test]
+fn scoped_api_keys_on_sqlite() {
+    scoped_api_keys(Data::sqlite());
+}
+
+#[test]
+fn scoped_api_keys_on_postgresql() {
+    scoped_api_keys(Data::postgres());
+}

@@ -155,7 +155,7 @@ macro_rules! user_select {
 
 macro_rules! token_select {
     () => {
-        "SELECT id, user_id, kind, name, token_hash, created_at, expires_at, last_used_at \
+        "SELECT id, user_id, kind, name, token_hash, created_at, expires_at, last_used_at, scope \
          FROM api_tokens"
     };
 }
@@ -1016,9 +1016,9 @@ impl Tx for SqlTx {
 
     async fn token_insert(&mut self, t: &NewToken, now: i64) -> Result<ApiToken> {
         Ok(sqlx::query_as(
-            "INSERT INTO api_tokens (user_id, kind, name, token_hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             RETURNING id, user_id, kind, name, token_hash, created_at, expires_at, last_used_at",
+            "INSERT INTO api_tokens (user_id, kind, name, token_hash, created_at, expires_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING id, user_id, kind, name, token_hash, created_at, expires_at, last_used_at, scope",
         )
         .bind(t.user_id)
         .bind(&t.kind)
@@ -1026,6 +1026,7 @@ impl Tx for SqlTx {
         .bind(&t.token_hash)
         .bind(now)
         .bind(t.expires_at)
+        .bind(&t.scope)
         .fetch_one(self.conn().await?)
         .await?)
     }

@@ -67,6 +67,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "invitations",
         include_str!("../../migrations/postgres/0009_invitations.sql"),
     ),
+    (
+        10,
+        "api_key_scope",
+        include_str!("../../migrations/postgres/0010_api_key_scope.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {

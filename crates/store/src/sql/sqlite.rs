@@ -78,6 +78,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "invitations",
         include_str!("../../migrations/sqlite/0009_invitations.sql"),
     ),
+    (
+        10,
+        "api_key_scope",
+        include_str!("../../migrations/sqlite/0010_api_key_scope.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {
