@@ -859,7 +859,10 @@ mod scenarios {
             "sessions expire"
         );
 
-        let key = d.create_api_key(&cli(), &login, "deploy").await.unwrap();
+        let key = d
+            .create_api_key(&cli(), &login, "deploy", &Default::default())
+            .await
+            .unwrap();
         assert!(key.token.starts_with("pfk_"));
         clock.advance(365 * 24 * 3600);
         assert_eq!(
