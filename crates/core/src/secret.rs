@@ -216,7 +216,7 @@ mod tests {
         assert_ne!(a, generate_password());
         for _ in 0..50 {
             let p = generate_password();
-            crate::validate::password_strength(&p, &PasswordRules::default(), None).unwrap();
+            crate::rules::s1_passwords::strong_enough(&p, &PasswordRules::default(), None).unwrap();
         }
         let t = generate_token("pfk");
         assert!(t.starts_with("pfk_") && t.len() == 68);

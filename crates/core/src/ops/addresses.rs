@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::access::Need;
 use crate::error::{Error, Result};
 use crate::model::{AddressView, AliasView, NewAddressView, rfc3339};
+use crate::rules::m6_new_addresses as m6;
 use crate::rules::m11_mailbox_user_rights as m11;
 use crate::validate::CATCHALL;
 use crate::{Actor, Directory, secret, validate};
@@ -122,36 +123,19 @@ impl Directory {
         svc: &MailService,
         local: &str,
     ) -> Result<()> {
-        let email = format!("{local}@{}", svc.domain);
-        if local == CATCHALL && !self.offer(&svc.offer)?.catchall {
-            return Err(Error::CatchallNotAvailable {
-                domain: svc.domain.clone(),
-                offer: svc.offer.clone(),
-            });
-        }
-        if tx.address_get(svc.id, local).await?.is_some() {
-            return Err(Error::duplicate("address", email));
-        }
-        if tx.alias_get(svc.id, local).await?.is_some() {
-            return Err(Error::Duplicate {
-                kind: "alias",
-                name: format!("{email} (an alias of that name exists)"),
-            });
-        }
-        if tx.address_count(svc.id).await? >= svc.address_quota {
-            return Err(Error::QuotaExceeded {
-                domain: svc.domain.clone(),
-                quota: svc.address_quota,
-            });
-        }
-        let limit = self.new_address_limit(svc);
-        if tx.creations_since(svc.id, self.now() - 24 * 3600).await? >= limit {
-            return Err(Error::CreationLimit {
-                domain: svc.domain.clone(),
-                limit,
-            });
-        }
-        Ok(())
+        let facts = m6::Facts {
+            local,
+            domain: &svc.domain,
+            offer: &svc.offer,
+            catchall_allowed: self.offer(&svc.offer)?.catchall,
+            address_exists: tx.address_get(svc.id, local).await?.is_some(),
+            alias_exists: tx.alias_get(svc.id, local).await?.is_some(),
+            addresses: tx.address_count(svc.id).await?,
+            address_quota: svc.address_quota,
+            created_last_24h: tx.creations_since(svc.id, self.now() - 24 * 3600).await?,
+            creation_limit: self.new_address_limit(svc),
+        };
+        m6::may_create(&facts)
     }
 
     /// Creates an address in an open write transaction: locks the service, re-checks every
@@ -254,7 +238,7 @@ impl Directory {
         storage_quota_mib: Option<i64>,
     ) -> Result<AddressView> {
         let (local, domain) = validate::address(address)?;
-        validate::password_strength(password, &self.policy.passwords, Some(&local))?;
+        crate::rules::s1_passwords::strong_enough(password, &self.policy.passwords, Some(&local))?;
         let storage = storage_quota_mib.map(storage_bytes).transpose()?;
         {
             let mut tx = self.store.begin().await?;
@@ -291,7 +275,7 @@ impl Directory {
         password: &str,
     ) -> Result<()> {
         let (local, _) = validate::address(address)?;
-        validate::password_strength(password, &self.policy.passwords, Some(&local))?;
+        crate::rules::s1_passwords::strong_enough(password, &self.policy.passwords, Some(&local))?;
         {
             let mut tx = self.store.begin().await?;
             let (svc, _) = self.load_address(&mut *tx, address).await?;
@@ -332,7 +316,7 @@ impl Directory {
             return Err(Error::Unauthenticated("wrong address or password".into()));
         }
         m11::mailbox_user_may(&a, m11::Right::Password)?;
-        validate::password_strength(new, &self.policy.passwords, Some(&local))?;
+        crate::rules::s1_passwords::strong_enough(new, &self.policy.passwords, Some(&local))?;
         let hash = secret::hash_password(new).await?;
         let mut tx = self.store.begin_write().await?;
         let (svc, a) = self.load_address(&mut *tx, address).await?;

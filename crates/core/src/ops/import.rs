@@ -33,7 +33,11 @@ impl Directory {
         if row.password.is_empty() {
             return Err(Error::WeakPassword("column B (password) is empty".into()));
         }
-        validate::password_strength(&row.password, &self.policy.passwords, Some(&local))?;
+        crate::rules::s1_passwords::strong_enough(
+            &row.password,
+            &self.policy.passwords,
+            Some(&local),
+        )?;
         let forward_to = if row.forward_to.is_empty() {
             Vec::new()
         } else {

@@ -234,7 +234,7 @@ impl Directory {
             i.login
         };
         let local = login.split('@').next().unwrap_or(&login);
-        validate::password_strength(password, &self.policy.passwords, Some(local))?;
+        crate::rules::s1_passwords::strong_enough(password, &self.policy.passwords, Some(local))?;
         let password_hash = secret::hash_password(password).await?;
         let mut tx = self.store.begin_write().await?;
         let i = tx.invitation_by_token(&hash).await?.ok_or_else(invalid)?;

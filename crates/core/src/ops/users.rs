@@ -84,7 +84,7 @@ impl Directory {
 
     fn check_manager_password(&self, login: &str, password: &str) -> Result<()> {
         let local = login.split('@').next().unwrap_or(login);
-        validate::password_strength(password, &self.policy.passwords, Some(local))
+        crate::rules::s1_passwords::strong_enough(password, &self.policy.passwords, Some(local))
     }
 
     /// First run: creates the platform's first operator account if there is none yet, and
