@@ -1,7 +1,7 @@
 //! Tenancy (M1, M2, M12): what one organization can claim and see of the platform, tried
 //! from the outside as a second tenant would, on SQLite and PostgreSQL.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::api::{Client, error_code};
 use crate::support::{Data, PW, Peer, Server};
@@ -599,4 +599,121 @@ fn tenant_matrix_on_sqlite() {
 #[test]
 fn tenant_matrix_on_postgresql() {
     tenant_matrix(Data::postgres());
+}
+
+/// The mail protocols stay within their tenant too: an address of Acme logged in over IMAP
+/// reaches no folder of Bee's address by any spelling (another user's path, a shared or
+/// other-users namespace), cannot append into it, and lists only its own folders; its
+/// submission cannot name Bee's address as envelope sender or author (P1); and Bee's mailbox
+/// is as it was.
+fn protocol_routes(d: Data) {
+    d.service("acme.example", "standard", Some(10));
+    d.ok(&["org", "add", "Bee"]);
+    d.ok(&["domain", "add", "bee.test", "--org", "Bee"]);
+    d.ok(&[
+        "service", "add", "bee.test", "--org", "Bee", "--offer", "standard",
+    ]);
+    d.ok(&["address", "add", "info@acme.example", "--password", PW]);
+    let bee_pw = "Bee-0wn-Passw0rd!";
+    d.ok(&["address", "add", "info@bee.test", "--password", bee_pw]);
+    let s = Server::start(&d);
+    crate::support::deliver(
+        &s,
+        "someone@remote.example",
+        "info@bee.test",
+        &crate::smtp::message(
+            "someone@remote.example",
+            "info@bee.test",
+            "for bee",
+            "Private.",
+        ),
+    );
+    d.wait_messages("info@bee.test", "INBOX", 1);
+    let mut steps = vec![json!(["login", "info@acme.example", PW])];
+    let foreign = [
+        "info@bee.test",
+        "info@bee.test/INBOX",
+        "../info@bee.test/INBOX",
+        "Other Users/info@bee.test/INBOX",
+        "#shared/INBOX",
+        "~info@bee.test/INBOX",
+    ];
+    for name in foreign {
+        steps.push(json!(["select", format!("\"{name}\"")]));
+    }
+    steps.push(json!([
+        "call",
+        "status",
+        "\"info@bee.test/INBOX\"",
+        "(MESSAGES)"
+    ]));
+    steps.push(json!([
+        "append",
+        "\"info@bee.test/INBOX\"",
+        "",
+        null,
+        "From: x@acme.example\r\nSubject: planted\r\n\r\nx\r\n"
+    ]));
+    steps.push(json!(["call", "list", "\"\"", "\"*\""]));
+    steps.push(json!(["logout"]));
+    let count = steps.len();
+    let out = crate::imap::imap(&s, "tls", Value::Array(steps));
+    // The tool reports the greeting first, then one entry per step.
+    let at = out.len() - count;
+    assert_eq!(out[at][0], "OK", "login: {:?}", out[at]);
+    for (i, name) in foreign.iter().enumerate() {
+        let got = &out[at + 1 + i];
+        assert_ne!(got[0], "OK", "SELECT {name}: {got:?}");
+    }
+    let n = foreign.len();
+    assert_ne!(out[at + 1 + n][0], "OK", "STATUS: {:?}", out[at + 1 + n]);
+    assert_ne!(out[at + 2 + n][0], "OK", "APPEND: {:?}", out[at + 2 + n]);
+    let listed = out[at + 3 + n][1].to_string();
+    assert!(
+        !listed.contains("bee"),
+        "LIST names only own folders: {listed}"
+    );
+    // Bee's password is not Acme's: no login as Bee with it.
+    let out = crate::imap::imap(
+        &s,
+        "tls",
+        json!([["login", "info@bee.test", PW], ["logout"]]),
+    );
+    assert_ne!(out[out.len() - 2][0], "OK", "{out:?}");
+    // Submission: neither the envelope nor the author may be Bee's (P1).
+    let r = crate::smtp::smtp(
+        s.port("submission"),
+        "plain",
+        json!([
+            ["ehlo", "client.acme.example"],
+            ["starttls"],
+            ["ehlo", "client.acme.example"],
+            ["login", "info@acme.example", PW],
+            ["cmd", "MAIL FROM:<info@bee.test>"],
+            ["cmd", "RSET"],
+            ["cmd", "MAIL FROM:<info@acme.example>"],
+            ["cmd", "RCPT TO:<someone@remote.example>"],
+            [
+                "data",
+                "From: info@bee.test\r\nTo: someone@remote.example\r\nSubject: x\r\n\r\nx\r\n"
+            ],
+            ["quit"]
+        ]),
+    );
+    assert_eq!(r[4].0, 553, "{r:?}");
+    assert_eq!(r[8].0, 553, "{r:?}");
+    // Bee's mailbox is untouched.
+    let bee = d.messages("info@bee.test", "INBOX");
+    assert_eq!(bee.len(), 1, "{bee:?}");
+    assert_eq!(bee[0]["subject"], "for bee");
+}
+
+#[test]
+fn protocol_routes_on_sqlite() {
+    protocol_routes(Data::sqlite());
+}
+
+#[test]
+fn protocol_routes_on_postgresql() {
+    protocol_routes(Data::postgres());
 }
