@@ -24,6 +24,7 @@ use crate::mail::settings::{
 use crate::mail::srs::Srs;
 use crate::mail::{MessageSummary, summarize};
 use crate::rules::m3_storage_quota as quota;
+use crate::rules::o3_daily_sending as o3;
 
 /// Everything the pipeline needs to know about one recipient.
 #[derive(Debug, Clone)]
@@ -346,6 +347,13 @@ impl Directory {
         } else {
             None
         };
+        // O3: what the address's own rules send (forwards, redirects, automatic replies)
+        // counts toward its daily limit like mail it submits.
+        let daily_limit = if outgoing.is_empty() {
+            0
+        } else {
+            self.daily_limit_of(address_id).await?
+        };
         // In the shared transaction (group commit): blobs and lookups are done by now.
         let mut turn = self.group.turn().await?;
         let result = async {
@@ -395,7 +403,39 @@ impl Directory {
                 touched.insert(mb.id);
                 done.stored.push((mb.name.clone(), d.message.uid));
             }
+            if !outgoing.is_empty() {
+                // The address row first (the store's lock order): the count below is then
+                // the one every other sender of this address waits for.
+                tx.address_lock(address_id).await?;
+            }
             for (o, blob, rcpts) in outgoing {
+                let adding = rcpts.len() as i64;
+                let sent = tx
+                    .send_log_sum(address_id, now - o3::WINDOW_SECONDS)
+                    .await?;
+                if !o3::allows(sent, adding, daily_limit) {
+                    if o.kind.starts_with("forward") {
+                        // A forward (or redirect) is the mail itself for a mailbox that keeps
+                        // no copy: never dropped; the delivery is retried once the window
+                        // has room (or bounces when the message expires).
+                        return Err(Error::SendingLimit { limit: daily_limit });
+                    }
+                    // An automatic reply is not sent past the limit.
+                    tx.delivery_log_insert(
+                        address_id,
+                        "o3-limit",
+                        &format!(
+                            "{} to {} not sent: daily sending limit reached",
+                            o.kind,
+                            o.to.join(", ")
+                        ),
+                        now,
+                    )
+                    .await?;
+                    continue;
+                }
+                tx.send_log_add(address_id, adding, now, now - o3::WINDOW_SECONDS)
+                    .await?;
                 if let Some(data) = blob.inline_data(Some(&o.raw))? {
                     tx.inline_blob_put(&blob.id, data).await?;
                 }
@@ -453,6 +493,20 @@ impl Directory {
             self.changed(id);
         }
         Ok(done)
+    }
+
+    /// O3: the daily sending limit of an address, from its mail service's offer.
+    async fn daily_limit_of(&self, address_id: i64) -> Result<i64> {
+        let mut tx = self.store.begin_read().await?;
+        let a = tx
+            .address_by_id(address_id)
+            .await?
+            .ok_or_else(|| Error::not_found("address", address_id.to_string()))?;
+        let svc = tx
+            .service_by_domain(&a.domain)
+            .await?
+            .ok_or_else(|| Error::not_found("mail service", &a.domain))?;
+        Ok(self.daily_limit(&svc))
     }
 
     /// Decides where a new body goes: inline if small, else written to the blob store now.

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use postfach_store::{Address, Tx};
+use postfach_store::{Address, MailService, Tx};
 
 use crate::error::{Error, Result};
 use crate::mail::header_block::HeaderBlock;
@@ -98,11 +98,7 @@ impl Directory {
         let mut tx = self.store.begin().await?;
         let senders = own_addresses(&mut *tx, svc.id, &a).await?;
         drop(tx);
-        let daily_limit = self
-            .policy
-            .offers
-            .get(&svc.offer)
-            .map_or(0, |o| o.daily_send_limit);
+        let daily_limit = self.daily_limit(&svc);
         Ok(MailboxLogin {
             address_id: a.id,
             service_id: svc.id,
@@ -112,6 +108,14 @@ impl Directory {
             daily_limit,
             maintenance: svc.maintenance,
         })
+    }
+
+    /// O3: the daily sending limit of a mail service's addresses, from its offer.
+    pub(crate) fn daily_limit(&self, svc: &MailService) -> i64 {
+        self.policy
+            .offers
+            .get(&svc.offer)
+            .map_or(0, |o| o.daily_send_limit)
     }
 
     /// O2: the domain whose DKIM key signs an outgoing queue entry (`source` and

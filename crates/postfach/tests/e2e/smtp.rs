@@ -440,6 +440,67 @@ fn daily_limit_counts_every_recipient_up_to_the_offer() {
         )
     );
     assert_eq!(codes(&r)[6], 554, "DATA without recipients");
+
+    // O3 counts what the address's own rules send too. Past the limit an automatic reply is
+    // not sent (the delivery log says so); a forward is the mail itself, so it waits in the
+    // queue for room in the window instead of being dropped or sent.
+    d.ok(&[
+        "autoreply",
+        "add",
+        "solo@starter.example",
+        "--name",
+        "away",
+        "--message",
+        "Away.",
+        "--activate",
+    ]);
+    crate::support::deliver(
+        &s,
+        "someone@remote.example",
+        "solo@starter.example",
+        &message(
+            "someone@remote.example",
+            "solo@starter.example",
+            "hello",
+            "x",
+        ),
+    );
+    d.wait_messages("solo@starter.example", "INBOX", 1);
+    let log = d.ok(&["delivery-log", "solo@starter.example"]);
+    assert!(log.contains("daily sending limit reached"), "{log}");
+    d.ok(&[
+        "forward",
+        "set",
+        "solo@starter.example",
+        "--to",
+        "onward@catch.example",
+        "--delete",
+    ]);
+    crate::support::deliver(
+        &s,
+        "someone@remote.example",
+        "solo@starter.example",
+        &message(
+            "someone@remote.example",
+            "solo@starter.example",
+            "forward me",
+            "x",
+        ),
+    );
+    let waiting = crate::support::wait_until(std::time::Duration::from_secs(10), || {
+        d.json(&["queue", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.to_string().contains("Daily sending limit"))
+    });
+    assert!(waiting, "{}", d.ok(&["queue", "list"]));
+    assert_eq!(d.messages("solo@starter.example", "INBOX").len(), 1);
+    assert!(
+        d.messages("catchall@catch.example", "INBOX")
+            .iter()
+            .all(|m| m["subject"] != "forward me")
+    );
 }
 
 /// A MIME message with one attachment, built by Python's email library.
