@@ -16,6 +16,8 @@ use crate::dsn::{Failure, bounce};
 use crate::outbound::{Outcome, deliver, prepare};
 
 /// How long a worker owns an entry; if it dies, another one takes over after this.
+/// M3: how long the queue keeps trying a full mailbox before it bounces.
+const OVER_QUOTA_RETRY_SECONDS: i64 = 24 * 3600;
 const LEASE_SECONDS: i64 = 30 * 60;
 
 /// Due entries read from the queue at a time.
@@ -223,8 +225,17 @@ async fn process(smtp: &Smtp, entry: QueueEntry, rcpts: Vec<QueueRcpt>) {
                     body_settled |= done.spooled_body_settled;
                 }
                 Ok(_) => {}
-                // M3: the mailbox is full. The sender hears it now, with a bounce (RFC 3463
-                // X.2.2), as a remote MX's `552 5.2.2` would make us do; nothing was kept.
+                // M3: the mailbox is full. RFC 3463 calls X.2.2 a persistent transient
+                // failure: the user may make room, so the queue tries again for a day (the
+                // attempts back off as any retry does); then the sender hears it with a
+                // bounce, as a remote MX's `552 5.2.2` would make us do. Nothing was kept.
+                Err(postfach_core::Error::OverQuota(why))
+                    if dir.now() < entry.received_at + OVER_QUOTA_RETRY_SECONDS =>
+                {
+                    tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, "not delivered yet: {why}; will retry");
+                    let reply = format!("452 4.2.2 <{}>... Mailbox full", r.rcpt);
+                    let _ = dir.queue_rcpt_result(r.id, "pending", &reply).await;
+                }
                 Err(postfach_core::Error::OverQuota(why)) => {
                     tracing::info!(queue_id = entry.id, rcpt = %r.rcpt, "not delivered: {why}");
                     let reply = format!("552 5.2.2 <{}>... Mailbox full", r.rcpt);

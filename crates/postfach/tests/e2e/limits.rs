@@ -96,6 +96,9 @@ fn quota_race(d: Data) {
             ref other => panic!("end of DATA: {other:?}"),
         }
     }
+    // What the queue could not deliver for a full mailbox waits a day, then bounces (see
+    // `a_full_mailbox_is_retried_for_a_day_from_the_queue`).
+    d.advance_clock(25 * 3600);
     d.wait_queue_empty();
     let stored = d.messages("jean@acme.example", "INBOX");
     let sizes: i64 = stored.iter().map(|m| m["size"].as_i64().unwrap()).sum();
@@ -373,6 +376,84 @@ fn maintenance_ends_sessions(d: Data) {
         Value::Array(submission_prologue(Some("info@acme.example"))),
     );
     assert_eq!(r[3].0, 454, "{r:?}");
+}
+
+/// M3 in the queue: a full mailbox is a persistent transient failure (RFC 3463 X.2.2). A
+/// forward to it waits in the queue (`452 4.2.2`, retried with back-off) and goes through
+/// when the user makes room; only after a day does its sender get a bounce (`5.2.2`).
+#[test]
+fn a_full_mailbox_is_retried_for_a_day_from_the_queue() {
+    let d = setup_on(Data::sqlite());
+    d.ok(&[
+        "address",
+        "set",
+        "jean@acme.example",
+        "--storage-quota",
+        "1",
+    ]);
+    d.ok(&[
+        "forward",
+        "set",
+        "info@acme.example",
+        "--to",
+        "jean@acme.example",
+        "--delete",
+    ]);
+    let s = Server::start(&d);
+    let port = s.port("smtp");
+    let fill = message(
+        "someone@sender.example",
+        "jean@acme.example",
+        "filler",
+        &"f".repeat(1000 * 1024),
+    );
+    let r = send_without_size(
+        port,
+        "someone@sender.example",
+        "jean@acme.example",
+        &fill,
+        None,
+    );
+    assert_eq!(r[3].0, 250, "{r:?}");
+    d.wait_messages("jean@acme.example", "INBOX", 1);
+    let forwarded = message(
+        "catchall@catch.example",
+        "info@acme.example",
+        "to be forwarded",
+        &"x".repeat(100 * 1024),
+    );
+    let r = send_without_size(
+        port,
+        "catchall@catch.example",
+        "info@acme.example",
+        &forwarded,
+        None,
+    );
+    assert_eq!(r[3].0, 250, "{r:?}");
+    let full = |d: &Data| d.json(&["queue", "list"]).to_string().contains("4.2.2");
+    assert!(
+        crate::support::wait_until(std::time::Duration::from_secs(20), || full(&d)),
+        "{}",
+        d.ok(&["queue", "list"])
+    );
+    // Still waiting a few hours later; no bounce yet.
+    d.advance_clock(6 * 3600);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(full(&d), "{}", d.ok(&["queue", "list"]));
+    let bounced = |d: &Data| {
+        d.messages("catchall@catch.example", "INBOX")
+            .iter()
+            .any(|m| m["subject"].as_str().unwrap_or("").contains("Undelivered"))
+    };
+    assert!(!bounced(&d));
+    // A day on: the sender hears of it.
+    d.advance_clock(19 * 3600);
+    assert!(crate::support::wait_until(
+        std::time::Duration::from_secs(30),
+        || bounced(&d)
+    ));
+    d.wait_queue_empty();
+    assert_eq!(d.messages("jean@acme.example", "INBOX").len(), 1);
 }
 
 /// RFC 5321 §4.5.1: `postmaster` of every hosted domain, and the bare `<Postmaster>`, are
