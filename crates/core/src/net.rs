@@ -47,6 +47,30 @@ impl Kind {
     }
 }
 
+/// The longest a session waits for a client to take what it is sent. A client that stops
+/// reading would otherwise keep its task and its connection slot for as long as the TCP
+/// stack keeps retrying (hours); past this the session ends.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes all of `data` within [`WRITE_TIMEOUT`] (a session's output on a stream of its own;
+/// [`Stream::write_all`] does the same).
+pub async fn write_within<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    data: &[u8],
+) -> std::io::Result<()> {
+    within(w.write_all(data)).await
+}
+
+async fn within(write: impl Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client stopped reading",
+        )),
+    }
+}
+
 /// File descriptors this process may hold: its soft `RLIMIT_NOFILE`, raised to the hard
 /// limit the first time it is asked (the default soft limit, often 1024, is far below what
 /// a mail server with idle IMAP clients needs).
@@ -196,14 +220,35 @@ impl Stream {
         }
     }
 
+    /// Writes all of `data` within [`WRITE_TIMEOUT`].
     pub async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.write_all(data).await,
-            Stream::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
+        let write = async {
+            match self {
+                Stream::Plain(s) => s.write_all(data).await,
+                Stream::Tls(s) => {
+                    s.write_all(data).await?;
+                    s.flush().await
+                }
+                Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
             }
-            Stream::Closed => Err(std::io::ErrorKind::NotConnected.into()),
-        }
+        };
+        within(write).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that stops reading does not keep a session's task: the write gives up after
+    /// `WRITE_TIMEOUT` (the clock is paused, so the test does not wait a minute).
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_ends_the_write() {
+        let (mut ours, _theirs) = tokio::io::duplex(1024);
+        let big = vec![b'x'; 1024 * 1024];
+        let started = tokio::time::Instant::now();
+        let e = write_within(&mut ours, &big).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= WRITE_TIMEOUT);
     }
 }

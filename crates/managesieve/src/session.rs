@@ -122,10 +122,10 @@ impl Session {
 
     async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         if let Some(s) = self.stream.as_mut() {
-            s.write_all(data).await?;
+            postfach_core::net::write_within(s, data).await?;
             s.flush().await
         } else if let Some(t) = self.tcp.as_mut() {
-            t.write_all(data).await
+            postfach_core::net::write_within(t, data).await
         } else {
             Err(std::io::ErrorKind::NotConnected.into())
         }
