@@ -148,6 +148,16 @@ pub async fn run(paths: Paths) -> Result<()> {
         ));
     }
     tracing::info!(hostname = %cfg.server.hostname, data = %app.paths.data.display(), "postfach started");
+    // RFC 5321 §4.5.1: mail to the bare <Postmaster> must reach somebody.
+    if matches!(
+        app.dir.resolve_rcpt("postmaster").await,
+        Ok(postfach_core::mail::Rcpt::NoSuchUser)
+    ) {
+        tracing::warn!(
+            "mail to <Postmaster> has no mailbox to go to (no operator has a hosted address): \
+             set [server] postmaster to a hosted address"
+        );
+    }
     println!("Postfach is ready.");
 
     shutdown_signal().await;

@@ -660,9 +660,12 @@ impl Session {
             Err(CoreError::Unauthenticated(_)) => {
                 // S4: each failure in a session makes the next answer slower.
                 self.auth_failures += 1;
-                let base = self.smtp.auth_failure_delay;
-                let delay = base * 2u32.saturating_pow(self.auth_failures.min(5) - 1);
-                tokio::time::sleep(delay).await;
+                let base = self.smtp.auth_failure_delay.as_millis() as u64;
+                let delay = postfach_core::rules::s4_login_throttle::session_delay_ms(
+                    base,
+                    self.auth_failures,
+                );
+                tokio::time::sleep(Duration::from_millis(delay)).await;
                 self.error("535 5.7.8 Authentication credentials invalid");
             }
             Err(e) => {

@@ -97,6 +97,16 @@ pub fn decide(limits: &ThrottleLimits, f: Facts<'_>) -> Decision {
     Decision::Check { delay_ms }
 }
 
+/// The wait before a session answers its `failures`-th wrong password (a tarpit inside one
+/// connection, on top of the throttle across connections): `base_ms`, doubling with each
+/// failure up to 16 times `base_ms`.
+pub fn session_delay_ms(base_ms: u64, failures: u32) -> u64 {
+    if failures == 0 {
+        return 0;
+    }
+    base_ms.saturating_mul(1 << (failures.min(5) - 1))
+}
+
 /// The one spelling of a login that every key uses: `Anna@Acme.test.`, ` anna@acme.test`
 /// and `anna@acme.test\t` are one login (each spelling must not get counters of its own).
 ///
@@ -185,6 +195,14 @@ mod tests {
             ..facts(&[], &[], &more)
         };
         assert_eq!(decide(&l, known), Decision::Check { delay_ms: 0 });
+    }
+
+    #[test]
+    fn a_session_answers_each_failure_more_slowly() {
+        assert_eq!(session_delay_ms(1000, 0), 0);
+        assert_eq!(session_delay_ms(1000, 1), 1000);
+        assert_eq!(session_delay_ms(1000, 3), 4000);
+        assert_eq!(session_delay_ms(1000, 9), 16000);
     }
 
     #[test]

@@ -527,6 +527,18 @@ fn postmaster_is_accepted_for_every_hosted_domain() {
     );
 }
 
+/// RFC 5321 §4.5.1: when the bare `<Postmaster>` has nowhere to go (the first operator is
+/// `admin@localhost`, not a hosted mailbox, and no `[server] postmaster` is set), the server
+/// says so when it starts.
+#[test]
+fn a_postmaster_without_a_mailbox_is_reported_at_start() {
+    let d = Data::sqlite();
+    let s = Server::start(&d);
+    let log = std::fs::read_to_string(d.path().join("server.log")).unwrap();
+    assert!(log.contains("[server] postmaster"), "{log}");
+    drop(s);
+}
+
 /// Connection budgets: 20,000 idle and half-open HTTP connections from a thousand loopback
 /// addresses (a slowloris crowd) neither exhaust the process's file descriptors nor stop
 /// SMTP and IMAP; the HTTP listener closes them once their header deadline has passed and
