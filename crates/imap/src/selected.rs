@@ -7,7 +7,7 @@
 //! Expunges are held back while the client is in the middle of a FETCH, STORE or SEARCH by
 //! sequence number (RFC 9051 §7.5.1): sequence numbers must not shift under it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
@@ -64,6 +64,9 @@ pub struct Selected {
     /// UIDs (first, last) this session's own APPEND claimed as \Recent that are not in the
     /// view yet: marked when `sync` brings them in.
     pub own_recent: Option<(u32, u32)>,
+    /// The keywords announced to the client in `FLAGS` (RFC 9051 §7.3.5): those of the
+    /// messages at SELECT, and each new one before the first FETCH that shows it.
+    pub keywords: BTreeSet<String>,
 }
 
 /// One untagged response to send.
@@ -152,7 +155,21 @@ impl Selected {
             pending_expunge: HashSet::new(),
             checked_at: Instant::now(),
             own_recent: None,
+            keywords: BTreeSet::new(),
         }
+    }
+
+    /// Keywords of `keywords` (a message's, space-separated) not announced yet; they are
+    /// announced from now on.
+    pub fn new_keywords(&mut self, keywords: &str) -> bool {
+        let mut added = false;
+        for k in keywords.split_ascii_whitespace() {
+            if !self.keywords.contains(k) {
+                self.keywords.insert(k.to_string());
+                added = true;
+            }
+        }
+        added
     }
 
     /// Takes this session's own APPEND into the view without asking the store (issue 6: the

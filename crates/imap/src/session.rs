@@ -997,6 +997,7 @@ impl Session {
                 Update::Exists(n) => self.data(Data::Exists(n)),
                 Update::Recent(n) => self.data(Data::Recent(n)),
                 Update::Flags(seq, meta) => {
+                    self.announce_keywords(&meta);
                     let recent = self
                         .selected
                         .as_ref()
@@ -1069,26 +1070,31 @@ impl Session {
                 }
             }
         }
-        if !self.rev2
-            && !read_only
-            && let Ok(first) = self
-                .imap
-                .dir
-                .folder_claim_recent(&snapshot.mailbox, snapshot.mailbox.uidnext)
-                .await
-        {
-            for m in sel.messages.iter() {
-                if i64::from(m.uid) >= first {
-                    sel.recent.insert(m.uid);
+        if !self.rev2 {
+            // SELECT claims the messages no session has seen yet; EXAMINE only counts them
+            // (RFC 3501 §6.3.2: the \Recent flag is not changed), as STATUS does.
+            let first = if read_only {
+                Ok(snapshot.mailbox.recent_uid)
+            } else {
+                self.imap
+                    .dir
+                    .folder_claim_recent(&snapshot.mailbox, snapshot.mailbox.uidnext)
+                    .await
+            };
+            if let Ok(first) = first {
+                for m in sel.messages.iter() {
+                    if i64::from(m.uid) >= first {
+                        sel.recent.insert(m.uid);
+                    }
                 }
             }
         }
-        self.raw("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-        if read_only {
-            self.raw("* OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox");
-        } else {
-            self.raw("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted");
+        let messages = sel.messages.clone();
+        for m in messages.iter() {
+            sel.new_keywords(&m.keywords);
         }
+        let keywords: Vec<String> = sel.keywords.iter().cloned().collect();
+        self.flags_lines(&keywords, read_only);
         self.data(Data::Exists(sel.exists()));
         if !self.rev2 {
             self.data(Data::Recent(sel.recent.len() as u32));
@@ -2009,6 +2015,13 @@ impl Session {
                 },
                 None => (None, None),
             };
+            if names
+                .iter()
+                .any(|n| matches!(n, MessageDataItemName::Flags))
+                || sets_seen
+            {
+                self.announce_keywords(&meta);
+            }
             let recent = !self.rev2
                 && self
                     .selected
@@ -2235,8 +2248,12 @@ impl Session {
         let silent = matches!(response, StoreResponse::Silent);
         for m in &outcome.messages {
             let changed = outcome.changed.contains(&m.uid);
-            // .SILENT still reports MODSEQ changes to CONDSTORE clients (RFC 7162 §3.1.3).
+            // .SILENT still reports MODSEQ changes to CONDSTORE clients (RFC 7162 §3.1.3),
+            // and a keyword new to the mailbox (FLAGS, RFC 9051 §7.3.5).
             if silent && !(self.condstore && changed) {
+                if let Some(meta) = self.view_meta(m.uid) {
+                    self.announce_keywords(&meta);
+                }
                 continue;
             }
             if let Some(meta) = self.view_meta(m.uid) {
@@ -2331,10 +2348,41 @@ impl Session {
         Some(sel.messages[seq as usize - 1].clone())
     }
 
+    /// `FLAGS` and `PERMANENTFLAGS` (RFC 9051 §7.3.5, §7.1): the system flags and the
+    /// mailbox's keywords; `\*`: the client may make new keywords.
+    fn flags_lines(&mut self, keywords: &[String], read_only: bool) {
+        let mut all = String::from("\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+        for k in keywords {
+            all.push(' ');
+            all.push_str(k);
+        }
+        self.raw(format!("* FLAGS ({all})"));
+        if read_only {
+            self.raw("* OK [PERMANENTFLAGS ()] No permanent flags in a read-only mailbox");
+        } else {
+            self.raw(format!("* OK [PERMANENTFLAGS ({all} \\*)] Flags permitted"));
+        }
+    }
+
+    /// Before a FETCH shows a keyword the client was not told of: `FLAGS` again (RFC 9051
+    /// §7.3.5: the client records the mailbox's flags from it).
+    fn announce_keywords(&mut self, meta: &Meta) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if meta.keywords.is_empty() || !sel.new_keywords(&meta.keywords) {
+            return;
+        }
+        let keywords: Vec<String> = sel.keywords.iter().cloned().collect();
+        let read_only = sel.read_only;
+        self.flags_lines(&keywords, read_only);
+    }
+
     /// An untagged FETCH about a message's flags: FLAGS (unless `flags` is false, for
     /// .SILENT), UID for UID commands and QRESYNC clients, MODSEQ for CONDSTORE clients
     /// (RFC 7162 §3.1: once enabled, every such FETCH carries it).
     fn flags_response(&mut self, meta: &Meta, flags: bool, uid: bool) {
+        self.announce_keywords(meta);
         let Some(sel) = self.selected.as_ref() else {
             return;
         };

@@ -1601,3 +1601,76 @@ fn appended_small_message_is_kept_inline_large_one_as_file() {
     let check = d.ok(&["store", "check"]);
     assert!(check.contains("The store is consistent."), "{check}");
 }
+
+/// RFC 9051 §7.3.5 / RFC 3501 §7.2.6: FLAGS (and PERMANENTFLAGS) list the mailbox's keywords
+/// at SELECT, and a keyword new to the mailbox is announced by an untagged FLAGS before the
+/// FETCH that shows it — also when STORE was .SILENT. RFC 3501 §6.3.2: EXAMINE reports the
+/// \Recent messages as STATUS counts them, without taking the flag away.
+#[test]
+fn keywords_are_announced_and_examine_counts_recent() {
+    let d = Data::sqlite();
+    setup_on(&d);
+    let s = Server::start(&d);
+    for subject in ["one", "two"] {
+        deliver(&s, "x@remote.example", ANN, &message(subject, "body"));
+    }
+    d.wait_messages(ANN, "INBOX", 2);
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["call", "status", "INBOX", "(RECENT)"],
+            ["examine", "INBOX"],
+            ["call", "status", "INBOX", "(RECENT)"],
+            ["select", "INBOX"],
+            ["call", "store", "1", "+FLAGS", "($Work)"],
+            ["call", "store", "2", "+FLAGS.SILENT", "(Project-X)"],
+            ["call", "store", "2", "+FLAGS", "($Work)"],
+            ["logout"]
+        ]),
+    );
+    let step = |i: usize| &r[i + 1];
+    assert!(all_text(step(1)).contains("RECENT 2"), "{}", step(1));
+    assert_eq!(untagged(step(2), "RECENT"), ["2"], "{}", step(2));
+    assert!(
+        all_text(step(3)).contains("RECENT 2"),
+        "EXAMINE claims nothing: {}",
+        step(3)
+    );
+    assert_eq!(untagged(step(4), "RECENT"), ["2"]);
+    let flags = |i: usize| untagged(step(i), "FLAGS").join(" ");
+    assert!(
+        flags(5).contains("$Work"),
+        "announced before the FETCH: {}",
+        step(5)
+    );
+    assert!(
+        untagged(step(5), "PERMANENTFLAGS")
+            .join(" ")
+            .contains("$Work"),
+        "{}",
+        step(5)
+    );
+    assert!(
+        flags(6).contains("Project-X"),
+        "also after .SILENT: {}",
+        step(6)
+    );
+    assert!(
+        flags(7).is_empty(),
+        "a known keyword is not announced again: {}",
+        step(7)
+    );
+    // The next SELECT lists the mailbox's keywords.
+    let r = imap(
+        &s,
+        "tls",
+        json!([login(ANN), ["select", "INBOX"], ["logout"]]),
+    );
+    let at_select = untagged(&r[2], "FLAGS").join(" ");
+    assert!(
+        at_select.contains("$Work") && at_select.contains("Project-X"),
+        "{at_select}"
+    );
+}
