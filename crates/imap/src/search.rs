@@ -70,12 +70,27 @@ fn day(t: i64) -> NaiveDate {
         .unwrap_or_default()
 }
 
-fn header_text(m: &Message<'_>, name: &str) -> String {
-    // Raw (as written) and decoded forms both count: a search for a display name or for the
-    // address must hit either way.
-    let raw = m.header_raw(name).unwrap_or_default().to_string();
-    let decoded = match m.header(name) {
-        Some(mail_parser::HeaderValue::Address(a)) => a
+/// RFC 9051 §6.4.4 HEADER: a message matches when any of its fields of that name contains
+/// the string (a message may have several, e.g. `Received` or an `X-` field twice). The raw
+/// text (as written) and the decoded form both count: a search for a display name or for the
+/// address must hit either way.
+fn header_matches(m: &Message<'_>, name: &str, needle: &str) -> bool {
+    m.headers()
+        .iter()
+        .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        .any(|h| {
+            let raw = m
+                .raw_message
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            contains(&raw, needle) || contains(&value_text(&h.value), needle)
+        })
+}
+
+fn value_text(v: &mail_parser::HeaderValue<'_>) -> String {
+    match v {
+        mail_parser::HeaderValue::Address(a) => a
             .iter()
             .map(|x| {
                 format!(
@@ -86,11 +101,10 @@ fn header_text(m: &Message<'_>, name: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join(", "),
-        Some(mail_parser::HeaderValue::Text(t)) => t.to_string(),
-        Some(mail_parser::HeaderValue::TextList(l)) => l.join(" "),
+        mail_parser::HeaderValue::Text(t) => t.to_string(),
+        mail_parser::HeaderValue::TextList(l) => l.join(" "),
         _ => String::new(),
-    };
-    format!("{raw}\n{decoded}")
+    }
 }
 
 fn body_text(m: &Message<'_>) -> String {
@@ -158,11 +172,17 @@ pub(crate) fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
 
 /// The day of the `Date:` header (RFC 9051 §6.4.4 SENT*: "disregarding time and timezone").
 fn sent_day(c: &Candidate<'_>) -> Option<NaiveDate> {
-    match (c.message, c.summary) {
-        (Some(m), _) => m.date().map(|d| day(d.to_timestamp())),
-        (None, Some(row)) => row.sent_at.map(day),
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    let days = match (c.message, c.summary) {
+        (Some(m), _) => m.date().and_then(postfach_core::mail::written_day),
+        (None, Some(row)) => match row.sent_day {
+            Some(d) => Some(d),
+            // Stored before the written day was kept: its UTC day stands in.
+            None => return row.sent_at.map(day),
+        },
         (None, None) => None,
-    }
+    }?;
+    epoch.checked_add_signed(chrono::Duration::days(days))
 }
 
 pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
@@ -206,10 +226,10 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         SearchKey::Since(d) => day(c.meta.internal_date) >= *d.as_ref(),
         SearchKey::Not(k) => !matches(k, c),
         SearchKey::Or(a, b) => matches(a, c) || matches(b, c),
-        SearchKey::From(s) => msg.is_some_and(|m| contains(&header_text(m, "From"), &text(s))),
-        SearchKey::To(s) => msg.is_some_and(|m| contains(&header_text(m, "To"), &text(s))),
-        SearchKey::Cc(s) => msg.is_some_and(|m| contains(&header_text(m, "Cc"), &text(s))),
-        SearchKey::Bcc(s) => msg.is_some_and(|m| contains(&header_text(m, "Bcc"), &text(s))),
+        SearchKey::From(s) => msg.is_some_and(|m| header_matches(m, "From", &text(s))),
+        SearchKey::To(s) => msg.is_some_and(|m| header_matches(m, "To", &text(s))),
+        SearchKey::Cc(s) => msg.is_some_and(|m| header_matches(m, "Cc", &text(s))),
+        SearchKey::Bcc(s) => msg.is_some_and(|m| header_matches(m, "Bcc", &text(s))),
         // The decoded subject (RFC 2047), in the form the stored summary holds it, so that a
         // key matches the same messages whether or not another key made us read them.
         SearchKey::Subject(s) => match (msg, c.summary) {
@@ -220,10 +240,9 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
             (None, Some(row)) => contains(&row.subject, &text(s)),
             (None, None) => false,
         },
-        SearchKey::Header(name, value) => msg.is_some_and(|m| {
-            let name = text(name);
-            m.header_raw(name.as_str()).is_some() && contains(&header_text(m, &name), &text(value))
-        }),
+        SearchKey::Header(name, value) => {
+            msg.is_some_and(|m| header_matches(m, &text(name), &text(value)))
+        }
         SearchKey::Body(s) => msg.is_some_and(|m| contains(&body_text(m), &text(s))),
         SearchKey::Text(s) => msg.is_some_and(|m| {
             let needle = text(s);

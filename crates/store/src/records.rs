@@ -253,6 +253,8 @@ pub struct Message {
     pub subject: String,
     pub sent_at: Option<i64>,
     pub message_id: String,
+    /// The day of the `Date:` field as written (days since 1970-01-01, its zone ignored).
+    pub sent_day: Option<i64>,
 }
 
 /// An address's storage after a write changed it: the facts the quota rule (M3, in
@@ -284,6 +286,8 @@ pub struct NewMessage {
     pub subject: String,
     pub sent_at: Option<i64>,
     pub message_id: String,
+    /// The day of the `Date:` field as written (days since 1970-01-01, its zone ignored).
+    pub sent_day: Option<i64>,
 }
 
 /// A spooled message awaiting delivery to some of its recipients.

@@ -733,6 +733,7 @@ impl Directory {
                         subject: summary.subject,
                         sent_at: summary.sent_at,
                         message_id: summary.message_id,
+                        sent_day: summary.sent_day,
                     },
                     address_id,
                     inline.then_some(req.raw.as_slice()),
@@ -1029,6 +1030,7 @@ impl Directory {
                         subject: m.subject.clone(),
                         sent_at: m.sent_at,
                         message_id: m.message_id.clone(),
+                        sent_day: m.sent_day,
                     },
                 )
                 .await?;

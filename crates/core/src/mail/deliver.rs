@@ -11,6 +11,15 @@ pub struct MessageSummary {
     /// The `Date:` header, Unix seconds.
     pub sent_at: Option<i64>,
     pub message_id: String,
+    /// The day of the `Date:` header as written, its zone ignored (days since 1970-01-01;
+    /// IMAP SEARCH SENT*, RFC 9051 §6.4.4).
+    pub sent_day: Option<i64>,
+}
+
+/// Days since 1970-01-01 of the date a `Date:` field names as written.
+pub fn written_day(d: &mail_parser::DateTime) -> Option<i64> {
+    let date = chrono::NaiveDate::from_ymd_opt(d.year as i32, d.month as u32, d.day as u32)?;
+    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days())
 }
 
 /// Characters of the subject a summary keeps; a stored subject of fewer bytes is complete.
@@ -46,5 +55,6 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
         subject: clean(m.subject().unwrap_or_default(), SUMMARY_SUBJECT_CHARS),
         sent_at: m.date().map(|d| d.to_timestamp()),
         message_id: clean(m.message_id().unwrap_or_default(), 500),
+        sent_day: m.date().and_then(written_day),
     }
 }

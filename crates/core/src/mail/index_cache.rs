@@ -150,6 +150,7 @@ mod tests {
             header_from: String::new(),
             subject: String::new(),
             sent_at: None,
+            sent_day: None,
             message_id: String::new(),
         }
     }

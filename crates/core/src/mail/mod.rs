@@ -36,7 +36,7 @@ pub mod flag {
     pub const DRAFT: i64 = 16;
 }
 pub use check::StoreReport;
-pub use deliver::{MessageSummary, SUMMARY_SUBJECT_CHARS, listing_text, summarize};
+pub use deliver::{MessageSummary, SUMMARY_SUBJECT_CHARS, listing_text, summarize, written_day};
 pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;
 pub use mailbox::{MailboxView, MessageView};

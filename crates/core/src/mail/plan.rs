@@ -392,6 +392,7 @@ impl Directory {
                             subject: summary.subject.clone(),
                             sent_at: summary.sent_at,
                             message_id: summary.message_id.clone(),
+                            sent_day: summary.sent_day,
                         },
                         address_id,
                         inline,

@@ -1674,3 +1674,52 @@ fn keywords_are_announced_and_examine_counts_recent() {
         "{at_select}"
     );
 }
+
+/// RFC 9051 §6.4.4: SENTON/SENTBEFORE/SENTSINCE compare the date of the Date: field as
+/// written, disregarding its time and zone (`00:30 +0200` on the 25th is the 25th, though it
+/// is the 24th in UTC), from the stored summary and from the parsed message alike; HEADER
+/// looks at every field of that name, not only the last.
+#[test]
+fn search_sent_dates_as_written_and_every_header_field() {
+    let d = Data::sqlite();
+    setup_on(&d);
+    let s = Server::start(&d);
+    let msg = "From: a@remote.example\r\nTo: ann@acme.example\r\nSubject: dated\r\n\
+               Date: Sun, 25 Mar 2007 00:30:00 +0200\r\nX-Extra: hello there\r\n\
+               X-Extra: second\r\n\r\nbody text\r\n";
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["append", "INBOX", "", null, msg],
+            ["select", "INBOX"],
+            ["call", "search", null, "SENTON", "25-Mar-2007"],
+            ["call", "search", null, "SENTON", "24-Mar-2007"],
+            [
+                "call",
+                "search",
+                null,
+                "SENTON",
+                "25-Mar-2007",
+                "BODY",
+                "body"
+            ],
+            ["call", "search", null, "SENTBEFORE", "25-Mar-2007"],
+            ["call", "search", null, "SENTSINCE", "25-Mar-2007"],
+            ["call", "search", null, "HEADER", "X-Extra", "hello"],
+            ["call", "search", null, "HEADER", "X-Extra", "second"],
+            ["call", "search", null, "HEADER", "x-extra", "nowhere"],
+            ["logout"]
+        ]),
+    );
+    let hits = |i: usize| r[i + 1][1][0].as_str().unwrap_or("").to_string();
+    assert_eq!(hits(3), "1", "{}", r[4]);
+    assert_eq!(hits(4), "", "{}", r[5]);
+    assert_eq!(hits(5), "1", "parsed path: {}", r[6]);
+    assert_eq!(hits(6), "");
+    assert_eq!(hits(7), "1");
+    assert_eq!(hits(8), "1", "the first X-Extra field: {}", r[9]);
+    assert_eq!(hits(9), "1");
+    assert_eq!(hits(10), "");
+}

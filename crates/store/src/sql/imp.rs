@@ -171,7 +171,7 @@ macro_rules! mailbox_select {
 macro_rules! message_columns {
     () => {
         "id, mailbox_id, uid, blob_id, size, internal_date, flags, keywords, modseq, \
-         header_from, subject, sent_at, message_id"
+         header_from, subject, sent_at, message_id, sent_day"
     };
 }
 
@@ -1128,8 +1128,8 @@ impl Tx for SqlTx {
         .ok_or(StoreError::NotFound)?;
         Ok(sqlx::query_as(concat!(
             "INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
-             modseq, header_from, subject, sent_at, message_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ",
+             modseq, header_from, subject, sent_at, message_id, sent_day) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING ",
             message_columns!()
         ))
         .bind(mailbox_id)
@@ -1144,6 +1144,7 @@ impl Tx for SqlTx {
         .bind(&m.subject)
         .bind(m.sent_at)
         .bind(&m.message_id)
+        .bind(m.sent_day)
         .fetch_one(self.conn().await?)
         .await?)
     }
@@ -1180,8 +1181,8 @@ impl Tx for SqlTx {
                      INSERT INTO inline_blobs (id, data) SELECT $2, $12 WHERE $12 IS NOT NULL \
                      ON CONFLICT (id) DO NOTHING; \
                      INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, flags, keywords, \
-                     modseq, header_from, subject, sent_at, message_id) \
-                     SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10 \
+                     modseq, header_from, subject, sent_at, message_id, sent_day) \
+                     SELECT id, uidnext - 1, $2, $3, $4, $5, $6, highestmodseq, $7, $8, $9, $10, $13 \
                      FROM mailboxes WHERE id = $1 RETURNING ",
                     message_columns!(),
                     ", (SELECT storage_used_bytes + $3 FROM addresses WHERE id = $11) AS used, \
@@ -1209,6 +1210,7 @@ impl Tx for SqlTx {
             .bind(&m.message_id)
             .bind(address_id)
             .bind(inline)
+            .bind(m.sent_day)
             .fetch_all(self.raw_conn())
             .await?;
         Ok(stored.into_iter().next().ok_or(StoreError::NotFound)?)

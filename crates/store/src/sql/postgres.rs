@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api_key_scope",
         include_str!("../../migrations/postgres/0010_api_key_scope.sql"),
     ),
+    (
+        11,
+        "sent_day",
+        include_str!("../../migrations/postgres/0011_sent_day.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {
