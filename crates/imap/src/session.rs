@@ -2053,6 +2053,7 @@ impl Session {
                 continue;
             }
             let mut items: Vec<MessageDataItem<'static>> = Vec::new();
+            let mut binary_origins: Vec<(String, u32)> = Vec::new();
             let mut flags_sent = false;
             for n in &names {
                 let item = match n {
@@ -2126,6 +2127,9 @@ impl Session {
                     MessageDataItemName::Binary {
                         section, partial, ..
                     } => {
+                        if let Some((origin, _)) = partial {
+                            binary_origins.push((binary_label(section), *origin));
+                        }
                         let data = match (&raw, part_raw, &parsed) {
                             (Some(raw), _, _) if section.is_empty() => Some(raw.clone()),
                             (_, Some(part_raw), Some(m)) => fetch::binary(part_raw, m, section),
@@ -2184,10 +2188,7 @@ impl Session {
                 }
             }
             if let Ok(items) = Vec1::try_from(items) {
-                self.data(Data::Fetch {
-                    seq: nz(seq),
-                    items,
-                });
+                self.fetch_data(seq, items, &binary_origins);
             }
             // Large fetches: send as we go.
             if self.out.len() > 1024 * 1024 && self.flush().await.is_err() {
@@ -2197,6 +2198,42 @@ impl Session {
         }
         self.imap.envelopes.put_many(built_envelopes, self.utf8);
         self.ok(tag, "FETCH completed");
+    }
+
+    /// One message's FETCH response. A partial BINARY answers with its origin,
+    /// `BINARY[1]<0>` (RFC 3516 §4.3, as BODY[]<0> does, RFC 9051 §7.5.2), which imap-types
+    /// cannot express: the label is completed in the encoded line right before its literal
+    /// (a literal's own bytes are never touched).
+    fn fetch_data(
+        &mut self,
+        seq: u32,
+        items: Vec1<MessageDataItem<'static>>,
+        binary_origins: &[(String, u32)],
+    ) {
+        let data = Data::Fetch {
+            seq: nz(seq),
+            items,
+        };
+        if binary_origins.is_empty() {
+            return self.data(data);
+        }
+        let mut origins = binary_origins.iter().peekable();
+        for fragment in ResponseCodec::default().encode(&Response::Data(data)) {
+            match fragment {
+                imap_codec::encode::Fragment::Line { mut data } => {
+                    if let Some((label, origin)) = origins.peek()
+                        && let Some(at) = literal8_label(&data, label)
+                    {
+                        data.splice(at..at, format!("<{origin}>").into_bytes());
+                        origins.next();
+                    }
+                    self.out.extend_from_slice(&data);
+                }
+                imap_codec::encode::Fragment::Literal { data, .. } => {
+                    self.out.extend_from_slice(&data)
+                }
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2588,4 +2625,23 @@ mod tests {
         assert!(!wildcard(&pattern, &"a".repeat(2000)));
         assert_eq!(compress(vec![5, 1, 2, 3, 9, 10]), "1:3,5,9:10");
     }
+}
+
+/// `BINARY[1.2]` for section [1, 2].
+fn binary_label(section: &[NonZeroU32]) -> String {
+    let parts: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+    format!("BINARY[{}]", parts.join("."))
+}
+
+/// Where the origin goes in an encoded line that ends with `LABEL ~{n}\r\n` (the literal8
+/// that follows is the item's data): right after `LABEL`.
+fn literal8_label(line: &[u8], label: &str) -> Option<usize> {
+    let end = line.strip_suffix(b"\r\n")?;
+    let open = end.iter().rposition(|&b| b == b'~')?;
+    let count = end.get(open + 1..)?;
+    if !(count.starts_with(b"{") && count.ends_with(b"}")) {
+        return None;
+    }
+    let before = end[..open].strip_suffix(b" ")?;
+    before.ends_with(label.as_bytes()).then_some(before.len())
 }

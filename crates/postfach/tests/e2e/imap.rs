@@ -1723,3 +1723,48 @@ fn search_sent_dates_as_written_and_every_header_field() {
     assert_eq!(hits(9), "1");
     assert_eq!(hits(10), "");
 }
+
+/// RFC 3516 §4.3 (and RFC 9051 §7.5.2 for BODY): a partial BINARY fetch answers with its
+/// origin, `BINARY[1]<0>`, and the bytes asked for.
+#[test]
+fn partial_binary_fetch_names_its_origin() {
+    let d = Data::sqlite();
+    setup_on(&d);
+    let s = Server::start(&d);
+    let msg = "From: a@remote.example\r\nTo: ann@acme.example\r\nSubject: parts\r\n\
+               MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+               --b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+               SGVsbG8gd29ybGQ=\r\n--b--\r\n";
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["append", "INBOX", "", null, msg],
+            ["select", "INBOX"],
+            ["call", "fetch", "1", "(BINARY.PEEK[1]<0.5>)"],
+            [
+                "call",
+                "fetch",
+                "1",
+                "(BINARY.PEEK[1]<6.100> BINARY.PEEK[1])"
+            ],
+            ["logout"]
+        ]),
+    );
+    let text = all_text(&r[4]);
+    assert!(
+        text.contains("BINARY[1]<0> ~{5}") && text.contains("Hello"),
+        "{text}"
+    );
+    assert!(!text.contains("Hello "), "five bytes: {text}");
+    let text = all_text(&r[5]);
+    assert!(
+        text.contains("BINARY[1]<6> ~{5}") && text.contains("world"),
+        "{text}"
+    );
+    assert!(
+        text.contains("BINARY[1] ~{11}"),
+        "a whole part has no origin: {text}"
+    );
+}
