@@ -1661,6 +1661,8 @@ impl Session {
         };
         let (max_seq, max_uid) = (sel.exists(), sel.max_uid());
         let mut hits = Vec::new();
+        // The MODSEQ of each hit, in the same order.
+        let mut modseqs = Vec::new();
         let mut highest_modseq = 0i64;
         for (i, meta) in sel.messages.iter().enumerate() {
             let summary = index.as_ref().and_then(|s| {
@@ -1688,6 +1690,7 @@ impl Session {
             };
             if criteria.iter().all(|k| search::matches(k, &c)) {
                 hits.push(if uid { meta.uid } else { i as u32 + 1 });
+                modseqs.push(meta.modseq);
                 highest_modseq = highest_modseq.max(meta.modseq);
             }
         }
@@ -1696,7 +1699,7 @@ impl Session {
             .any(|k| matches!(k, SearchKey::ModSequence { .. }));
         if with_modseq {
             // RFC 7162 §3.1: a MODSEQ search key enables CONDSTORE.
-            self.condstore = true;
+            self.enable_condstore();
         }
         if self.rev2 || search_return.is_some() {
             // RFC 4731 / RFC 9051 §7.3.4: ESEARCH, with what RETURN asked for.
@@ -1721,8 +1724,24 @@ impl Session {
             if want("ALL") && !hits.is_empty() {
                 line.push_str(&format!(" ALL {}", compress(hits.clone())));
             }
-            if with_modseq && highest_modseq > 0 {
-                line.push_str(&format!(" MODSEQ {highest_modseq}"));
+            // RFC 7162 §3.1.5: with only MIN and/or MAX asked for, the MODSEQ is the highest
+            // of the messages returned, not of every match.
+            let returned = if options.iter().all(|o| o == "MIN" || o == "MAX") {
+                let pick = |h: Option<(usize, &u32)>, wanted: bool| {
+                    h.filter(|_| wanted).map(|(i, _)| modseqs[i])
+                };
+                let at_min = hits.iter().enumerate().min_by_key(|(_, h)| **h);
+                let at_max = hits.iter().enumerate().max_by_key(|(_, h)| **h);
+                pick(at_min, want("MIN"))
+                    .into_iter()
+                    .chain(pick(at_max, want("MAX")))
+                    .max()
+                    .unwrap_or(0)
+            } else {
+                highest_modseq
+            };
+            if with_modseq && returned > 0 {
+                line.push_str(&format!(" MODSEQ {returned}"));
             }
             self.raw(line);
         } else {
@@ -1776,7 +1795,7 @@ impl Session {
             match m {
                 FetchModifier::ChangedSince(v) => {
                     changed_since = Some(v.get() as i64);
-                    self.condstore = true;
+                    self.enable_condstore();
                 }
                 FetchModifier::Vanished => vanished = true,
             }
@@ -1802,7 +1821,7 @@ impl Session {
             .iter()
             .any(|n| matches!(n, MessageDataItemName::ModSeq))
         {
-            self.condstore = true;
+            self.enable_condstore();
         }
         if vanished && let Some(since) = changed_since {
             let sel = self.selected.as_ref().expect("selected");
@@ -2200,6 +2219,20 @@ impl Session {
         self.ok(tag, "FETCH completed");
     }
 
+    /// A CONDSTORE-enabling command (RFC 7162 §3.1): from now on every FETCH carries MODSEQ,
+    /// and a mailbox selected before it learns its HIGHESTMODSEQ at once (RFC 7162 §3.1.1:
+    /// "the server MUST send ... HIGHESTMODSEQ"), as a SELECT after it would have said.
+    fn enable_condstore(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let Some(sel) = &self.selected {
+            let highest = sel.highestmodseq.max(1);
+            self.raw(format!("* OK [HIGHESTMODSEQ {highest}] Highest"));
+        }
+    }
+
     /// One message's FETCH response. A partial BINARY answers with its origin,
     /// `BINARY[1]<0>` (RFC 3516 §4.3, as BODY[]<0> does, RFC 9051 §7.5.2), which imap-types
     /// cannot express: the label is completed in the encoded line right before its literal
@@ -2248,8 +2281,7 @@ impl Session {
         modifiers: Vec<StoreModifier>,
     ) {
         self.sync_if_changed(uid).await;
-        let Some(sel) = &self.selected else { return };
-        if sel.read_only {
+        if self.selected.as_ref().is_none_or(|s| s.read_only) {
             return self.no(tag, None, "Mailbox is read-only");
         }
         let unchanged_since = modifiers
@@ -2259,8 +2291,9 @@ impl Session {
             })
             .next();
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore();
         }
+        let Some(sel) = &self.selected else { return };
         let (bits, keywords) = bits_of(flags);
         let change = FlagChange {
             op: match kind {

@@ -1768,3 +1768,57 @@ fn partial_binary_fetch_names_its_origin() {
         "a whole part has no origin: {text}"
     );
 }
+
+/// RFC 7162 §3.1: a CONDSTORE-enabling FETCH on a mailbox selected without CONDSTORE sends
+/// `OK [HIGHESTMODSEQ]` first; §3.1.5: `SEARCH RETURN (MIN) MODSEQ` gives the MODSEQ of the
+/// message it returns, not the highest of all matches.
+#[test]
+fn condstore_enabled_late_and_esearch_min_modseq() {
+    let d = Data::sqlite();
+    setup_on(&d);
+    let s = Server::start(&d);
+    for subject in ["one", "two", "three"] {
+        deliver(&s, "x@remote.example", ANN, &message(subject, "body"));
+    }
+    d.wait_messages(ANN, "INBOX", 3);
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["select", "INBOX"],
+            ["call", "store", "3", "+FLAGS", "(\\Flagged)"],
+            ["call", "fetch", "1:3", "(MODSEQ)"],
+            ["call", "search", null, "RETURN", "(MIN)", "MODSEQ", "1"],
+            ["call", "search", null, "RETURN", "(MAX)", "MODSEQ", "1"],
+            ["logout"]
+        ]),
+    );
+    let fetched = all_text(&r[4]);
+    assert!(fetched.contains("HIGHESTMODSEQ"), "{fetched}");
+    let modseq_of = |n: usize| -> String {
+        let text = fetched.clone();
+        let at = text
+            .find(&format!("{n} (MODSEQ ("))
+            .unwrap_or_else(|| panic!("{text}"));
+        text[at..]
+            .split("MODSEQ (")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let min = all_text(&r[5]);
+    assert!(
+        min.contains("MIN 1") && min.contains(&format!("MODSEQ {}", modseq_of(1))),
+        "{min} / {fetched}"
+    );
+    let max = all_text(&r[6]);
+    assert!(
+        max.contains("MAX 3") && max.contains(&format!("MODSEQ {}", modseq_of(3))),
+        "{max}"
+    );
+    assert_ne!(modseq_of(1), modseq_of(3));
+}
