@@ -2638,6 +2638,25 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// `BINARY[1.2]` for section [1, 2].
+fn binary_label(section: &[NonZeroU32]) -> String {
+    let parts: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+    format!("BINARY[{}]", parts.join("."))
+}
+
+/// Where the origin goes in an encoded line that ends with `LABEL ~{n}\r\n` (the literal8
+/// that follows is the item's data): right after `LABEL`.
+fn literal8_label(line: &[u8], label: &str) -> Option<usize> {
+    let end = line.strip_suffix(b"\r\n")?;
+    let open = end.iter().rposition(|&b| b == b'~')?;
+    let count = end.get(open + 1..)?;
+    if !(count.starts_with(b"{") && count.ends_with(b"}")) {
+        return None;
+    }
+    let before = end[..open].strip_suffix(b" ")?;
+    before.ends_with(label.as_bytes()).then_some(before.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2658,23 +2677,4 @@ mod tests {
         assert!(!wildcard(&pattern, &"a".repeat(2000)));
         assert_eq!(compress(vec![5, 1, 2, 3, 9, 10]), "1:3,5,9:10");
     }
-}
-
-/// `BINARY[1.2]` for section [1, 2].
-fn binary_label(section: &[NonZeroU32]) -> String {
-    let parts: Vec<String> = section.iter().map(|n| n.to_string()).collect();
-    format!("BINARY[{}]", parts.join("."))
-}
-
-/// Where the origin goes in an encoded line that ends with `LABEL ~{n}\r\n` (the literal8
-/// that follows is the item's data): right after `LABEL`.
-fn literal8_label(line: &[u8], label: &str) -> Option<usize> {
-    let end = line.strip_suffix(b"\r\n")?;
-    let open = end.iter().rposition(|&b| b == b'~')?;
-    let count = end.get(open + 1..)?;
-    if !(count.starts_with(b"{") && count.ends_with(b"}")) {
-        return None;
-    }
-    let before = end[..open].strip_suffix(b" ")?;
-    before.ends_with(label.as_bytes()).then_some(before.len())
 }
