@@ -1308,6 +1308,28 @@ impl Session {
         {
             return self.bad(tag, "Pattern too long");
         }
+        // RFC 5258 §3: an unknown selection option, or RECURSIVEMATCH without another
+        // selection option (REMOTE aside) to recurse with, is a BAD command; so is an unknown
+        // return option.
+        const SELECTION: [&str; 4] = ["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"];
+        const RETURNS: [&str; 4] = ["SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"];
+        if let Some(o) = ext.select.iter().find(|o| !SELECTION.contains(&o.as_str())) {
+            return self.bad(tag, &format!("Unknown LIST selection option {o}"));
+        }
+        if let Some(o) = ext.returns.iter().find(|o| !RETURNS.contains(&o.as_str())) {
+            return self.bad(tag, &format!("Unknown LIST return option {o}"));
+        }
+        if ext.select.iter().any(|o| o == "RECURSIVEMATCH")
+            && !ext
+                .select
+                .iter()
+                .any(|o| o == "SUBSCRIBED" || o == "SPECIAL-USE")
+        {
+            return self.bad(
+                tag,
+                "RECURSIVEMATCH needs another selection option (RFC 5258 section 3)",
+            );
+        }
         let folders = match self.imap.dir.folders(self.address_id()).await {
             Ok(f) => f,
             Err(e) => return self.no_for(tag, &e),
@@ -1345,15 +1367,16 @@ impl Session {
             let Some(p) = self.name_str_in(p) else {
                 return self.bad(tag, "Bad pattern");
             };
+            // The pattern is appended to the reference as written (RFC 3501 §6.3.8, RFC 9051
+            // §6.3.9): `LIST "foo" "*"` is `foo*`, which names foo itself too, as Dovecot and
+            // clients read it. A pattern that starts at the root stands alone.
             let full = if reference.is_empty()
                 || p.starts_with(SEPARATOR)
                 || p.eq_ignore_ascii_case("INBOX")
             {
                 p
-            } else if reference.ends_with(SEPARATOR) {
-                format!("{reference}{p}")
             } else {
-                format!("{reference}{SEPARATOR}{p}")
+                format!("{reference}{p}")
             };
             patterns.push(full);
         }

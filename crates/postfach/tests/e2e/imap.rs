@@ -1822,3 +1822,62 @@ fn condstore_enabled_late_and_esearch_min_modseq() {
     );
     assert_ne!(modseq_of(1), modseq_of(3));
 }
+
+/// RFC 5258 §3: RECURSIVEMATCH alone and unknown selection or return options are BAD; RFC
+/// 3501 §6.3.8: the pattern is appended to the reference, so `LIST "Archive" "*"` names
+/// Archive itself and what lies below it.
+#[test]
+fn list_options_and_references() {
+    let d = Data::sqlite();
+    setup_on(&d);
+    let s = Server::start(&d);
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["call", "create", "Archive"],
+            ["call", "create", "Archive/2026"],
+            ["call", "create", "Archives"],
+            ["cmd", "LIST", "(RECURSIVEMATCH)", "\"\"", "\"*\""],
+            ["cmd", "LIST", "(NOSUCHOPTION)", "\"\"", "\"*\""],
+            ["cmd", "LIST", "\"\"", "\"*\"", "RETURN", "(NOSUCHRETURN)"],
+            [
+                "cmd",
+                "LIST",
+                "(SUBSCRIBED RECURSIVEMATCH)",
+                "\"\"",
+                "\"*\""
+            ],
+            ["call", "list", "Archive", "*"],
+            ["call", "list", "Archive/", "%"],
+            ["logout"]
+        ]),
+    );
+    let step = |i: usize| &r[i + 1];
+    for i in 4..=6 {
+        assert_eq!(step(i)[0], "ERROR", "{}", step(i));
+        assert!(
+            all_text(step(i)).contains("BAD") || all_text(step(i)).contains("option"),
+            "{}",
+            step(i)
+        );
+    }
+    assert_eq!(step(7)[0], "OK", "{}", step(7));
+    let names = |i: usize| -> Vec<String> {
+        all_text(step(i))
+            .lines()
+            .filter_map(|l| {
+                l.rsplit_once("\"/\" ")
+                    .map(|(_, n)| n.trim_matches('"').to_string())
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(8),
+        ["Archive", "Archive/2026", "Archives"],
+        "{}",
+        step(8)
+    );
+    assert_eq!(names(9), ["Archive/2026"], "{}", step(9));
+}
