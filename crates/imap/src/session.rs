@@ -548,6 +548,17 @@ impl Session {
         }
     }
 
+    /// A name that is a well-formed atom or string but not valid modified UTF-7 (RFC 3501
+    /// §5.1.3): no such mailbox can exist, so the command fails (NO), as Dovecot answers; it
+    /// is not a syntax error (BAD).
+    fn bad_name(&mut self, tag: &Tag<'_>) {
+        self.no(
+            tag,
+            Some(code("CANNOT")),
+            "Invalid mailbox name: not valid modified UTF-7 (RFC 3501 section 5.1.3)",
+        )
+    }
+
     fn name_str_in(&self, s: &str) -> Option<String> {
         if self.utf8 {
             Some(s.to_string())
@@ -636,7 +647,7 @@ impl Session {
             } => self.select(&tag, &mailbox, true, parameters).await,
             CommandBody::Create { mailbox } => {
                 let Some(name) = self.name_in(&mailbox) else {
-                    return self.bad(&tag, "Bad mailbox name");
+                    return self.bad_name(&tag);
                 };
                 self.create(&tag, &name, "").await
             }
@@ -681,7 +692,7 @@ impl Session {
                 item_names,
             } => {
                 let Some(name) = self.name_in(&mailbox) else {
-                    return self.bad(&tag, "Bad mailbox name");
+                    return self.bad_name(&tag);
                 };
                 match self.status_items(&name, &item_names).await {
                     Ok(items) => {
@@ -1036,7 +1047,7 @@ impl Session {
             self.raw("* OK [CLOSED] Previous mailbox closed");
         }
         let Some(name) = self.name_in(mailbox) else {
-            return self.bad(tag, "Bad mailbox name");
+            return self.bad_name(tag);
         };
         let folder = match self.imap.dir.folder(self.address_id(), &name).await {
             Ok(Some(f)) => f,
@@ -1193,7 +1204,7 @@ impl Session {
 
     async fn delete(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>) {
         let Some(name) = self.name_in(mailbox) else {
-            return self.bad(tag, "Bad mailbox name");
+            return self.bad_name(tag);
         };
         match self.imap.dir.folder_delete(self.address_id(), &name).await {
             Ok(()) => {
@@ -1213,7 +1224,7 @@ impl Session {
 
     async fn rename(&mut self, tag: &Tag<'_>, from: &Mailbox<'_>, to: &Mailbox<'_>) {
         let (Some(from), Some(to)) = (self.name_in(from), self.name_in(to)) else {
-            return self.bad(tag, "Bad mailbox name");
+            return self.bad_name(tag);
         };
         match self
             .imap
@@ -1228,7 +1239,7 @@ impl Session {
 
     async fn subscribe(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, on: bool) {
         let Some(name) = self.name_in(mailbox) else {
-            return self.bad(tag, "Bad mailbox name");
+            return self.bad_name(tag);
         };
         match self
             .imap
@@ -1259,7 +1270,7 @@ impl Session {
                     return self.bad(&tag, "Log in first");
                 }
                 let Some(name) = self.name_str_in(&mailbox) else {
-                    return self.bad(&tag, "Bad mailbox name");
+                    return self.bad_name(&tag);
                 };
                 let role = match uses.as_slice() {
                     [] => String::new(),
@@ -1536,7 +1547,7 @@ impl Session {
         message: LiteralOrLiteral8<'_>,
     ) {
         let Some(name) = self.name_in(mailbox) else {
-            return self.bad(tag, "Bad mailbox name");
+            return self.bad_name(tag);
         };
         let raw = match message {
             LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
@@ -2511,7 +2522,7 @@ impl Session {
     ) {
         self.sync_if_changed(uid).await;
         let Some(name) = self.name_in(mailbox) else {
-            return self.bad(tag, "Bad mailbox name");
+            return self.bad_name(tag);
         };
         let Some(sel) = &self.selected else { return };
         if remove && sel.read_only {

@@ -1825,7 +1825,7 @@ fn condstore_enabled_late_and_esearch_min_modseq() {
 
 /// RFC 5258 §3: RECURSIVEMATCH alone and unknown selection or return options are BAD; RFC
 /// 3501 §6.3.8: the pattern is appended to the reference, so `LIST "Archive" "*"` names
-/// Archive itself and what lies below it.
+/// Archive itself and what lies below it; a name that is not modified UTF-7 gets NO.
 #[test]
 fn list_options_and_references() {
     let d = Data::sqlite();
@@ -1851,6 +1851,7 @@ fn list_options_and_references() {
             ],
             ["call", "list", "Archive", "*"],
             ["call", "list", "Archive/", "%"],
+            ["select", "a&b"],
             ["logout"]
         ]),
     );
@@ -1880,4 +1881,6 @@ fn list_options_and_references() {
         step(8)
     );
     assert_eq!(names(9), ["Archive/2026"], "{}", step(9));
+    // Not valid modified UTF-7: no such mailbox (NO), not a syntax error (BAD).
+    assert_eq!(step(10)[0], "NO", "{}", step(10));
 }
