@@ -1372,6 +1372,24 @@ impl Session {
         let mut entries: Vec<(String, Option<&postfach_store::Mailbox>)> =
             folders.iter().map(|f| (f.name.clone(), Some(f))).collect();
         entries.extend(ghosts.into_iter().map(|g| (g, None)));
+        // RFC 9051 §6.3.9, RFC 5258 §3.1: subscriptions are names of their own; with the
+        // SUBSCRIBED selection (and LSUB) a subscribed name whose mailbox is gone is listed
+        // too, as \NonExistent.
+        let subscriptions: HashSet<String> = if return_subscribed {
+            match self.imap.dir.subscribed_names(self.address_id()).await {
+                Ok(s) => s.into_iter().collect(),
+                Err(e) => return self.no_for(tag, &e),
+            }
+        } else {
+            HashSet::new()
+        };
+        if select_subscribed {
+            for name in &subscriptions {
+                if !entries.iter().any(|(n, _)| n == name) {
+                    entries.push((name.clone(), None));
+                }
+            }
+        }
         entries.sort_by(|a, b| (a.0 != "INBOX", &a.0).cmp(&(b.0 != "INBOX", &b.0)));
         let mut patterns = Vec::new();
         for p in &ext.patterns {
@@ -1398,7 +1416,7 @@ impl Session {
             }
             let prefix = format!("{name}{SEPARATOR}");
             let has_children = entries.iter().any(|(n, _)| n.starts_with(&prefix));
-            let subscribed = folder.is_some_and(|f| f.subscribed);
+            let subscribed = subscriptions.contains(name);
             let special = folder.map(|f| f.special_use.clone()).unwrap_or_default();
             if select_subscribed && !subscribed {
                 continue;

@@ -281,6 +281,9 @@ pub trait Tx: Send {
     /// Deletes a mailbox with its messages.
     async fn mailbox_delete(&mut self, id: i64) -> Result<()>;
     async fn mailbox_set_subscribed(&mut self, id: i64, subscribed: bool) -> Result<()>;
+    /// IMAP subscriptions (names, independent of mailboxes).
+    async fn subscription_set(&mut self, address_id: i64, name: &str, on: bool) -> Result<()>;
+    async fn subscriptions(&mut self, address_id: i64) -> Result<Vec<String>>;
     /// Turns a folder into a `\Noselect` name (RFC 9051 §6.3.4) or back into a folder, with
     /// a new UIDVALIDITY; either way it loses its special use.
     async fn mailbox_set_noselect(

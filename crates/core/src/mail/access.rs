@@ -264,9 +264,16 @@ impl Directory {
         let _ = self.changes.send(MailboxChange { mailbox_id, modseq });
     }
 
+    /// The folders, each `subscribed` as the subscriptions say.
     pub async fn folders(&self, address_id: i64) -> Result<Vec<Mailbox>> {
         let mut tx = self.store.begin().await?;
-        Ok(tx.mailbox_list(address_id).await?)
+        let subscribed: std::collections::HashSet<String> =
+            tx.subscriptions(address_id).await?.into_iter().collect();
+        let mut all = tx.mailbox_list(address_id).await?;
+        for m in &mut all {
+            m.subscribed = subscribed.contains(&m.name);
+        }
+        Ok(all)
     }
 
     /// A folder that can hold messages (not a `\Noselect` name).
@@ -449,6 +456,20 @@ impl Directory {
                     .await?;
             }
         }
+        // The subscriptions of the renamed folders follow them (as Dovecot does): the user's
+        // clients keep showing what they showed.
+        for name in tx.subscriptions(address_id).await? {
+            let moved = if name == from {
+                Some(to.clone())
+            } else {
+                name.strip_prefix(&prefix)
+                    .map(|rest| format!("{to}{SEPARATOR}{rest}"))
+            };
+            if let Some(new) = moved {
+                tx.subscription_set(address_id, &name, false).await?;
+                tx.subscription_set(address_id, &new, true).await?;
+            }
+        }
         // Superiors of the new name are created like CREATE would.
         let parts: Vec<&str> = to.split(SEPARATOR).collect();
         let mut prefix = String::new();
@@ -474,13 +495,21 @@ impl Directory {
     ) -> Result<()> {
         let name = folder_name(name)?;
         let mut tx = self.store.begin_write().await?;
-        let m = tx
-            .mailbox_get(address_id, &name)
-            .await?
-            .ok_or_else(|| Self::no_folder(&name))?;
-        tx.mailbox_set_subscribed(m.id, subscribed).await?;
+        // RFC 9051 §6.3.9: subscriptions are names of their own. SUBSCRIBE may check that the
+        // mailbox exists (we do, to catch typing errors); UNSUBSCRIBE takes any name, also one
+        // whose mailbox was deleted.
+        if subscribed && tx.mailbox_get(address_id, &name).await?.is_none() {
+            return Err(Self::no_folder(&name));
+        }
+        tx.subscription_set(address_id, &name, subscribed).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The subscribed names, existing or not (IMAP LSUB, LIST (SUBSCRIBED)).
+    pub async fn subscribed_names(&self, address_id: i64) -> Result<Vec<String>> {
+        let mut tx = self.store.begin().await?;
+        Ok(tx.subscriptions(address_id).await?)
     }
 
     /// Everything a session needs when it selects a folder.

@@ -78,6 +78,8 @@ impl Directory {
     ) -> Result<()> {
         for (name, special) in DEFAULT_FOLDERS {
             self.create_mailbox(tx, address_id, name, special).await?;
+            // Clients that show subscribed folders only must show these.
+            tx.subscription_set(address_id, name, true).await?;
         }
         Ok(())
     }

@@ -576,7 +576,11 @@ impl Directory {
                     } else {
                         ""
                     };
-                    Some(self.create_mailbox(tx, address_id, &prefix, role).await?)
+                    let m = self.create_mailbox(tx, address_id, &prefix, role).await?;
+                    // A folder delivery makes (Sieve fileinto :create, the spam folder) is
+                    // subscribed, so that clients showing subscribed folders only show it.
+                    tx.subscription_set(address_id, &prefix, true).await?;
+                    Some(m)
                 }
             };
         }

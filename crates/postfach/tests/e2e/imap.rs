@@ -990,7 +990,9 @@ fn special_folders_roles_and_noselect_names() {
     assert_eq!(status(&r[15]), "OK", "{}", r[15]);
     let lsub = listed(&r[17]);
     assert!(!lsub.iter().any(|(_, n)| n == "Spam"), "{lsub:?}");
-    assert!(lsub.iter().any(|(_, n)| n == "Belege 2026"), "{lsub:?}");
+    // CREATE does not subscribe (RFC 9051 §6.3.9): the renamed Belege was never subscribed.
+    assert!(!lsub.iter().any(|(_, n)| n == "Belege 2026"), "{lsub:?}");
+    assert!(lsub.iter().any(|(_, n)| n == "INBOX"), "{lsub:?}");
 
     // The operator (CLI) and a manager (API) can move roles too.
     let out = d.ok(&["mailbox", "role", ANN, "Archive", "archive"]);
@@ -1883,4 +1885,65 @@ fn list_options_and_references() {
     assert_eq!(names(9), ["Archive/2026"], "{}", step(9));
     // Not valid modified UTF-7: no such mailbox (NO), not a syntax error (BAD).
     assert_eq!(step(10)[0], "NO", "{}", step(10));
+}
+
+/// RFC 9051 §6.3.9 (RFC 3501 §6.3.6): subscriptions are names of their own. CREATE does not
+/// subscribe, DELETE does not unsubscribe; a subscribed name whose mailbox is gone is listed
+/// `\NonExistent` by LIST (SUBSCRIBED) and stays until UNSUBSCRIBE; RENAME takes the
+/// subscription along. The default folders are subscribed from the start.
+#[test]
+fn subscriptions_are_independent_of_mailboxes() {
+    let d = Data::sqlite();
+    setup_on(&d);
+    let s = Server::start(&d);
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["call", "create", "Projects"],
+            ["call", "create", "Old"],
+            ["call", "subscribe", "Old"],
+            ["call", "create", "Moving"],
+            ["call", "subscribe", "Moving"],
+            ["call", "rename", "Moving", "Moved"],
+            ["call", "delete", "Old"],
+            ["cmd", "LIST", "(SUBSCRIBED)", "\"\"", "\"*\""],
+            ["call", "lsub", "\"\"", "*"],
+            ["call", "unsubscribe", "Old"],
+            ["cmd", "LIST", "(SUBSCRIBED)", "\"\"", "\"*\""],
+            ["logout"]
+        ]),
+    );
+    let step = |i: usize| &r[i + 1];
+    let lines = |i: usize| -> Vec<String> {
+        all_text(step(i))
+            .lines()
+            .filter(|l| l.contains("\"/\""))
+            .map(str::to_string)
+            .collect()
+    };
+    let named = |i: usize, n: &str| -> Option<String> {
+        lines(i).into_iter().find(|l| {
+            l.rsplit_once("\"/\" ")
+                .is_some_and(|(_, x)| x.trim_matches('"') == n)
+        })
+    };
+    assert!(
+        named(8, "Projects").is_none(),
+        "CREATE does not subscribe: {:?}",
+        lines(8)
+    );
+    let old = named(8, "Old").unwrap_or_else(|| panic!("{:?}", lines(8)));
+    assert!(old.contains("\\NonExistent"), "{old}");
+    assert!(
+        named(8, "Moved").is_some() && named(8, "Moving").is_none(),
+        "{:?}",
+        lines(8)
+    );
+    for default in ["INBOX", "Sent", "Drafts", "Trash"] {
+        assert!(named(8, default).is_some(), "{default}: {:?}", lines(8));
+    }
+    assert!(named(9, "Old").is_some(), "LSUB too: {:?}", lines(9));
+    assert!(named(11, "Old").is_none(), "{:?}", lines(11));
 }

@@ -1642,6 +1642,31 @@ impl Tx for SqlTx {
         )
     }
 
+    async fn subscription_set(&mut self, address_id: i64, name: &str, on: bool) -> Result<()> {
+        let sql = if on {
+            "INSERT INTO subscriptions (address_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM subscriptions WHERE address_id = $1 AND name = $2"
+        };
+        sqlx::query(sql)
+            .bind(address_id)
+            .bind(name)
+            .execute(self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn subscriptions(&mut self, address_id: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT name FROM subscriptions WHERE address_id = $1 ORDER BY name",
+            )
+            .bind(address_id)
+            .fetch_all(self.conn().await?)
+            .await?,
+        )
+    }
+
     async fn mailbox_set_subscribed(&mut self, id: i64, subscribed: bool) -> Result<()> {
         one_row(
             sqlx::query("UPDATE mailboxes SET subscribed = $1 WHERE id = $2")

@@ -77,6 +77,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sent_day",
         include_str!("../../migrations/postgres/0011_sent_day.sql"),
     ),
+    (
+        12,
+        "subscriptions",
+        include_str!("../../migrations/postgres/0012_subscriptions.sql"),
+    ),
 ];
 
 pub async fn open(url: &str) -> Result<PgStore> {

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sent_day",
         include_str!("../../migrations/sqlite/0011_sent_day.sql"),
     ),
+    (
+        12,
+        "subscriptions",
+        include_str!("../../migrations/sqlite/0012_subscriptions.sql"),
+    ),
 ];
 
 pub async fn open(path: &Path) -> Result<SqliteStore> {
