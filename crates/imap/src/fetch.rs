@@ -442,7 +442,22 @@ pub fn section(raw: &[u8], m: &Message<'_>, section: Option<&Section<'_>>) -> Ve
         Some(Section::HeaderFieldsNot(p, list)) => inner(p)
             .map(|msg| filter_headers(header_block(msg), &names(list), true))
             .unwrap_or_default(),
-        Some(Section::Text(p)) => inner(p).map(text_of).unwrap_or_default(),
+        // The text of an encapsulated message runs to the end of its part in the outer
+        // message, epilogue included (mail-parser's inner message may stop at its closing
+        // boundary).
+        Some(Section::Text(Some(p))) => match locate(m, p.0.as_ref()) {
+            Some((msg, idx)) => match &msg.parts[idx].body {
+                PartType::Message(inner) => {
+                    let whole = part_bytes(msg, idx);
+                    let header = (inner.parts[0].offset_body as usize)
+                        .saturating_sub(inner.parts[0].offset_header as usize);
+                    whole.get(header..).unwrap_or_default().to_vec()
+                }
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        },
+        Some(Section::Text(None)) => text_of(m),
         Some(Section::Mime(p)) => match locate(m, p.0.as_ref()) {
             Some((msg, idx)) => {
                 let part = &msg.parts[idx];

@@ -1947,3 +1947,63 @@ fn subscriptions_are_independent_of_mailboxes() {
     assert!(named(9, "Old").is_some(), "LSUB too: {:?}", lines(9));
     assert!(named(11, "Old").is_none(), "{:?}", lines(11));
 }
+
+/// RFC 9051 §6.4.5: `BODY[2.TEXT]` of an encapsulated message is its whole body as stored;
+/// when that body is a multipart, the epilogue after its closing boundary belongs to it.
+#[test]
+fn encapsulated_text_keeps_its_epilogue() {
+    let d = Data::sqlite();
+    setup_on(&d);
+    let s = Server::start(&d);
+    let msg = "From: a@remote.example\r\nTo: ann@acme.example\r\nSubject: outer\r\n\
+               MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=outer\r\n\r\n\
+               --outer\r\nContent-Type: text/plain\r\n\r\nfirst\r\n\
+               --outer\r\nContent-Type: message/rfc822\r\n\r\n\
+               From: b@remote.example\r\nSubject: inner\r\nMIME-Version: 1.0\r\n\
+               Content-Type: multipart/alternative; boundary=inner\r\n\r\n\
+               --inner\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--inner--\r\n\
+               EPILOGUE-OF-INNER\r\n\
+               --outer--\r\n";
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["append", "INBOX", "", null, msg],
+            ["select", "INBOX"],
+            ["call", "fetch", "1", "(BODY.PEEK[2.TEXT])"],
+            ["logout"]
+        ]),
+    );
+    let text = all_text(&r[4]);
+    assert!(
+        text.contains("inner text")
+            && text.contains("--inner--")
+            && text.contains("EPILOGUE-OF-INNER"),
+        "{text}"
+    );
+    assert!(!text.contains("--outer--"), "{text}");
+    // A message that is itself message/rfc822 (a forward as attachment, alone).
+    let msg = "From: a@remote.example\r\nTo: ann@acme.example\r\nSubject: wrapper\r\n\
+               MIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n\
+               From: b@remote.example\r\nSubject: inner\r\nMIME-Version: 1.0\r\n\
+               Content-Type: multipart/mixed; boundary=inner\r\n\r\n\
+               --inner\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--inner--\r\n\
+               EPILOGUE-AT-THE-END\r\n";
+    let r = imap(
+        &s,
+        "tls",
+        json!([
+            login(ANN),
+            ["append", "INBOX", "", null, msg],
+            ["select", "INBOX"],
+            ["call", "fetch", "2", "(BODY.PEEK[1.TEXT])"],
+            ["logout"]
+        ]),
+    );
+    let text = all_text(&r[4]);
+    assert!(
+        text.contains("--inner--") && text.contains("EPILOGUE-AT-THE-END"),
+        "{text}"
+    );
+}
