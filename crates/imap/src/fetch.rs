@@ -80,6 +80,15 @@ fn addresses(value: &HeaderValue<'_>, utf8: bool) -> Vec<Address<'static>> {
     // A NIL mailbox or host marks group syntax in an ENVELOPE (RFC 9051 §7.5.2), so an
     // address without an addr-spec gets the placeholders other servers use.
     let addr = |name: Option<&str>, email: Option<&str>| {
+        // An obsolete source route (RFC 5322 §4.4 obs-route, `<@relay.example:user@host>`)
+        // is the address's at-domain-list (adl), not part of its mailbox.
+        let (adl, email) = match email {
+            Some(e) if e.starts_with('@') => match e.split_once(':') {
+                Some((route, rest)) => (Some(route.to_string()), Some(rest)),
+                None => (None, Some(e)),
+            },
+            other => (None, other),
+        };
         let (mailbox, host) = match email.map(|e| e.rsplit_once('@').unwrap_or((e, ""))) {
             Some((l, d)) if !l.is_empty() && !d.is_empty() => (l.to_string(), d.to_string()),
             Some((l, _)) if !l.is_empty() => (l.to_string(), "MISSING_DOMAIN".to_string()),
@@ -87,7 +96,7 @@ fn addresses(value: &HeaderValue<'_>, utf8: bool) -> Vec<Address<'static>> {
         };
         Address {
             name: nstring(name.map(|n| display_name(n, utf8))),
-            adl: NString(None),
+            adl: nstring(adl),
             mailbox: nstring(Some(mailbox)),
             host: nstring(Some(host)),
         }
@@ -109,7 +118,9 @@ fn addresses(value: &HeaderValue<'_>, utf8: bool) -> Vec<Address<'static>> {
                         host: NString(None),
                     });
                 }
-                for a in &g.addresses {
+                // A member without an addr-spec (`group: (comment) ;`) is no address: an
+                // empty group lists none.
+                for a in g.addresses.iter().filter(|a| a.address.is_some()) {
                     out.push(addr(a.name.as_deref(), a.address.as_deref()));
                 }
                 if g.name.is_some() {
@@ -647,6 +658,25 @@ mod tests {
             },
             other => panic!("{other:?}"),
         }
+    }
+
+    /// ENVELOPE (RFC 9051 §7.5.2): an empty group is `(NIL NIL "g" NIL)(NIL NIL NIL NIL)`
+    /// with no made-up member for its comment; a source route is the address's adl.
+    #[test]
+    fn empty_groups_and_source_routes() {
+        let raw = b"From: <@relay.example:user@host.example>\r\nCc: group2: (foo) ;\r\n\
+                    Subject: x\r\n\r\nbody\r\n";
+        let m = parse(raw).unwrap();
+        let wire = String::from_utf8(crate::wire::envelope_wire(&envelope(&m, false))).unwrap();
+        assert!(!wire.contains("MISSING_MAILBOX"), "{wire}");
+        assert!(
+            wire.contains("(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL)"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("\"@relay.example\" \"user\" \"host.example\""),
+            "{wire}"
+        );
     }
 
     #[test]
