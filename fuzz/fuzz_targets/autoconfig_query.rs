@@ -1,4 +1,4 @@
-//! Client auto-configuration (issue 3): Thunderbird's `config-v1.1.xml?emailaddress=…` (query
+//! Client auto-configuration: Thunderbird's `config-v1.1.xml?emailaddress=…` (query
 //! and Host header), Outlook's Autodiscover POST (an XML body) and Apple's profile path, sent
 //! as HTTP requests to the real server (`common/server.rs`). Unparseable requests must be
 //! refused with a 4xx, never a 5xx, and the server must not panic.

@@ -1,5 +1,5 @@
 //! A delivered message (any bytes after DATA): MIME parsing, spam rules and Bayes tokens,
-//! the external banner, winmail.dat unpacking (issue 5 F5/F8/F12; issue 6).
+//! the external banner, winmail.dat unpacking (F5, F8, F12).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

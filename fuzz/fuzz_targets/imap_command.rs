@@ -1,4 +1,4 @@
-//! The IMAP command path (issue 4): bytes as a client sends them, in chunks, through the
+//! The IMAP command path: bytes as a client sends them, in chunks, through the
 //! framer (literals, continuation requests, limits), imap-codec and the LIST/CREATE shim.
 //! `postfach_imap::framing::exercise` asserts it neither panics, loops nor hoards input.
 #![no_main]

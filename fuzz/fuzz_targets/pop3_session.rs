@@ -1,4 +1,4 @@
-//! The POP3 session (issue 4): arbitrary client input on a real connection to the real server
+//! The POP3 session: arbitrary client input on a real connection to the real server
 //! (`common/server.rs`). With the first byte odd the input follows a valid USER/PASS login, so
 //! the TRANSACTION state (STAT, LIST, UIDL, RETR, TOP, DELE, RSET, QUIT) is reached too. Every
 //! reply must be `+OK`, `-ERR`, a multi-line body ended by ".", or a SASL `+ ` continuation;

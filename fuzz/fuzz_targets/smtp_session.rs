@@ -1,4 +1,4 @@
-//! The SMTP session (issue 2, issue 6): whatever a client sends — commands, pipelined
+//! The SMTP session: whatever a client sends — commands, pipelined
 //! transactions, DATA and BDAT bodies, AUTH exchanges, overlong lines — on a real connection
 //! to the real server (`common/server.rs`), on the MX port or (first byte odd) the submission
 //! port. The server must answer every line with a well-formed reply, never panic, and end the

@@ -1,4 +1,4 @@
-//! `imapload`: the load generator of `bench/run` (issue 6). Every subcommand talks to a server
+//! `imapload`: the load generator of `bench/run`. Every subcommand talks to a server
 //! over loopback with blocking std sockets and prints one JSON object on stdout.
 //!
 //! ```text

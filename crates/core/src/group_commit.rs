@@ -1,4 +1,4 @@
-//! Group commit of the hot write paths (issue 6): the spool of an accepted message, its
+//! Group commit of the hot write paths: the spool of an accepted message, its
 //! delivery into a mailbox, IMAP flag changes.
 //!
 //! SQLite has one write lock and `synchronous = FULL` fsyncs the WAL at every COMMIT, so

@@ -153,9 +153,9 @@ pub struct Directory {
     changes: tokio::sync::broadcast::Sender<mail::MailboxChange>,
     /// The platform's SRS key, read from the store once (it never changes once created).
     srs: Arc<tokio::sync::OnceCell<Arc<mail::srs::Srs>>>,
-    /// Message rows of recently selected folders (issue 6; `mail::index_cache`).
+    /// Message rows of recently selected folders (performance; `mail::index_cache`).
     folder_index: Arc<mail::index_cache::IndexCache>,
-    /// The shared transaction of the hot write paths (issue 6; `group_commit`).
+    /// The shared transaction of the hot write paths (performance; `group_commit`).
     group: Arc<group_commit::GroupCommit>,
     /// M9: the services in maintenance, for open sessions (`sessions`).
     maintenance: Arc<sessions::MaintenanceFeed>,

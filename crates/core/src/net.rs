@@ -211,7 +211,7 @@ impl Stream {
     }
 
     /// Reads into `buf`'s spare room (tokio's `read_buf`): no buffer of the caller's own
-    /// in its future while it waits (issue 6: memory per idle connection).
+    /// in its future while it waits (performance: memory per idle connection).
     pub async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read_buf(buf).await,

@@ -1345,7 +1345,7 @@ mod scenarios {
         );
     }
 
-    /// The folder index cache (issue 6) is never told of changes: another process (the CLI, a
+    /// The folder index cache is never told of changes: another process (the CLI, a
     /// second node) changes the folder, and the next snapshot must still be exactly what a
     /// process without a cache reads.
     pub async fn folder_index_follows_changes_from_other_processes(t: &TestStore) {

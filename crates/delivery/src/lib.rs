@@ -1,4 +1,4 @@
-//! The per-recipient delivery pipeline (DESIGN.md; issue 5). After the spool commit, for
+//! The per-recipient delivery pipeline (DESIGN.md). After the spool commit, for
 //! each local recipient: parse once, then allow/block lists (F7), the spam filter (F5),
 //! promotions and social networks (F6), external-mail marking (F8), the service's and the
 //! user's Sieve scripts (F9, M8), the autoresponder (F10) and forwarding with SRS (F11).
@@ -553,7 +553,7 @@ impl Pipeline {
 
 /// Runs the message-level steps of the pipeline that read untrusted bytes — MIME parsing,
 /// the spam rules and Bayes tokens, the external banner, winmail.dat unpacking and the
-/// Received parser — on arbitrary input (the `delivery_message` fuzz target, issue 6).
+/// Received parser — on arbitrary input (the `delivery_message` fuzz target).
 pub fn exercise(raw: &[u8]) {
     let Some(msg) = MessageParser::default().parse(raw) else {
         return;

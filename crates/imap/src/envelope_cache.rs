@@ -1,4 +1,4 @@
-//! Envelopes of recently fetched messages, shared by every session of this process (issue 6:
+//! Envelopes of recently fetched messages, shared by every session of this process (performance:
 //! a client's message list asks for the ENVELOPE of every message it shows, and building one
 //! means reading the message and parsing its header; Dovecot keeps envelopes in its cache
 //! file for the same reason).

@@ -1,4 +1,4 @@
-//! Postfach's IMAP server (P3, issue 4): IMAP4rev2 and IMAP4rev1 (RFC 9051, RFC 3501) on
+//! Postfach's IMAP server (P3): IMAP4rev2 and IMAP4rev1 (RFC 9051, RFC 3501) on
 //! imap-codec. It works on the service layer's mailbox API (`postfach_core::mail::access`),
 //! as POP3 (`postfach-pop3`) does; sessions hear about each other's changes, and about new
 //! mail, through that layer's change feed.

@@ -25,7 +25,7 @@ pub struct Meta {
     pub modseq: i64,
     pub size: i64,
     pub internal_date: i64,
-    /// Shared, not copied: a view holds one per message and FETCH clones them (issue 6).
+    /// Shared, not copied: a view holds one per message and FETCH clones them.
     pub blob_id: Arc<str>,
 }
 
@@ -81,7 +81,7 @@ pub enum Update {
     Flags(u32, Meta),
 }
 
-/// The message lists of mailboxes as sessions selected them, shared (issue 6): building one
+/// The message lists of mailboxes as sessions selected them, shared: building one
 /// copies every message's row (for 10,000 messages that was most of a SELECT's cost), and a
 /// user's clients often have the same folder open in several connections. Keyed by mailbox
 /// and held weakly, so a list lives only as long as a session uses it, and a version is
@@ -172,7 +172,7 @@ impl Selected {
         added
     }
 
-    /// Takes this session's own APPEND into the view without asking the store (issue 6: the
+    /// Takes this session's own APPEND into the view without asking the store (performance: the
     /// store was read five times after every APPEND), when nothing else changed the folder
     /// since the view was brought up to date: every change takes the folder's next MODSEQ in
     /// commit order, so a message with the MODSEQ right after the view's is the only change

@@ -382,7 +382,7 @@ impl Session {
             let out = std::mem::take(&mut self.out);
             self.stream.write_all(&out).await?;
             // A large response's room is not kept by a connection that may now wait for
-            // hours (issue 6: memory per idle connection).
+            // hours (performance: memory per idle connection).
             if out.capacity() <= 64 * 1024 {
                 self.out = out;
                 self.out.clear();
@@ -400,7 +400,7 @@ impl Session {
             Duration::from_secs(settings.login_timeout_seconds)
         };
         // Straight into the framer's buffer: a read buffer in this future's state would be
-        // part of every connection's task, also while it waits (issue 6: it was 16 KiB of
+        // part of every connection's task, also while it waits (performance: it was 16 KiB of
         // the 18 KiB of each connection's task).
         let buf = &mut self.framer.buf;
         if buf.capacity() - buf.len() < 1024 {
@@ -496,7 +496,7 @@ impl Session {
             // A task is as large as its largest state, and the command handlers' states are
             // tens of KiB together: they live on the heap only while a command runs, so that
             // a connection that waits (most of them, often for hours in IDLE) stays small
-            // (issue 6: memory per idle connection). IDLE itself is kept small and runs here.
+            // (performance: memory per idle connection). IDLE itself is kept small and runs here.
             match self.frame() {
                 Some(Framed::Command(cmd, _))
                     if matches!(cmd.body, CommandBody::Idle) && self.login.is_some() =>
@@ -958,7 +958,7 @@ impl Session {
     /// [`FOLDER_RECHECK`] (changes made by another process, the CLI or another node, are not
     /// on the feed). Otherwise the view is current: every change in this process is on the
     /// feed before the command that made it completes. NOOP, CHECK, IDLE and SELECT always
-    /// ask (RFC 9051 §6.1.2: NOOP is the client's poll for updates). Issue 6: this spares
+    /// ask (RFC 9051 §6.1.2: NOOP is the client's poll for updates). Performance: this spares
     /// FETCH FLAGS a store round trip per command.
     async fn sync_if_changed(&mut self, allow_expunge: bool) {
         let Some(sel) = self.selected.as_ref() else {
@@ -1635,7 +1635,7 @@ impl Session {
         let largest = if uid { sel.max_uid() } else { sel.exists() };
         // The view is in UID order (sequence numbers rise with UIDs, RFC 9051 §2.3.1.2), so
         // each range of the set is found by binary search instead of testing every message
-        // of the folder against the whole set (issue 6: a 100-message UID FETCH in a
+        // of the folder against the whole set (performance: a 100-message UID FETCH in a
         // 10,000-message folder spent most of its time in that scan).
         let mut at: Vec<usize> = Vec::new();
         for (lo, hi) in search::set_ranges(set, largest) {
@@ -1989,7 +1989,7 @@ impl Session {
             .collect();
         let mut built_envelopes = Vec::new();
         // Bodies are read ahead in batches (≤ 64 messages, ≤ 4 MiB): one hand-off to the
-        // blocking pool per batch instead of one per message (issue 6).
+        // blocking pool per batch instead of one per message.
         let mut ahead: std::collections::VecDeque<postfach_core::Result<Vec<u8>>> =
             Default::default();
         for (i, (seq, meta)) in targets.iter().cloned().enumerate() {

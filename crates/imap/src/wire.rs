@@ -5,7 +5,7 @@
 //! Why not imap-codec's encoder for these: it builds a fragment list per response and copies
 //! it out, and every item must first become an owned `MessageDataItem` (a `Vec` of flags, a
 //! cloned envelope). For a window of 100 messages' flags that allocation, not the protocol,
-//! was most of the command's cost (issue 6 profile). Everything written here is an atom, a
+//! was most of the command's cost (the profile in bench/RESULTS.md). Everything written here is an atom, a
 //! number or a quoted date, whose forms RFC 9051 §9 fixes; the one structured item, the
 //! ENVELOPE, is encoded once by imap-codec (`envelope_wire`) and kept in that form by the
 //! envelope cache. The tests hold every line to imap-codec's own encoding of the same items.

@@ -1,4 +1,4 @@
-//! Postfach's POP3 server (P4, issue 4): RFC 1939 with the RFC 2449 extension mechanism
+//! Postfach's POP3 server (P4): RFC 1939 with the RFC 2449 extension mechanism
 //! (CAPA, RESP-CODES, AUTH-RESP-CODE, PIPELINING), STLS (RFC 2595) and AUTH PLAIN (RFC 5034).
 //!
 //! A session works on a snapshot of the address's INBOX taken at login (RFC 1939 §8: message

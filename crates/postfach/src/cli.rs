@@ -86,7 +86,7 @@ pub enum Command {
     /// Templates of a mail service: delivery defaults for new addresses or in bulk (M8).
     #[command(subcommand)]
     Template(crate::cli_filters::TemplateCmd),
-    /// The store itself (issue 6).
+    /// The store itself.
     #[command(subcommand)]
     Store(StoreCmd),
     /// Messages users reported as spam or phishing (F5).

@@ -1,4 +1,4 @@
-//! CLI commands of the delivery pipeline (issue 5): autoresponders (F10), forwarding (F11),
+//! CLI commands of the delivery pipeline: autoresponders (F10), forwarding (F11),
 //! allow/block lists (F7), spam and promotions switches (F5, F6, F8), Sieve scripts (F9),
 //! signatures (M8) and the delivery log. Parsing only; the rules are in
 //! `postfach_core::ops::filters`.

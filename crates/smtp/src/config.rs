@@ -73,7 +73,7 @@ pub struct QueueSettings {
     /// Seconds to wait for a remote server's answers.
     pub timeout_seconds: u64,
     /// Messages delivered at once. Local deliveries mostly wait for the store; enough of them
-    /// in flight fill the group commit's batches (issue 6: 8 workers delivered 20 % fewer
+    /// in flight fill the group commit's batches (performance: 8 workers delivered 20 % fewer
     /// messages per second than 32 under the bench's ingest load).
     pub workers: usize,
 }

@@ -1,4 +1,4 @@
-//! Postfach SMTP (issue 3): the inbound MX and the submission listeners (P1, P2), the verdict
+//! Postfach SMTP: the inbound MX and the submission listeners (P1, P2), the verdict
 //! that refuses mail inside the session (F1–F4, O3), the durable spool, and the queue runner
 //! that delivers locally and to remote MX hosts with DKIM (O1, O2) and bounces with DSNs.
 
@@ -56,7 +56,7 @@ pub struct Smtp {
     /// Spooled entries already claimed for this process's workers (`runner::Handoff`).
     pub(crate) handoff: runner::Handoff,
     pub(crate) auth_failure_delay: Duration,
-    /// Sieve, filters, autoresponder and forwarding for local recipients (issue 5).
+    /// Sieve, filters, autoresponder and forwarding for local recipients.
     pub(crate) pipeline: postfach_delivery::Pipeline,
 }
 

@@ -33,7 +33,7 @@ const HANDOFF_LEASE_SECONDS: i64 = 10 * 60;
 /// which claims it again once the claim has run out: never two workers on one entry.
 const HANDOFF_LEASE_MARGIN: i64 = 5 * 60;
 
-/// The short way from a session to the workers (issue 6): the session spools its message
+/// The short way from a session to the workers: the session spools its message
 /// already claimed for this node and hands the entry over in memory, so that the runner does
 /// not find it by a queue query and claim it in a write transaction of its own. Open only once
 /// the runner has released the claims of an earlier run of this node (`queue_release_node`),

@@ -1010,7 +1010,7 @@ impl Session {
     /// an LMTP delivery: the recipient's pipeline runs now and its copies are committed before
     /// `250` (durable, as the spool would be). This saves the queue entry, its recipient row,
     /// the spooled body and their removal — about half the writes of an accepted message
-    /// (issue 6). `None` when the message is not such mail or the delivery failed (nothing
+    ///. `None` when the message is not such mail or the delivery failed (nothing
     /// of it was committed): the caller spools it, and the queue retries as usual. A
     /// mailbox the message does not fit into (M3) is the sender's answer: `452 4.2.2`.
     async fn deliver_now(
@@ -1137,7 +1137,7 @@ impl Session {
             return reply;
         }
         // Small bodies go into the store with the queue entry (one fsync per group commit),
-        // larger ones into the blob store first (issue 6).
+        // larger ones into the blob store first.
         let (blob, inline_body) = if size <= postfach_core::mail::INLINE_BODY_MAX {
             (postfach_store::inline_id(&message), Some(message))
         } else {

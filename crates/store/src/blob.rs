@@ -70,7 +70,7 @@ pub trait BlobStore: Send + Sync {
     /// The blob's content, verified against its id ([`StoreError::Corrupt`] otherwise).
     async fn get(&self, id: &BlobId) -> Result<Vec<u8>>;
     /// Several blobs, each verified like `get`, in the order asked. One hand-off for all:
-    /// an IMAP FETCH of a message list reads a hundred small blobs (issue 6).
+    /// an IMAP FETCH of a message list reads a hundred small blobs.
     /// `expected_bytes`: what the caller knows the blobs add up to (0: not known); at most
     /// [`READ_IN_PLACE_MAX`] lets a store read them without a hand-off.
     async fn get_many(&self, ids: &[BlobId], expected_bytes: u64) -> Vec<Result<Vec<u8>>> {
@@ -89,7 +89,7 @@ pub trait BlobStore: Send + Sync {
 /// Reads known to add up to at most this many bytes are done on the calling (async) thread:
 /// a small file in the page cache, the usual case for mail being read, takes a few
 /// microseconds to open, read and hash, less than the two thread switches of a hand-off to
-/// the blocking pool. Measured (issue 6, `bench/RESULTS.md`): IMAP FETCH BODY.PEEK[] of 4 KiB
+/// the blocking pool. Measured (`bench/RESULTS.md`): IMAP FETCH BODY.PEEK[] of 4 KiB
 /// messages 23k → 35k ops/s. A read that has to wait for the disk holds up that worker
 /// thread for as long; larger reads keep going through the pool.
 pub const READ_IN_PLACE_MAX: u64 = 64 * 1024;

@@ -81,7 +81,7 @@ pub trait Store: Send + Sync {
     async fn begin(&self) -> Result<Box<dyn Tx>>;
     /// Reads without a transaction: each statement sees the latest committed state on its
     /// own. Saves BEGIN and ROLLBACK (two round trips to SQLite's worker thread) on the hot
-    /// lookups of every delivered message (issue 6), where statements need no common snapshot.
+    /// lookups of every delivered message, where statements need no common snapshot.
     async fn begin_read(&self) -> Result<Box<dyn Tx>>;
     /// A transaction that holds the store's write lock from its first statement (SQLite:
     /// `BEGIN IMMEDIATE`; PostgreSQL: row locks taken with [`Tx::lock_service`]).
@@ -305,7 +305,7 @@ pub trait Tx: Send {
     ) -> Result<Vec<Message>>;
     /// UIDs expunged after `modseq`.
     async fn expunged_since(&mut self, mailbox_id: i64, modseq: i64) -> Result<Vec<i64>>;
-    /// IMAP STORE from what the session saw (issue 6): sets `writes` (UID, flags, keywords,
+    /// IMAP STORE from what the session saw: sets `writes` (UID, flags, keywords,
     /// the MODSEQ the caller saw the message at) under one new MODSEQ, provided that every one
     /// of them and every one of `unchanged` (UID, MODSEQ seen) is still at that MODSEQ — a
     /// message's MODSEQ changes with every change to it, and an expunged one has no row.
@@ -329,7 +329,7 @@ pub trait Tx: Send {
     /// Removes messages (recording them as expunged) under one new MODSEQ, which is returned.
     async fn messages_delete(&mut self, mailbox_id: i64, uids: &[i64]) -> Result<i64>;
 
-    // -- delivery settings and state (issue 5)
+    // -- delivery settings and state
     /// A settings document (JSON text) of `scope` ("address", "service", "global").
     async fn settings_get(
         &mut self,
@@ -379,7 +379,7 @@ pub trait Tx: Send {
     /// The newest entries first.
     async fn delivery_log_list(&mut self, address_id: i64, limit: i64) -> Result<Vec<DeliveryLog>>;
 
-    // -- Bayes classifier and reports (issue 5, F5)
+    // -- Bayes classifier and reports (F5)
     /// Counts of `tokens` in the store `scope_id` (0 = platform-wide, else an address id);
     /// tokens never seen are left out.
     async fn bayes_counts(&mut self, scope_id: i64, tokens: &[i64]) -> Result<Vec<TokenCount>>;
@@ -422,7 +422,7 @@ pub trait Tx: Send {
     ) -> Result<i64>;
     /// Inserts an entry, optionally already claimed by a node until a time (`claim`), and
     /// returns it as [`Tx::queue_get`] and [`Tx::queue_rcpts`] would (the SMTP hand-off,
-    /// issue 6: one statement per row, no claim or read-back after it).
+    /// performance: one statement per row, no claim or read-back after it).
     async fn queue_insert_returning(
         &mut self,
         q: &NewQueueEntry,

@@ -30,7 +30,7 @@ mod scenarios {
     use super::mail::{address, msg};
     use super::*;
 
-    /// Small spooled bodies kept in the store (issue 6): content-addressed, verified on
+    /// Small spooled bodies kept in the store: content-addressed, verified on
     /// read, removed only when nothing refers to them any more.
     pub async fn inline_bodies(t: &TestStore) {
         let body = b"Subject: hi\r\n\r\nsmall\r\n".to_vec();
@@ -492,7 +492,7 @@ mod scenarios {
         assert!(!tx.blob_referenced("blob").await.unwrap());
     }
 
-    /// STORE from a session's view (issue 6): written only while every message is still at
+    /// STORE from a session's view: written only while every message is still at
     /// the MODSEQ the session saw it at; a stale one refuses the whole change, and what the
     /// call wrote goes with the writer's savepoint. PostgreSQL always refuses, writing nothing.
     pub async fn flags_set_if_current(t: &TestStore) {

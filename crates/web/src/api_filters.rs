@@ -1,4 +1,4 @@
-//! `/api/v1` for the delivery pipeline (issue 5): autoresponders (F10), allow/block lists
+//! `/api/v1` for the delivery pipeline: autoresponders (F10), allow/block lists
 //! (F7), spam/promotions switches and service filters (F5, F6, F8), Sieve scripts (F9),
 //! signatures (M8) and the delivery log — the same operations as the CLI. Forwarding (F11)
 //! is `PATCH /addresses/{address}` (`forward_to`, `forward_keep_copy`).

@@ -211,7 +211,7 @@ pub fn router(dir: Directory) -> Router {
         )
         .route("/aliases/{alias}", delete(api::delete_alias))
         .route("/audit", get(api::audit))
-        // Delivery pipeline (issue 5).
+        // Delivery pipeline.
         .route(
             "/addresses/{address}/autoreplies",
             get(api_filters::list_autoreplies).post(api_filters::put_autoreply),

@@ -136,7 +136,7 @@ pub struct AppendRequest {
 pub struct Appended {
     pub uidvalidity: i64,
     /// The message's row as committed (UID, MODSEQ, …): a session with the folder selected
-    /// takes it into its view without asking the store (issue 6).
+    /// takes it into its view without asking the store.
     pub message: Message,
     /// With `claim_recent`: the first UID this append claimed as \Recent for the caller (all
     /// from it up to the message's UID; IMAP4rev1 §2.3.2). None: nothing claimed.
@@ -258,7 +258,7 @@ impl Directory {
     }
 
     /// A change that took the folder to HIGHESTMODSEQ `modseq`: a session that knows the
-    /// folder at that MODSEQ already (its own STORE) need not look (issue 6).
+    /// folder at that MODSEQ already (its own STORE) need not look.
     pub(crate) fn changed_at(&self, mailbox_id: i64, modseq: i64) {
         // No receiver is fine: nobody has the mailbox open.
         let _ = self.changes.send(MailboxChange { mailbox_id, modseq });
@@ -551,7 +551,7 @@ impl Directory {
     pub async fn folder_changes(&self, mailbox_id: i64, modseq: i64) -> Result<Option<Changes>> {
         // Every IMAP command asks this. Most of the time nothing changed, and one statement
         // outside a transaction says so: BEGIN and ROLLBACK would be two more round trips to
-        // the database thread per command (issue 6). Only when something changed are the
+        // the database thread per command. Only when something changed are the
         // folder row and its changes read together, in one transaction.
         {
             let mut read = self.store.begin_read().await?;
@@ -706,7 +706,7 @@ impl Directory {
     /// [`Directory::append`] for a session that may have the folder selected. With
     /// `claim_recent` (an IMAP4rev1 session with the folder selected read-write) the message
     /// — and any other not yet claimed — is claimed as \Recent for that session in the same
-    /// transaction (issue 6: a claim of its own after the append was a second write
+    /// transaction (performance: a claim of its own after the append was a second write
     /// transaction, with its own fsync, per APPEND).
     pub async fn append_claiming(
         &self,
@@ -725,7 +725,7 @@ impl Directory {
         let size = req.raw.len() as i64;
         // A small message is kept in the store with its row, written in the shared
         // transaction: one COMMIT, shared with whoever else writes then, instead of a file's
-        // two fsyncs and a hand-off before it, as small deliveries are (issue 6). A large one
+        // two fsyncs and a hand-off before it, as small deliveries are. A large one
         // becomes a file, after a look at the quota, so that no file is written in vain.
         let inline = req.raw.len() <= crate::mail::INLINE_BODY_MAX;
         let blob_id = if inline {
@@ -740,7 +740,7 @@ impl Directory {
         let summary = crate::mail::summarize(&req.raw);
         // The folder is looked up before the shared transaction, whose writers wait for each
         // other; were it deleted in between, the append finds no mailbox and fails as if it
-        // had been gone before (issue 6: the turn is one statement, as a delivery's is).
+        // had been gone before (performance: the turn is one statement, as a delivery's is).
         let m = {
             let mut tx = self.store.begin_read().await?;
             selectable(&mut *tx, address_id, &name).await?
@@ -801,7 +801,7 @@ impl Directory {
 
     /// STORE as [`Directory::store_flags`] does, computed from the flags the session saw
     /// (`seen`, its view) instead of read under the write lock, and written only if every
-    /// message is still as seen — checked by MODSEQ in the same statement (issue 6: on SQLite
+    /// message is still as seen — checked by MODSEQ in the same statement (performance: on SQLite
     /// the change is one round trip inside the shared transaction, a STORE that changes
     /// nothing no transaction at all). None when that cannot be done or a message was not as
     /// seen (another session changed or expunged it, the change is a junk-training keyword,
@@ -912,7 +912,7 @@ impl Directory {
                 .iter()
                 .any(|k| Class::of_keyword(k).is_some());
         // In the shared transaction (group commit): sessions flagging at the same time share
-        // one COMMIT (issue 6).
+        // one COMMIT.
         let mut turn = self.group.turn().await?;
         let result = async {
             let tx = turn.tx();

@@ -1,4 +1,4 @@
-//! `postfach store check` (issue 6): the invariants a crash must never break, checked on a
+//! `postfach store check`: the invariants a crash must never break, checked on a
 //! live or stopped store.
 //!
 //! - every stored message's body exists and is what its content address says (the blob id is

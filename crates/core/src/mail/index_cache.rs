@@ -1,5 +1,5 @@
 //! The folder index cache: the message rows of recently selected folders, shared by every
-//! session of this process (issue 6: an IMAP SELECT of a 10,000-message folder read all its
+//! session of this process (performance: an IMAP SELECT of a 10,000-message folder read all its
 //! rows from the store each time, 0.08× Dovecot).
 //!
 //! Correctness does not depend on the cache being told about changes. Every change to a

@@ -1,4 +1,4 @@
-//! The mail side of the service layer (issue 3): mailboxes and their default folders (P5),
+//! The mail side of the service layer: mailboxes and their default folders (P5),
 //! recipient resolution (F1), mailbox authentication and sending limits for submission
 //! (P1, O3), the durable spool and local delivery, the operator's queue commands, DKIM keys and
 //! the DNS records a customer publishes (O2, D1). Protocol code (SMTP now, IMAP/POP3 later)

@@ -104,7 +104,7 @@ pub struct Committed {
     /// Queue ids of the messages queued for sending.
     pub queued: Vec<i64>,
     /// No other recipient of the queue entry was pending: the entry was removed in the same
-    /// transaction, and the worker has nothing left to record (issue 6: one commit fewer per
+    /// transaction, and the worker has nothing left to record (performance: one commit fewer per
     /// delivered message).
     pub finished: bool,
     /// The spooled body needs no tidying by the worker: a stored copy is the body itself (no
@@ -163,7 +163,7 @@ impl Directory {
         let autoreply = autoreplies.active().cloned();
         let service: ServiceFilters = service_settings.get();
         // What only a feature in use needs is read only then: every statement is a round trip
-        // to the database's thread on each message (issue 6).
+        // to the database's thread on each message.
         let org_domains = if service.external_marking {
             tx.service_list(Some(svc.org_id))
                 .await?
@@ -299,7 +299,7 @@ impl Directory {
         // Changed copies get their own body and summary; the others share the spooled one.
         // Almost every copy is changed (the spam filter's X-Spam-* headers), so a small one is
         // kept inline and written in the delivery's own transaction: no file, no fsync of its
-        // own, one group commit for everything (issue 6).
+        // own, one group commit for everything.
         let mut copies = Vec::new();
         for f in &plan.files {
             copies.push(match &f.raw {

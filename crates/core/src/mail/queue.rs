@@ -118,7 +118,7 @@ pub struct SpoolRequest {
 }
 
 /// Bodies up to this size are spooled into the metadata store (`inline_blobs`) with their
-/// queue entry instead of into a file each (issue 6): the file, its fsync, the rename and the
+/// queue entry instead of into a file each: the file, its fsync, the rename and the
 /// directory's fsync cost more than the message's whole delivery otherwise. Most mail is
 /// smaller; larger bodies go to the blob store as before.
 pub const INLINE_BODY_MAX: usize = 64 * 1024;
@@ -154,7 +154,7 @@ impl Directory {
 
     /// Commits a message to the spool already claimed for a worker of `node` for `lease`
     /// seconds, and returns it as `queue_claim` would: the session hands it to its own
-    /// process's workers, saving the claim's write transaction (issue 6). If this process
+    /// process's workers, saving the claim's write transaction. If this process
     /// stops first, `queue_release_node` at its next start (or the lease's end, for another
     /// node) frees the entry; nothing is lost either way.
     pub async fn spool_claimed(

@@ -1,4 +1,4 @@
-//! The delivery settings of an address and of a mail service (issue 5): Sieve scripts (F9,
+//! The delivery settings of an address and of a mail service: Sieve scripts (F9,
 //! P7), autoresponders (F10), the spam/promotions switches and allow/block lists (F5–F7),
 //! external-mail marking (F8), signatures (M8). Each is one JSON document in the store's
 //! `settings` table; this module owns their shape, their defaults and their limits, so the
@@ -55,7 +55,7 @@ fn parse<D: Document>(scope: Scope, text: Option<&str>) -> D {
 }
 
 /// Every document of one scope, read with one query: the delivery pipeline needs most of
-/// them for each message (issue 6: six queries became two).
+/// them for each message (performance: six queries became two).
 pub(crate) struct Documents {
     scope: Scope,
     docs: Vec<(String, String)>,

@@ -86,7 +86,7 @@ impl Directory {
         }
         // Before enough training there is no verdict, whatever the tokens say: their lookup
         // (a query per few hundred tokens and store) is skipped — the common case on a fresh
-        // installation, and for every message until the first users train (issue 6).
+        // installation, and for every message until the first users train.
         if !e.ready() {
             return Ok(e);
         }

@@ -1,4 +1,4 @@
-//! Managing the delivery settings (issue 5): Sieve scripts (F9, P7), autoresponders (F10),
+//! Managing the delivery settings: Sieve scripts (F9, P7), autoresponders (F10),
 //! spam and promotions switches (F5, F6), allow/block lists (F7), external-mail marking (F8),
 //! signatures (M8). The CLI, the API and ManageSieve call these.
 //!

@@ -1,4 +1,4 @@
-//! Client auto-configuration (issue 4, P6) over real HTTP, each document parsed by an
+//! Client auto-configuration (P6) over real HTTP, each document parsed by an
 //! independent parser: Python's ElementTree for Thunderbird's and Outlook's XML, plistlib for
 //! Apple's configuration profile.
 

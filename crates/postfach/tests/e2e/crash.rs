@@ -1,4 +1,4 @@
-//! Crash safety (issue 6): the server is SIGKILLed at random moments while a client submits
+//! Crash safety: the server is SIGKILLed at random moments while a client submits
 //! mail over SMTP (Python `smtplib`) and another APPENDs and reads over IMAPS (`imaplib`),
 //! then started again, many times. Afterwards every message that got its 250 or its APPEND
 //! OK is in the mailbox exactly once, every visible message is complete (nothing half-written), a UID once seen by a reader
@@ -193,7 +193,7 @@ fn store_check_names_a_damaged_body() {
     d.ok(&["address", "add", RCPT, "--password", PW]);
     let s = Server::start(&d);
     // A small body is kept in the metadata store (inline_blobs), a large one in a file
-    // (issue 6): the check reads and verifies both kinds.
+    //: the check reads and verifies both kinds.
     crate::support::deliver(
         &s,
         "anna@remote.example",

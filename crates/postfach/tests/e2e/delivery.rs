@@ -1,4 +1,4 @@
-//! The delivery pipeline end to end (issue 5): mail goes in over SMTP (Python `smtplib`),
+//! The delivery pipeline end to end: mail goes in over SMTP (Python `smtplib`),
 //! comes out in the store (CLI) and over IMAP (`imaplib`), and what the pipeline sends —
 //! autoresponses, forwards, bounces — arrives at an SMTP sink (aiosmtpd) standing in for
 //! remote.example. Time is moved with the instance's test clock, never slept.

@@ -1,4 +1,4 @@
-//! IMAP end to end (issue 4, P3–P5, M9, M11): the real server and independent clients —
+//! IMAP end to end (P3–P5, M9, M11): the real server and independent clients —
 //! Python's `imaplib` (tools/imap_client.py), `mbsync` (isync), `curl`, and raw sockets for
 //! protocol abuse. Mail arrives over SMTP; results are cross-checked through the CLI.
 
@@ -430,7 +430,7 @@ fn concurrency(d: Data) {
         .find(|f| f["name"] == "INBOX")
         .unwrap();
     assert_eq!(inbox["uidnext"], json!(29), "{inbox}");
-    // APPEND into the selected folder (issue 6 takes it into the appending session's view
+    // APPEND into the selected folder (the server takes it into the appending session's view
     // without asking the store): EXISTS at once, \Recent for the appender only; after
     // another session's append, both new messages are reported, only its own as \Recent.
     let ap = &out["append"];
@@ -1471,7 +1471,7 @@ fn plaintext_login_over_loopback_when_the_operator_allows_it() {
     assert!(!r.stdout.contains("LOGINDISABLED"), "{}", r.stdout);
 }
 
-/// ENVELOPEs come from a cache shared by all sessions after the first FETCH (issue 6): the
+/// ENVELOPEs come from a cache shared by all sessions after the first FETCH: the
 /// answer is the same as when built from the message, and a session that enabled
 /// UTF8=ACCEPT (RFC 6855: display names in UTF-8) does not hand its rendering to one that
 /// did not (encoded words, RFC 2047).
@@ -1537,7 +1537,7 @@ fn cached_envelopes_answer_the_same_and_keep_utf8_apart() {
     );
 }
 
-/// Issue 6: a small APPENDed message is kept in the store with its row (`inline_blobs`,
+/// Performance: a small APPENDed message is kept in the store with its row (`inline_blobs`,
 /// written in the shared transaction), a large one as a file; both read back byte for byte
 /// over IMAP and through the CLI, both count against the quota, and the store check passes.
 #[test]

@@ -1,4 +1,4 @@
-//! POP3 end to end (issue 4, P4): Python's `poplib` as the independent client, raw sockets
+//! POP3 end to end (P4): Python's `poplib` as the independent client, raw sockets
 //! for malformed input; the mailbox is checked through the CLI.
 
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! SMTP end to end (issue 3): the real server, driven by independent clients — Python's
+//! SMTP end to end: the real server, driven by independent clients — Python's
 //! `smtplib` (tools/smtp_client.py), `swaks`, raw sockets for byte-exact protocol abuse — with
 //! mailbox contents checked through the CLI. Remote peers are a Python DNS server (dnslib) and
 //! an SMTP sink (aiosmtpd); DKIM signatures are checked with dkimpy.
@@ -1437,7 +1437,7 @@ except Exception as e:
     }
 }
 
-/// Inbound mail for one local recipient is delivered during the SMTP transaction (issue 6):
+/// Inbound mail for one local recipient is delivered during the SMTP transaction:
 /// the `250` says so and the copy is in the mailbox the moment the client reads it, without
 /// a queue entry. Mail for several recipients goes through the queue as before, and a
 /// delivery that fails during the transaction falls back to the queue: accepted, not lost.

@@ -1,4 +1,4 @@
-//! The spam filter's learning side and its Rspamd backend end to end (issue 5, F5): mail in
+//! The spam filter's learning side and its Rspamd backend end to end (F5): mail in
 //! over SMTP (`smtplib`), users training by moving mail with `imaplib` (UID MOVE, Thunderbird's
 //! `$NotJunk`), reports through the API and the CLI, and a real `rspamd` (Debian's package)
 //! started here on loopback ports.

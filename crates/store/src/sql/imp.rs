@@ -231,7 +231,7 @@ impl SqlTx {
 
     /// SQLite: `"SAVEPOINT job; "` when this writer's savepoint is still pending, to be put in
     /// front of the writer's first query string, which then opens it in the same round trip
-    /// (issue 6: inside the group commit every round trip keeps the writers behind waiting).
+    /// (performance: inside the group commit every round trip keeps the writers behind waiting).
     /// Taken as opened from here on, even if the statements fail: then rolling back to it
     /// fails too and the batch is abandoned, the safe way.
     fn savepoint_prefix(&mut self) -> &'static str {
@@ -1594,7 +1594,7 @@ impl Tx for SqlTx {
 
     async fn mailbox_lock(&mut self, mailbox_id: i64) -> Result<()> {
         // An UPDATE that changes nothing still takes the row lock (PostgreSQL). SQLite's
-        // write transaction is exclusive already: no round trip to its thread (issue 6: inside
+        // write transaction is exclusive already: no round trip to its thread (performance: inside
         // the group commit every statement keeps the writers behind waiting).
         if BACKEND == Backend::Sqlite {
             return Ok(());
@@ -1708,7 +1708,7 @@ impl Tx for SqlTx {
     async fn mailbox_claim_recent(&mut self, id: i64, upto: i64) -> Result<i64> {
         if BACKEND == Backend::Sqlite {
             // The write transaction is exclusive: read and advance in one query string, one
-            // round trip to the database thread (issue 6: APPEND claims in the shared
+            // round trip to the database thread (performance: APPEND claims in the shared
             // transaction). `fetch_all`, so that the UPDATE after the SELECT runs too.
             let before: Vec<i64> = sqlx::query_scalar(
                 "SELECT recent_uid FROM mailboxes WHERE id = $1; \

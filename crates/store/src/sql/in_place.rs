@@ -1,4 +1,4 @@
-//! Reads on the calling thread, for SQLite (issue 6). sqlx runs every SQLite connection on a
+//! Reads on the calling thread, for SQLite. sqlx runs every SQLite connection on a
 //! worker thread of its own and hands each statement and its rows over channels: two thread
 //! switches per statement, which on a busy two-core machine cost more than the read itself.
 //! The hottest read of all, a message's body kept in the store (`inline_blobs`: the small

@@ -118,7 +118,7 @@ pub async fn open(path: &Path) -> Result<SqliteStore> {
         .max_connections(8)
         // A pooled SQLite connection is a file handle in this process: it cannot have been
         // hung up on, so the ping sqlx sends before lending one out (a round trip to the
-        // connection's worker thread on every begin) buys nothing (issue 6).
+        // connection's worker thread on every begin) buys nothing.
         .test_before_acquire(false)
         .connect_with(options)
         .await?;

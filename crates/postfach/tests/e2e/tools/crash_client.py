@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Load for the crash-safety test (issue 6). Each mode runs until the server goes away.
+"""Load for the crash-safety test. Each mode runs until the server goes away.
 
   crash_client.py smtp PORT RCPT PREFIX ATTEMPTED ACKED
       sends messages PREFIX-0, PREFIX-1, … over one SMTP session after another; writes an id
