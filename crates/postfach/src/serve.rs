@@ -122,7 +122,6 @@ pub async fn run(paths: Paths) -> Result<()> {
     ] {
         let addr = listener.local_addr()?;
         println!("Listening: {name}://{addr} ({what})");
-        tracing::info!(%addr, "{name} listening");
     }
     smtp.spawn(smtp_listeners, &stop_rx, &mut tasks);
     imap.spawn(imap_listeners, &stop_rx, &mut tasks);
@@ -130,7 +129,6 @@ pub async fn run(paths: Paths) -> Result<()> {
     managesieve.spawn(sieve_listener, &stop_rx, &mut tasks);
     let http_addr = http.local_addr()?;
     println!("Listening: http://{http_addr} (admin API at /api/v1)");
-    tracing::info!(addr = %http_addr, "http listening");
     {
         let router = router.clone();
         let stop = stopped(&stop_rx);
@@ -139,7 +137,6 @@ pub async fn run(paths: Paths) -> Result<()> {
     if let Some(listener) = https {
         let addr = listener.local_addr()?;
         println!("Listening: https://{addr}");
-        tracing::info!(%addr, "https listening");
         tasks.spawn(postfach_web::serve(
             listener,
             Some(tls.clone()),

@@ -35,11 +35,21 @@ pub fn ensure_certificate(cfg: &Config, data: &Path) -> Result<bool> {
             names.push(extra.to_string());
         }
     }
-    let generated = rcgen::generate_simple_self_signed(names)
+    // Named after the host (rcgen's default subject is "rcgen self signed cert"): what a
+    // mail client shows when it asks the user to trust it.
+    let signing_key = rcgen::KeyPair::generate().context("generating a TLS key")?;
+    let mut params =
+        rcgen::CertificateParams::new(names).context("generating a self-signed certificate")?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, cfg.server.hostname.clone());
+    dn.push(rcgen::DnType::OrganizationName, "Postfach (self-signed)");
+    params.distinguished_name = dn;
+    let certificate = params
+        .self_signed(&signing_key)
         .context("generating a self-signed certificate")?;
     for (path, pem, private) in [
-        (&cert, generated.cert.pem(), false),
-        (&key, generated.signing_key.serialize_pem(), true),
+        (&cert, certificate.pem(), false),
+        (&key, signing_key.serialize_pem(), true),
     ] {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

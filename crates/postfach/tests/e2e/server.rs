@@ -149,4 +149,16 @@ fn https_listener_serves_the_api_with_the_generated_certificate() {
         String::from_utf8_lossy(&out.stdout).trim(),
         r#"{"status":"ok"}"#
     );
+    // The certificate is named after the host, as a mail client shows it when asking to
+    // trust it.
+    let subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in"])
+        .arg(d.path().join("tls/cert.pem"))
+        .output()
+        .expect("openssl");
+    let subject = String::from_utf8_lossy(&subject.stdout);
+    assert!(subject.contains("CN = mail.e2e.test"), "{subject}");
+    // Each listener is announced once (stdout), not again in the log.
+    let log = std::fs::read_to_string(d.path().join("server.log")).unwrap_or_default();
+    assert!(!log.contains("listening"), "{log}");
 }
