@@ -29,6 +29,9 @@ pub struct ImportLine {
     pub delete_after_forward: String,
     /// Non-empty cells beyond column D.
     pub extra_cells: usize,
+    /// A quote opened a field that ran over a line end: the row's cells are not what the
+    /// user wrote (and may hold the next row's password), so none of them is echoed.
+    pub unbalanced_quote: bool,
 }
 
 fn detect_delimiter(data: &[u8]) -> u8 {
@@ -119,6 +122,10 @@ pub fn parse_import(data: &[u8], max_rows: usize) -> Result<Vec<ImportLine>> {
                 format!("more than {max_rows} rows; split the file"),
             ));
         }
+        // An unclosed quote swallows line ends (and the rows after it): such a row keeps no
+        // cell, so its report cannot echo a password.
+        let unbalanced_quote = cells.iter().any(|c| c.contains(['\n', '\r']));
+        let cells = if unbalanced_quote { Vec::new() } else { cells };
         let cell = |i: usize| cells.get(i).cloned().unwrap_or_default();
         rows.push(ImportLine {
             line,
@@ -133,6 +140,7 @@ pub fn parse_import(data: &[u8], max_rows: usize) -> Result<Vec<ImportLine>> {
                 .skip(4)
                 .filter(|c| !c.trim().is_empty())
                 .count(),
+            unbalanced_quote,
         });
     }
     if !header_seen {

@@ -698,6 +698,19 @@ mod scenarios {
             ]
         );
         assert_eq!((report.created, report.refused), (4, 7));
+        // An unclosed quote: the row is refused and nothing of it (a password) is echoed.
+        let broken = "local_part,password,forward_to,delete_after_forward\n\
+                      \"x,Secret-Pass-1!,,\nnext,Other-Pass-2!,,\n";
+        let report = d
+            .import_csv(&cli(), "acme.test", broken.as_bytes(), &mut |_, _| {})
+            .await
+            .unwrap();
+        let shown = serde_json::to_string(&report).unwrap();
+        assert!(
+            !shown.contains("Secret-Pass") && !shown.contains("Other-Pass"),
+            "{shown}"
+        );
+        assert!(shown.contains("quote"), "{shown}");
         assert_eq!(calls.last(), Some(&(11, 11)));
         assert_eq!(calls.len(), 11);
         // Refused rows left nothing behind; the forward columns were stored with the address.

@@ -23,6 +23,12 @@ struct ValidRow {
 
 impl Directory {
     fn validate_row(&self, row: &ImportLine, domain: &str) -> Result<ValidRow> {
+        if row.unbalanced_quote {
+            return Err(Error::invalid(
+                "row",
+                "a quote (\") opens a field that is not closed on this line; nothing of the row is shown, as it may hold passwords",
+            ));
+        }
         if row.extra_cells > 0 {
             return Err(Error::invalid(
                 "row",
