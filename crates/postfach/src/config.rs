@@ -609,7 +609,78 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
 pub fn load(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&text, &|k| std::env::var(k).ok()).map_err(|e| format!("{}: {e}", path.display()))
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    unknown_variables(&names)?;
+    parse(&text, &|k| std::env::var(k).ok()).map_err(|e| {
+        // A variable's mistake is the variable's, not the file's.
+        if e.starts_with("POSTFACH_") {
+            e
+        } else {
+            format!("{}: {e}", path.display())
+        }
+    })
+}
+
+/// Environment variables of Postfach that are not settings.
+const NOT_SETTINGS: [&str; 3] = ["POSTFACH_ACT_AS", "POSTFACH_CONFIG", "POSTFACH_DATA"];
+
+/// A misspelt `POSTFACH_*` variable is refused, as a misspelt key of the file is: silently
+/// ignoring it would leave the operator believing the setting took. Test harnesses use
+/// `POSTFACH_TEST*` and `POSTFACH_CRASH_*`.
+fn unknown_variables(names: &[String]) -> Result<(), String> {
+    let mut known = Vec::new();
+    let tree = Value::try_from(Config::default()).map_err(|e| e.to_string())?;
+    leaf_variables(&tree, &mut Vec::new(), &mut known);
+    for name in names.iter().filter(|n| n.starts_with("POSTFACH_")) {
+        if NOT_SETTINGS.contains(&name.as_str())
+            || name.starts_with("POSTFACH_TEST")
+            || name.starts_with("POSTFACH_CRASH_")
+            || known.contains(name)
+            // Offers are the operator's own names: POSTFACH_OFFERS_<NAME>_<KEY>.
+            || name.starts_with("POSTFACH_OFFERS_")
+            || name.starts_with("POSTFACH_ROUTES_")
+        {
+            continue;
+        }
+        let section = name
+            .trim_start_matches("POSTFACH_")
+            .split('_')
+            .next()
+            .unwrap_or("");
+        let near: Vec<&str> = known
+            .iter()
+            .filter(|k| {
+                k.trim_start_matches("POSTFACH_")
+                    .starts_with(&format!("{section}_"))
+            })
+            .map(String::as_str)
+            .collect();
+        let hint = if near.is_empty() {
+            "variables are POSTFACH_<SECTION>_<KEY> of a setting in postfach.toml".to_string()
+        } else {
+            format!("settings of that section: {}", near.join(", "))
+        };
+        return Err(format!("{name} is not a setting ({hint})"));
+    }
+    Ok(())
+}
+
+fn leaf_variables(v: &Value, path: &mut Vec<String>, out: &mut Vec<String>) {
+    match v {
+        Value::Table(t) => {
+            for (k, child) in t {
+                path.push(k.clone());
+                leaf_variables(child, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(format!(
+            "POSTFACH_{}",
+            path.join("_").to_uppercase().replace('-', "_")
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -646,6 +717,25 @@ mod tests {
         in_file.sort();
         all.sort();
         assert_eq!(in_file, all, "every option appears in the written file");
+    }
+
+    #[test]
+    fn misspelt_variables_are_refused_with_the_section_s_settings() {
+        let e = unknown_variables(&["POSTFACH_LISTEN_HTTTP".to_string()]).unwrap_err();
+        assert!(
+            e.contains("POSTFACH_LISTEN_HTTTP is not a setting")
+                && e.contains("POSTFACH_LISTEN_HTTP"),
+            "{e}"
+        );
+        for fine in [
+            "POSTFACH_LISTEN_HTTP",
+            "POSTFACH_DATA",
+            "POSTFACH_TEST_PG",
+            "POSTFACH_OFFERS_GOLD_DAILY_SEND_LIMIT",
+            "PATH",
+        ] {
+            assert!(unknown_variables(&[fine.to_string()]).is_ok(), "{fine}");
+        }
     }
 
     #[test]
