@@ -266,6 +266,20 @@ pub enum DomainCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum FolderCmd {
+    /// Create FOLDER (and any missing superiors, `Archive/2026`).
+    Add { address: String, folder: String },
+    /// Rename FROM to TO, with its inferiors.
+    Rename {
+        address: String,
+        from: String,
+        to: String,
+    },
+    /// Delete FOLDER and its messages (INBOX cannot be deleted).
+    Del { address: String, folder: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum MailboxCmd {
     /// The messages of one folder (folder, UID, date, from, subject, size).
     List {
@@ -275,6 +289,9 @@ pub enum MailboxCmd {
     },
     /// The folders of an address.
     Folders { address: String },
+    /// Create, rename or delete a folder of an address.
+    #[command(subcommand)]
+    Folder(FolderCmd),
     /// Make FOLDER play ROLE for the address's mail clients (P5): drafts, sent, trash,
     /// archive, junk, or none to clear it. A role belongs to one folder at a time.
     Role {
@@ -876,6 +893,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Vec<_>>();
                 table(&["FOLDER", "UID", "DATE", "FROM", "SUBJECT", "SIZE"], &rows)
             });
+        }
+        Command::Mailbox(MailboxCmd::Folder(cmd)) => {
+            use postfach_core::mail::FolderChange;
+            let (address, change, done) = match &cmd {
+                FolderCmd::Add { address, folder } => (
+                    address,
+                    FolderChange::Add(folder),
+                    format!("Created {folder}"),
+                ),
+                FolderCmd::Rename { address, from, to } => (
+                    address,
+                    FolderChange::Rename(from, to),
+                    format!("Renamed {from} to {to}"),
+                ),
+                FolderCmd::Del { address, folder } => (
+                    address,
+                    FolderChange::Delete(folder),
+                    format!("Deleted {folder}"),
+                ),
+            };
+            dir.change_folder(a, address, change).await?;
+            out.show(
+                &serde_json::json!({"address": address, "done": done}),
+                |_| println!("{done} of {address}"),
+            );
         }
         Command::Mailbox(MailboxCmd::Folders { address }) => {
             let list = dir.list_mailboxes(a, &address).await?;

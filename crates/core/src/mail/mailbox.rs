@@ -5,6 +5,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::access::Need;
 use crate::error::{Error, Result};
 use crate::model::rfc3339;
 use crate::{Actor, Directory};
@@ -81,6 +82,30 @@ impl Directory {
         Ok(out)
     }
 
+    /// Creates, renames or deletes a folder of an address for its operator or a manager of
+    /// its mail service (the CLI; the mailbox's own user does this over IMAP). The rules are
+    /// IMAP's (RFC 9051 §6.3.4–6.3.6): superiors are created, INBOX cannot be deleted, a
+    /// folder with inferiors keeps its name as `\Noselect`.
+    pub async fn change_folder(
+        &self,
+        actor: &Actor,
+        address: &str,
+        change: FolderChange<'_>,
+    ) -> Result<()> {
+        let address_id = {
+            let mut tx = self.store.begin().await?;
+            let (svc, a) = self.load_address(&mut *tx, address).await?;
+            self.require_service(&mut *tx, actor, &svc, Need::Manage, "change folders")
+                .await?;
+            a.id
+        };
+        match change {
+            FolderChange::Add(name) => self.folder_create(address_id, name, "").await.map(|_| ()),
+            FolderChange::Rename(from, to) => self.folder_rename(address_id, from, to).await,
+            FolderChange::Delete(name) => self.folder_delete(address_id, name).await,
+        }
+    }
+
     /// The messages of one folder, oldest first.
     pub async fn list_messages(
         &self,
@@ -129,4 +154,12 @@ impl Directory {
         };
         self.message_body(&m.blob_id).await
     }
+}
+
+/// What `Directory::change_folder` does.
+#[derive(Debug, Clone, Copy)]
+pub enum FolderChange<'a> {
+    Add(&'a str),
+    Rename(&'a str, &'a str),
+    Delete(&'a str),
 }

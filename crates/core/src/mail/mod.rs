@@ -39,7 +39,7 @@ pub use check::StoreReport;
 pub use deliver::{MessageSummary, SUMMARY_SUBJECT_CHARS, listing_text, summarize, written_day};
 pub use dns::{DkimSigningKey, DnsRecord, ED25519, RSA};
 pub use folders::DEFAULT_FOLDERS;
-pub use mailbox::{MailboxView, MessageView};
+pub use mailbox::{FolderChange, MailboxView, MessageView};
 pub use plan::{Committed, DeliveryContext, DeliveryPlan, FileAction, Outgoing, autoreply_key};
 pub use queue::{INLINE_BODY_MAX, QueueRcptView, QueueView, SendCount, SpoolRequest};
 pub use routing::{LocalRcpt, Rcpt, Via};

@@ -803,3 +803,76 @@ fn bad_configuration_is_one_line_naming_the_option() {
     let e = d.fails(&["org", "list"]);
     assert!(e.contains("unknown field `typo`"), "{e}");
 }
+
+/// The README's administering examples run as written (a newcomer types them in order): each
+/// `postfach …` line of the block succeeds against a fresh installation, with the file it
+/// imports, the password it reads from standard input, and a message in the mailbox it shows.
+#[test]
+fn the_readme_administering_examples_run_as_written() {
+    let readme = include_str!("../../../../README.md");
+    let from = readme
+        .find("## Administering")
+        .expect("an Administering section");
+    let block = &readme[from..];
+    let start = block.find("```sh\n").expect("a shell block") + "```sh\n".len();
+    let block = &block[start..start + block[start..].find("```").unwrap()];
+    let d = Data::sqlite();
+    let s = crate::support::Server::start(&d);
+    std::fs::write(
+        d.path().join("addresses.csv"),
+        format!("local_part,password,forward_to,delete_after_forward\nsales,{PW},,\n"),
+    )
+    .unwrap();
+    let mut ran = 0;
+    for line in block.lines() {
+        let line = line.split("  #").next().unwrap().trim();
+        let Some(command) = line.strip_prefix("postfach ") else {
+            continue;
+        };
+        if command.starts_with("mailbox show") {
+            crate::support::deliver(
+                &s,
+                "someone@remote.example",
+                "info@acme.example",
+                "From: someone@remote.example\r\nSubject: hi\r\n\r\nhello\r\n",
+            );
+            d.wait_messages("info@acme.example", "INBOX", 1);
+        }
+        let (command, into) = match command.split_once(" > ") {
+            Some((c, file)) => (c, Some(file.trim())),
+            None => (command, None),
+        };
+        // Words, with "double quoted" ones kept whole.
+        let mut args: Vec<String> = Vec::new();
+        for (i, part) in command.split('"').enumerate() {
+            if i % 2 == 1 {
+                args.push(part.to_string());
+            } else {
+                args.extend(part.split_whitespace().map(str::to_string));
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut c = d.command(&args);
+        c.current_dir(d.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            let _ = stdin.write_all(format!("{PW}\n").as_bytes());
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "`postfach {command}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Some(file) = into {
+            std::fs::write(d.path().join(file), &out.stdout).unwrap();
+        }
+        ran += 1;
+    }
+    assert!(ran >= 20, "the block has the examples: {ran}");
+}
