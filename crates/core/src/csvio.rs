@@ -10,7 +10,25 @@
 use crate::error::{Error, Result};
 use crate::model::AddressView;
 
-/// The header the template uses (and the export of M7 starts with the same first columns).
+/// The columns of the export (M7) after the import's four, for reading only.
+pub const EXPORT_EXTRA: [&str; 6] = [
+    "address",
+    "aliases",
+    "storage_used_bytes",
+    "storage_quota_bytes",
+    "created_at",
+    "last_login_at",
+];
+
+/// The import template (`postfach address import --template`): its header and one example.
+pub fn template() -> String {
+    format!(
+        "{}\r\ninfo,Choose-A-Str0ng-Password,,0\r\nsales,An0ther-Str0ng-One!,boss@example.org,0\r\n",
+        IMPORT_HEADER.join(",")
+    )
+}
+
+/// The header the template uses (and the export of M7 starts with the same columns).
 pub const IMPORT_HEADER: [&str; 4] = [
     "local_part",
     "password",
@@ -93,6 +111,8 @@ pub fn parse_import(data: &[u8], max_rows: usize) -> Result<Vec<ImportLine>> {
         .from_reader(data);
     let mut rows = Vec::new();
     let mut header_seen = false;
+    // Columns the header names: an export's reading columns are not "extra" cells.
+    let mut header_columns = IMPORT_HEADER.len();
     for record in reader.records() {
         let record = record
             .map_err(|e| Error::invalid("CSV file", format!("cannot be read as CSV: {e}")))?;
@@ -104,11 +124,12 @@ pub fn parse_import(data: &[u8], max_rows: usize) -> Result<Vec<ImportLine>> {
             continue;
         }
         if !header_seen {
+            header_columns = cells.iter().filter(|c| !c.trim().is_empty()).count();
             if !is_header(&cells) {
                 return Err(Error::invalid(
                     "CSV file",
                     format!(
-                        "line {line} must be the header row ({}), as in the template",
+                        "line {line} must be the header row ({}), as `postfach address import --template` prints it",
                         IMPORT_HEADER.join(",")
                     ),
                 ));
@@ -137,7 +158,7 @@ pub fn parse_import(data: &[u8], max_rows: usize) -> Result<Vec<ImportLine>> {
             delete_after_forward: cell(3).trim().to_string(),
             extra_cells: cells
                 .iter()
-                .skip(4)
+                .skip(header_columns.max(IMPORT_HEADER.len()))
                 .filter(|c| !c.trim().is_empty())
                 .count(),
             unbalanced_quote,
@@ -156,28 +177,23 @@ pub fn parse_import(data: &[u8], max_rows: usize) -> Result<Vec<ImportLine>> {
 }
 
 /// M7: one row per address with its aliases and forwarding, for spreadsheets.
+/// It starts with the import's four columns (M6), the password left empty (it is never
+/// stored in clear), so that an export, with passwords filled in, can be imported again (into
+/// another mail service, say); the columns after them are for reading and are ignored by the
+/// import.
 pub fn export(addresses: &[AddressView]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let header = [
-        "address",
-        "local_part",
-        "aliases",
-        "forward_to",
-        "delete_after_forward",
-        "storage_used_bytes",
-        "storage_quota_bytes",
-        "created_at",
-        "last_login_at",
-    ];
+    let header = IMPORT_HEADER.iter().copied().chain(EXPORT_EXTRA);
     // Writing to a Vec cannot fail.
     w.write_record(header).expect("write to memory");
     for a in addresses {
         w.write_record([
-            a.address.as_str(),
             a.local_part.as_str(),
-            &a.aliases.join(" "),
+            "",
             &a.forward_to.join(" "),
             if a.forward_keep_copy { "0" } else { "1" },
+            a.address.as_str(),
+            &a.aliases.join(" "),
             &a.storage_used_bytes.to_string(),
             &a.storage_quota_bytes.to_string(),
             &a.created_at,

@@ -737,14 +737,33 @@ mod scenarios {
             lines
                 .next()
                 .unwrap()
-                .starts_with("address,local_part,aliases,forward_to,delete_after_forward")
+                .starts_with("local_part,password,forward_to,delete_after_forward,address")
         );
-        let fwd_line = export
-            .lines()
-            .find(|l| l.starts_with("fwd@acme.test"))
-            .unwrap();
-        assert!(fwd_line.contains(",boss@elsewhere.test,1,"), "{fwd_line}");
+        let fwd_line = export.lines().find(|l| l.starts_with("fwd,")).unwrap();
+        assert!(
+            fwd_line.starts_with("fwd,,boss@elsewhere.test,1,fwd@acme.test,"),
+            "{fwd_line}"
+        );
         assert_eq!(export.lines().count(), 6);
+        // One format: the export, with passwords filled in, imports into another service.
+        service(&d, "Acme", "copy.test", "standard", None).await;
+        let filled: String = export
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("{l}\n")
+                } else {
+                    let (local, rest) = l.split_once(',').unwrap();
+                    format!("{local},{PW}{}\n", &rest[rest.find(',').unwrap()..])
+                }
+            })
+            .collect();
+        let report = d
+            .import_csv(&cli(), "copy.test", filled.as_bytes(), &mut |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!((report.created, report.refused), (5, 0), "{report:?}");
 
         // A file without the header row is refused as a whole.
         let e = d

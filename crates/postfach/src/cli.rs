@@ -424,8 +424,17 @@ pub enum AddressCmd {
     /// Renaming is not possible: explains the alternatives.
     Rename { address: String, new_name: String },
     /// Create addresses from a CSV file (header row; columns: local part, password,
-    /// forwarding address, 0 = keep / 1 = delete forwarded mail).
-    Import { domain: String, file: PathBuf },
+    /// forwarding address, 0 = keep / 1 = delete forwarded mail; an export's further columns
+    /// are ignored). `--template` prints a file to start from.
+    Import {
+        /// Print the template (header and two example rows) and do nothing else.
+        #[arg(long, conflicts_with_all = ["domain", "file"])]
+        template: bool,
+        #[arg(required_unless_present = "template")]
+        domain: Option<String>,
+        #[arg(required_unless_present = "template")]
+        file: Option<PathBuf>,
+    },
     /// Write the addresses of a mail service as CSV.
     Export {
         domain: String,
@@ -1228,7 +1237,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Address(AddressCmd::Rename { address, new_name }) => {
             dir.rename_address(a, &address, &new_name).await?;
         }
-        Command::Address(AddressCmd::Import { domain, file }) => {
+        Command::Address(AddressCmd::Import {
+            template,
+            domain,
+            file,
+        }) => {
+            if template {
+                print!("{}", postfach_core::csvio::template());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (Some(domain), Some(file)) = (domain, file) else {
+                return Err(anyhow!(
+                    "address import needs DOMAIN and FILE (or --template)"
+                ));
+            };
             return import(dir, a, &out, &domain, &file).await;
         }
         Command::Address(AddressCmd::Export {

@@ -44,13 +44,18 @@ impl Directory {
             &self.policy.passwords,
             Some(&local),
         )?;
-        let forward_to = if row.forward_to.is_empty() {
+        // Several forwarding addresses (as the export writes them) are separated by spaces,
+        // commas or semicolons.
+        let targets: Vec<String> = row
+            .forward_to
+            .split([' ', ',', ';'])
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        let forward_to = if targets.is_empty() {
             Vec::new()
         } else {
-            check_forwards(
-                std::slice::from_ref(&row.forward_to),
-                &format!("{local}@{domain}"),
-            )?
+            check_forwards(&targets, &format!("{local}@{domain}"))?
         };
         let keep_copy = match row.delete_after_forward.as_str() {
             "" | "0" => true,

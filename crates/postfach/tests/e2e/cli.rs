@@ -876,3 +876,43 @@ fn the_readme_administering_examples_run_as_written() {
     }
     assert!(ran >= 20, "the block has the examples: {ran}");
 }
+
+/// M6/M7: `address import --template` prints a file the import takes, and an export is in
+/// the import's format (its password column empty): filled in, it imports into another
+/// mail service.
+#[test]
+fn the_import_template_and_an_export_import_again() {
+    let d = Data::sqlite();
+    d.service("acme.example", "standard", Some(10));
+    d.service("copy.example", "standard", Some(10));
+    let template = d.ok(&["address", "import", "--template"]);
+    let file = d.write("template.csv", &template);
+    let report = d.json(&["address", "import", "acme.example", file.to_str().unwrap()]);
+    assert_eq!(report["created"], 2, "{report}");
+    let export = d.ok(&["address", "export", "acme.example"]);
+    let filled: String = export
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l}\n")
+            } else {
+                let (local, rest) = l.split_once(',').unwrap();
+                format!("{local},{PW}{}\n", &rest[rest.find(',').unwrap()..])
+            }
+        })
+        .collect();
+    let file = d.write("export.csv", &filled);
+    let report = d.json(&["address", "import", "copy.example", file.to_str().unwrap()]);
+    assert_eq!(
+        (report["created"].as_i64(), report["refused"].as_i64()),
+        (Some(2), Some(0)),
+        "{report}"
+    );
+    let copy = d.ok(&["address", "list", "copy.example"]);
+    assert!(copy.contains("sales@copy.example"), "{copy}");
+    assert!(
+        !d.run(&["address", "import", "acme.example"]).ok,
+        "FILE is needed"
+    );
+}
