@@ -542,7 +542,8 @@ fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
         .collect();
     subjects.sort();
     assert_eq!(subjects, ["after tls", "first", "second"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Once nothing waits in the queue, whatever was accepted has been delivered.
+    d.wait_queue_empty();
     assert!(
         d.messages("jean@acme.example", "INBOX").is_empty(),
         "nothing smuggled was stored"
@@ -580,7 +581,8 @@ fn submission_checks_the_one_author_the_reader_sees() {
         let (reply, _) = submit_raw(&s, &format!("{headers}Subject: hi\r\n\r\nbody"));
         assert!(reply.starts_with("55"), "{what}: {reply}");
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Once nothing waits in the queue, whatever was accepted has been delivered.
+    d.wait_queue_empty();
     assert!(d.messages("jean@acme.example", "INBOX").is_empty());
 }
 
@@ -911,7 +913,8 @@ fn a_trusted_forwarders_arc_seal_overrides_a_dmarc_reject_and_nothing_else_does(
     );
     assert!(bare.starts_with("550 5.7.1"), "{bare}");
     let inbox = d.wait_messages("info@acme.example", "INBOX", 1);
-    std::thread::sleep(Duration::from_millis(300));
+    // Once nothing waits in the queue, whatever was accepted has been delivered.
+    d.wait_queue_empty();
     assert_eq!(d.messages("info@acme.example", "INBOX").len(), 1);
     let raw = d.message("info@acme.example", inbox[0]["uid"].as_i64().unwrap());
     assert!(
@@ -969,6 +972,7 @@ fn a_sender_whose_dns_never_answers_gets_a_temporary_refusal_not_a_pass() {
         "bounded: {:?}",
         started.elapsed()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Once nothing waits in the queue, whatever was accepted has been delivered.
+    d.wait_queue_empty();
     assert!(d.messages("info@acme.example", "INBOX").is_empty());
 }
