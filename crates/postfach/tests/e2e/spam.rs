@@ -351,7 +351,10 @@ impl Rspamd {
             .args(["-R", "a+rwX"])
             .arg(&local)
             .status();
+        use std::os::unix::process::CommandExt;
         let child = Command::new(bin)
+            // A process group of its own: its workers are stopped with it (see Drop).
+            .process_group(0)
             .args(["-f", "-i"])
             .arg(format!("--var=LOCAL_CONFDIR={}", local.display()))
             .arg(format!("--var=DBDIR={}", local.join("db").display()))
@@ -373,9 +376,20 @@ impl Rspamd {
 }
 
 impl Drop for Rspamd {
+    /// Stops rspamd and its workers (its whole process group), also when the test failed:
+    /// killing the main process alone left the workers running, orphaned.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let stopped = wait_until(Duration::from_secs(5), || {
+            self.child.try_wait().is_ok_and(|s| s.is_some())
+        });
+        if !stopped {
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        }
         let _ = self.child.wait();
+        // Workers that outlived the main process still belong to the group.
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
     }
 }
 
