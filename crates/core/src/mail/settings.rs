@@ -167,10 +167,8 @@ pub fn check_sieve(source: &str) -> Result<sieve::Sieve> {
         .with_max_script_size(MAX_SCRIPT_BYTES)
         .compile(source.as_bytes())
         .map_err(|e| {
-            Error::invalid(
-                "Sieve script",
-                format!("line {}, column {}: {e}", e.line_num(), e.line_pos()),
-            )
+            // sieve-rs's message ends with "at line N, column M." already.
+            Error::invalid("Sieve script", e.to_string())
         })
 }
 
@@ -492,5 +490,7 @@ mod tests {
         assert!(check_sieve("require \"fileinto\";\nfileinto \"x\";\n").is_ok());
         let e = check_sieve("require \"fileinto\";\n\nfileinto \"x\"\nkeep;\n").unwrap_err();
         assert!(e.to_string().contains("line 4"), "{e}");
+        // Said once.
+        assert_eq!(e.to_string().matches("line 4").count(), 1, "{e}");
     }
 }
