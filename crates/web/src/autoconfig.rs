@@ -76,15 +76,16 @@ fn requested_domain(query: &AutoconfigQuery, headers: &HeaderMap) -> Option<Stri
         .map(String::from)
 }
 
-/// Thunderbird's clientConfig v1.1.
-pub fn thunderbird(domain: &str, p: &Platform) -> String {
-    let (d, h) = (escape(domain), escape(&p.hostname));
+/// Thunderbird's clientConfig v1.1; `name` is the mail service's display name (what the
+/// client shows for the provider).
+pub fn thunderbird(domain: &str, name: &str, p: &Platform) -> String {
+    let (d, h, n) = (escape(domain), escape(&p.hostname), escape(name));
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <clientConfig version="1.1">
   <emailProvider id="{d}">
     <domain>{d}</domain>
-    <displayName>{d} mail</displayName>
+    <displayName>{n}</displayName>
     <displayShortName>{d}</displayShortName>
     <incomingServer type="imap">
       <hostname>{h}</hostname>
@@ -132,10 +133,10 @@ pub async fn thunderbird_config(
     let Some(domain) = requested_domain(&query, &headers) else {
         return not_hosted();
     };
-    match state.dir.hosted_domain(&domain).await {
-        Ok(Some(domain)) => xml_response(
+    match state.dir.hosted_service(&domain).await {
+        Ok(Some((domain, name))) => xml_response(
             StatusCode::OK,
-            thunderbird(&domain, &state.dir.policy().platform),
+            thunderbird(&domain, &name, &state.dir.policy().platform),
         ),
         Ok(None) => not_hosted(),
         Err(e) => crate::error::ApiError::from(e).into_response(),
@@ -163,6 +164,12 @@ fn autodiscover_address(body: &str) -> Option<String> {
             _ => {}
         }
     }
+}
+
+/// A GET of the autodiscover document (a browser, a probe): Outlook's own error answer, as
+/// an Exchange server gives it (600, invalid request), not an API error.
+pub async fn autodiscover_get() -> Response {
+    xml_response(StatusCode::OK, autodiscover_error(600, "Invalid Request"))
 }
 
 fn autodiscover_error(code: u32, message: &str) -> String {

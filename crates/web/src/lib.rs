@@ -289,11 +289,11 @@ pub fn router(dir: Directory) -> Router {
         // Outlook tries both spellings.
         .route(
             "/autodiscover/autodiscover.xml",
-            post(autoconfig::outlook_autodiscover),
+            post(autoconfig::outlook_autodiscover).get(autoconfig::autodiscover_get),
         )
         .route(
             "/Autodiscover/Autodiscover.xml",
-            post(autoconfig::outlook_autodiscover),
+            post(autoconfig::outlook_autodiscover).get(autoconfig::autodiscover_get),
         )
         .route("/apple/{file}", get(autoconfig::apple_profile))
         .fallback(not_found)

@@ -114,6 +114,19 @@ impl Directory {
         Ok(tx.service_by_domain(&domain).await?.map(|_| domain))
     }
 
+    /// The canonical domain and the display name (M2: renamable, the domain stays) of the
+    /// mail service that serves `domain`, for client auto-configuration.
+    pub async fn hosted_service(&self, domain: &str) -> Result<Option<(String, String)>> {
+        let Ok(domain) = validate::domain(domain) else {
+            return Ok(None);
+        };
+        let mut tx = self.store.begin().await?;
+        Ok(tx
+            .service_by_domain(&domain)
+            .await?
+            .map(|s| (domain, s.name)))
+    }
+
     /// Resolves an envelope recipient. `user+tag@domain` reaches `user` when no address or
     /// alias is named `user+tag` (RFC 5233 sub-addressing). Errors only for malformed input.
     pub async fn resolve_rcpt(&self, rcpt: &str) -> Result<Rcpt> {

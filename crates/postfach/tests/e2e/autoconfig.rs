@@ -19,6 +19,7 @@ fn setup() -> (Data, Server) {
     let d = Data::sqlite();
     d.service("acme.example", "standard", Some(10));
     d.ok(&["address", "add", "ann@acme.example", "--password", PW]);
+    d.ok(&["service", "set", "acme.example", "--name", "Acme Mail"]);
     let s = Server::start_opts(&d, &json!({}), &PORTS);
     (d, s)
 }
@@ -37,7 +38,7 @@ p = root.find('emailProvider')\n\
 servers = [dict(kind=s.tag, type=s.get('type'), host=s.findtext('hostname'), port=int(s.findtext('port')),\n\
   socket=s.findtext('socketType'), auth=s.findtext('authentication'), user=s.findtext('username'))\n\
   for s in list(p) if s.tag in ('incomingServer', 'outgoingServer')]\n\
-print(json.dumps(dict(domain=p.findtext('domain'), servers=servers)))\n";
+print(json.dumps(dict(domain=p.findtext('domain'), name=p.findtext('displayName'), servers=servers)))\n";
 
 #[test]
 fn thunderbird_autoconfig_for_hosted_domains_only() {
@@ -52,6 +53,8 @@ fn thunderbird_autoconfig_for_hosted_domains_only() {
         assert!(ct.starts_with("application/xml"), "{ct}");
         let doc = parse(THUNDERBIRD, &body);
         assert_eq!(doc["domain"], "acme.example");
+        // The provider is named as the mail service is (M2: its display name).
+        assert_eq!(doc["name"], "Acme Mail");
         let servers: Vec<(String, String, u64, String)> = doc["servers"]
             .as_array()
             .unwrap()
@@ -174,6 +177,16 @@ fn outlook_autodiscover_answers_the_pox_request() {
         "{body}"
     );
     let other = request.replace("ann@acme.example", "ann@elsewhere.example");
+    // A GET (a browser, a probe) gets Outlook's own error document, not an API error.
+    for path in [
+        "/autodiscover/autodiscover.xml",
+        "/Autodiscover/Autodiscover.xml",
+    ] {
+        let (status, ct, body) = c.get_text(path);
+        assert_eq!(status, 200, "{body}");
+        assert!(ct.starts_with("application/xml"), "{ct}");
+        assert!(body.contains("<ErrorCode>600</ErrorCode>"), "{body}");
+    }
     let (status, _) = c.post_raw("/autodiscover/autodiscover.xml", "text/xml", &other);
     assert_eq!(status, 404);
 }
