@@ -58,13 +58,13 @@ pub enum Command {
     Queue(QueueCmd),
     /// The activity log (who changed what, when).
     Audit(AuditArgs),
-    /// Autoresponders of an address (F10).
+    /// Autoresponders of an address.
     #[command(subcommand)]
     Autoreply(crate::cli_filters::AutoreplyCmd),
-    /// Forwarding of an address to external addresses, with SRS (F11).
+    /// Forwarding of an address to external addresses, with SRS.
     #[command(subcommand)]
     Forward(crate::cli_filters::ForwardCmd),
-    /// Allow and block lists of an address, or of a whole mail service for a DOMAIN (F7):
+    /// Allow and block lists of an address, or of a whole mail service for a DOMAIN:
     /// `list allow|block add|del|show (ADDR|DOMAIN) [ENTRY]`.
     List {
         kind: crate::cli_filters::ListKindArg,
@@ -74,22 +74,22 @@ pub enum Command {
         /// name@example.com or @example.com.
         entry: Option<String>,
     },
-    /// Spam filter, promotions sorting and external-mail marking (F5, F6, F8).
+    /// Spam filter, promotions sorting and external-mail marking.
     #[command(subcommand)]
     Spam(crate::cli_filters::SpamCmd),
-    /// Sieve scripts of an address or, for a domain, of the mail service (F9, M8).
+    /// Sieve scripts of an address or, for a domain, of the mail service.
     #[command(subcommand)]
     Sieve(crate::cli_filters::SieveCmd),
-    /// Signatures of an address or of a mail service (M8).
+    /// Signatures of an address or of a mail service.
     #[command(subcommand)]
     Signature(crate::cli_filters::SignatureCmd),
-    /// Templates of a mail service: delivery defaults for new addresses or in bulk (M8).
+    /// Templates of a mail service: delivery defaults for new addresses or in bulk.
     #[command(subcommand)]
     Template(crate::cli_filters::TemplateCmd),
     /// The store itself.
     #[command(subcommand)]
     Store(StoreCmd),
-    /// Messages users reported as spam or phishing (F5).
+    /// Messages users reported as spam or phishing.
     #[command(subcommand)]
     Reports(crate::cli_filters::ReportsCmd),
     /// What delivery recorded for an address: Sieve errors, loops stopped, blocked senders.
@@ -211,7 +211,7 @@ pub enum UserCmd {
         #[arg(long)]
         service: String,
     },
-    /// Invite a login into an organization (M1): it joins when its owner accepts. The
+    /// Invite a login into an organization: it joins when its owner accepts. The
     /// invitation is mailed to the login.
     Invite {
         login: String,
@@ -252,7 +252,7 @@ pub enum DomainCmd {
         #[arg(long)]
         org: Option<String>,
     },
-    /// Check a pending domain again (M2): its TXT record `postfach-verify=…` or its MX
+    /// Check a pending domain again: its TXT record `postfach-verify=…` or its MX
     /// pointing at this platform verifies it.
     Verify {
         domain: String,
@@ -292,14 +292,14 @@ pub enum MailboxCmd {
     /// Create, rename or delete a folder of an address.
     #[command(subcommand)]
     Folder(FolderCmd),
-    /// Make FOLDER play ROLE for the address's mail clients (P5): drafts, sent, trash,
+    /// Make FOLDER play ROLE for the address's mail clients: drafts, sent, trash,
     /// archive, junk, or none to clear it. A role belongs to one folder at a time.
     Role {
         address: String,
         folder: String,
         role: String,
     },
-    /// Which folder plays which role (P5).
+    /// Which folder plays which role.
     Roles { address: String },
     /// Print one message as stored (RFC 5322).
     Show {
@@ -411,13 +411,13 @@ pub enum AddressCmd {
         /// Keep a copy of forwarded mail in the mailbox.
         #[arg(long, value_enum)]
         keep_copy: Option<OnOff>,
-        /// M11: may the mailbox user change the password?
+        /// may the mailbox user change the password?
         #[arg(long, value_enum)]
         allow_password_change: Option<OnOff>,
-        /// M11: … the autoresponder?
+        /// … the autoresponder?
         #[arg(long, value_enum)]
         allow_autoresponder_change: Option<OnOff>,
-        /// M11: … the special folders?
+        /// … the special folders?
         #[arg(long, value_enum)]
         allow_folder_change: Option<OnOff>,
     },
@@ -460,7 +460,7 @@ pub enum AliasCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ApikeyCmd {
-    /// Create an API key acting as LOGIN (printed once), optionally narrowed (M1).
+    /// Create an API key acting as LOGIN (printed once), optionally narrowed.
     Add {
         login: String,
         #[arg(long)]

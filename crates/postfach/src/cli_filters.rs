@@ -146,7 +146,7 @@ pub enum SpamCmd {
         external_marking: Option<OnOff>,
         #[arg(long)]
         threshold: Option<f64>,
-        /// F12: keep winmail.dat beside the files unpacked from it.
+        /// keep winmail.dat beside the files unpacked from it.
         #[arg(long)]
         tnef_keep_original: Option<OnOff>,
     },
