@@ -238,12 +238,13 @@ fn full_flow(d: &Data) {
     ]);
     let csv = std::fs::read_to_string(&out).unwrap();
     assert!(
-        csv.starts_with("address,local_part,aliases,forward_to"),
+        csv.starts_with("local_part,password,forward_to,delete_after_forward,address,aliases"),
         "{csv}"
     );
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("info@acme.example,info,sales@acme.example,")),
+        csv.lines().any(
+            |l| l.starts_with("info,,") && l.contains(",info@acme.example,sales@acme.example,")
+        ),
         "{csv}"
     );
     assert_eq!(
