@@ -20,11 +20,13 @@ pub mod tnef;
 use std::sync::Arc;
 
 use mail_parser::MessageParser;
+use postfach_core::mail::header_block::{HeaderBlock, keep_identity};
 use postfach_core::mail::settings::{self, AUTOREPLY_INTERVAL};
 use postfach_core::mail::srs::Srs;
 use postfach_core::mail::{
     Committed, DeliveryContext, DeliveryPlan, FileAction, Outgoing, autoreply_key, summarize,
 };
+use postfach_core::rules::o2_dkim_authority;
 use postfach_core::{Directory, Result};
 use postfach_store::{QueueEntry, QueueRcpt};
 
@@ -108,6 +110,21 @@ pub fn plan(
         plan.log.push((
             "blocked".into(),
             format!("sender {sender} / {from} is on a block list; filed into Spam"),
+        ));
+    } else if spam::dmarc_quarantine(&msg, facts.hostname) {
+        // RFC 7489 §6.3: the author's domain asked for failing mail to be quarantined. Our
+        // MX's verdict decides, whatever an allow list, the spam setting or the spam backend
+        // would say: a list entry names an address, and the address is what was forged.
+        // Spam is never forwarded (F11), so the forgery cannot leave aligned by SRS either.
+        spam = true;
+        headers.push((
+            "X-Spam-Status".into(),
+            format!("Yes, score=100.0 required={required:.1} tests=DMARC_POLICY_QUARANTINE"),
+        ));
+        default = ("Spam".into(), Some("\\Junk".into()));
+        plan.log.push((
+            "dmarc-quarantine".into(),
+            format!("{from} fails DMARC and its domain asks for quarantine; filed into Spam"),
         ));
     } else if allowed {
         headers.push((
@@ -328,7 +345,20 @@ pub fn plan(
                 files.push((default_file(0, Vec::new(), None), false));
             }
         } else {
-            let mail_from = srs.forward(&sender, &ctx.domain, facts.now);
+            // F11/O2: the rewritten envelope sender must not align with the author under
+            // DMARC (RFC 7489 §3.1.2): SPF of our forward would pass for it at the next hop
+            // and turn a forged or edited author of the mailbox's own domain into a DMARC
+            // pass. Such forwards take the platform's host name instead.
+            let author = HeaderBlock::parse(raw)
+                .ok()
+                .and_then(|b| b.author().ok())
+                .map(|a| a.domain);
+            let envelope_domain = o2_dkim_authority::forward_envelope_domain(
+                author.as_deref(),
+                &ctx.domain,
+                facts.hostname,
+            );
+            let mail_from = srs.forward(&sender, envelope_domain, facts.now);
             let mut plain: Vec<String> = Vec::new();
             for (to, edited) in forward_to {
                 if ctx.own.iter().any(|o| o.eq_ignore_ascii_case(&to)) {
@@ -341,13 +371,21 @@ pub fn plan(
                         }
                     }
                     // O2: a message a Sieve script edited (editheader) is neither DKIM-signed
-                    // nor ARC-sealed by us: the script may have written any From.
-                    Some(m) => plan.outgoing.push(Outgoing {
-                        mail_from: mail_from.clone(),
-                        to: vec![to],
-                        raw: prepend_headers(&m, &[("Delivered-To".into(), ctx.address.clone())]),
-                        kind: "forward-edited",
-                    }),
+                    // nor ARC-sealed by us, and leaves with the author, sender, verdict and
+                    // signatures it arrived with (`keep_identity`): a script cannot make us
+                    // deliver or relay mail claiming another author.
+                    Some(m) => {
+                        let m = keep_identity(raw, &m).unwrap_or_else(|| raw.to_vec());
+                        plan.outgoing.push(Outgoing {
+                            mail_from: mail_from.clone(),
+                            to: vec![to],
+                            raw: prepend_headers(
+                                &m,
+                                &[("Delivered-To".into(), ctx.address.clone())],
+                            ),
+                            kind: "forward-edited",
+                        })
+                    }
                 }
             }
             if !plain.is_empty() {

@@ -78,25 +78,7 @@ pub fn score(
     };
 
     // Authentication results of our own MX (F4); upstream ones could be forged.
-    for h in msg.headers() {
-        if !h
-            .name
-            .as_str()
-            .eq_ignore_ascii_case("Authentication-Results")
-        {
-            continue;
-        }
-        let raw = msg
-            .raw_message()
-            .get(h.offset_start as usize..h.offset_end as usize)
-            .unwrap_or_default();
-        let v = String::from_utf8_lossy(raw).to_ascii_lowercase();
-        if !v
-            .trim_start()
-            .starts_with(&our_authserv.to_ascii_lowercase())
-        {
-            continue;
-        }
+    if let Some(v) = our_results(msg, our_authserv) {
         // A forward through a trusted ARC sealer ([auth] trusted_arc_sealers, recorded by our
         // MX as "arc=pass (trusted sealer …)") broke SPF and DMARC on its hop; the sealer
         // vouches for what it received (RFC 8617 §7.2).
@@ -123,7 +105,6 @@ pub fn score(
         if v.contains("dkim=fail") {
             add("DKIM_INVALID", 1.5);
         }
-        break;
     }
 
     // Headers every real mail program writes.
@@ -233,6 +214,39 @@ pub fn score(
         required,
         tests,
     }
+}
+
+/// The value of the first `Authentication-Results` field our own MX wrote (lower case): the
+/// one verdict on the message that a sender cannot have forged (ours are removed from what
+/// arrives, RFC 8601 §5).
+pub(crate) fn our_results(msg: &Message<'_>, our_authserv: &str) -> Option<String> {
+    let ours = our_authserv.to_ascii_lowercase();
+    msg.headers()
+        .iter()
+        .filter(|h| {
+            h.name
+                .as_str()
+                .eq_ignore_ascii_case("Authentication-Results")
+        })
+        .map(|h| {
+            let raw = msg
+                .raw_message()
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .unwrap_or_default();
+            String::from_utf8_lossy(raw).to_ascii_lowercase()
+        })
+        .find(|v| v.trim_start().starts_with(&ours))
+}
+
+/// RFC 7489 §6.3: our MX found that the author's domain asks for failing mail to be treated
+/// as suspicious ("quarantine", or "reject" where the MX was told not to refuse), and no
+/// trusted ARC sealer vouched for it.
+pub(crate) fn dmarc_quarantine(msg: &Message<'_>, our_authserv: &str) -> bool {
+    our_results(msg, our_authserv).is_some_and(|v| {
+        !v.contains("\tarc=pass (trusted sealer ")
+            && v.contains("dmarc=fail")
+            && (v.contains("policy.dmarc=quarantine") || v.contains("policy.dmarc=reject"))
+    })
 }
 
 #[cfg(test)]

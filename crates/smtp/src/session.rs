@@ -683,6 +683,11 @@ impl Session {
             return self.error("503 5.5.1 Nested MAIL command");
         }
         let address = from.address.trim().to_string();
+        if unsafe_path(&address) {
+            return self.error(
+                "553 5.1.7 Sender address refused: no spaces, angle brackets or control characters",
+            );
+        }
         if self.is_submission() {
             let Some(login) = &self.login else {
                 return self.error(if self.tls {
@@ -746,6 +751,11 @@ impl Session {
             // as it reads `<>`, which is no recipient at all (RFC 5321 §4.1.2 Forward-path).
             "" if self.names_postmaster() => "postmaster".to_string(),
             "" => return self.error("501 5.1.3 Bad recipient address syntax: <> is no recipient"),
+            a if unsafe_path(a) => {
+                return self.error(
+                    "553 5.1.3 Recipient address refused: no spaces, angle brackets or control characters",
+                );
+            }
             a => a.to_string(),
         };
         if !o3_recipients::allows_another(txn.rcpts.len(), self.smtp.cfg.smtp.max_recipients) {
@@ -1239,4 +1249,14 @@ impl Session {
             }
         }
     }
+}
+
+/// A path that, once smtp-proto has taken a quoted local part out of its quotes, could not be
+/// written into a `MAIL FROM:<…>` again as the same address: spaces would become ESMTP
+/// parameters at the next hop, `>` would end the path, a NUL or a line end could split it.
+/// Such addresses are refused; real mail systems do not use them.
+fn unsafe_path(address: &str) -> bool {
+    address
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
 }

@@ -202,18 +202,32 @@ impl Directory {
         let v: serde_json::Value = serde_json::from_str(&stored.unwrap_or_default())
             .map_err(|e| Error::Internal(format!("stored ARC key: {e}")))?;
         let host = self.policy.platform.hostname.trim_end_matches('.');
-        Ok(vec![DnsRecord {
-            name: format!(
-                "{}._domainkey.{host}",
-                v["selector"].as_str().unwrap_or_default()
-            ),
-            rtype: "TXT".into(),
-            value: format!(
-                "v=DKIM1; k=rsa; p={}",
-                v["public"].as_str().unwrap_or_default()
-            ),
-            purpose: "ARC seal of forwarded mail (RFC 8617)".into(),
-        }])
+        let spf = match &self.policy.platform.spf_include {
+            Some(inc) => format!("v=spf1 a mx include:{inc} -all"),
+            None => "v=spf1 a mx -all".into(),
+        };
+        Ok(vec![
+            DnsRecord {
+                name: format!(
+                    "{}._domainkey.{host}",
+                    v["selector"].as_str().unwrap_or_default()
+                ),
+                rtype: "TXT".into(),
+                value: format!(
+                    "v=DKIM1; k=rsa; p={}",
+                    v["public"].as_str().unwrap_or_default()
+                ),
+                purpose: "ARC seal of forwarded mail (RFC 8617)".into(),
+            },
+            DnsRecord {
+                name: host.to_string(),
+                rtype: "TXT".into(),
+                value: spf,
+                purpose: "SPF of forwards whose author shares the mailbox's domain: they leave \
+                          with an SRS address of this host name (F11)"
+                    .into(),
+            },
+        ])
     }
 
     /// D1: the records to publish for a domain's mail service.

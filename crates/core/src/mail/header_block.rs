@@ -483,9 +483,58 @@ pub fn strip_our_results(block: &HeaderBlock<'_>, our_id: &str) -> Option<Vec<u8
         .then(|| block.without(forged))
 }
 
+/// The fields that say who wrote a message and what was verified about it.
+const IDENTITY: [&str; 7] = [
+    "From",
+    "Sender",
+    "Authentication-Results",
+    "ARC-Authentication-Results",
+    "ARC-Seal",
+    "ARC-Message-Signature",
+    "DKIM-Signature",
+];
+
+/// A message a Sieve script edited (RFC 5293 editheader) and redirects, with the identity
+/// fields of the message as it arrived put back: the author, the sender, our MX's verdict and
+/// the signatures. RFC 5293 §6 lets an implementation protect fields; without this a script
+/// of one mailbox could make the platform deliver, or relay, mail claiming any author with
+/// our own `dmarc=pass` (F4, O2). Other edits (a Subject tag, an added X- field) stay.
+/// `None` when either message's header section cannot be read.
+pub fn keep_identity(original: &[u8], edited: &[u8]) -> Option<Vec<u8>> {
+    let arrived = HeaderBlock::parse(original).ok()?;
+    let changed = HeaderBlock::parse(edited).ok()?;
+    let is_identity = |f: &Field| IDENTITY.iter().any(|n| f.name.eq_ignore_ascii_case(n));
+    let mut out = Vec::with_capacity(edited.len() + 1024);
+    for f in arrived.fields.iter().filter(|f| is_identity(f)) {
+        out.extend_from_slice(&original[f.start..f.end]);
+    }
+    out.extend(changed.without(|f, _| is_identity(f)));
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_keeps_the_identity_it_arrived_with() {
+        let arrived = "Authentication-Results: mx.test; dmarc=fail header.from=attack.test\r\n\
+                       From: eve@attack.test\r\nSubject: hi\r\n\r\nbody\r\n";
+        let edited = "Authentication-Results: mx.test; dmarc=pass header.from=bank.test\r\n\
+                      From: CEO <ceo@bank.test>\r\nSubject: [tag] hi\r\nX-Added: 1\r\n\r\nbody\r\n";
+        let kept = keep_identity(arrived.as_bytes(), edited.as_bytes()).unwrap();
+        let kept = String::from_utf8(kept).unwrap();
+        assert!(kept.contains("From: eve@attack.test\r\n"), "{kept}");
+        assert!(!kept.contains("bank.test"), "{kept}");
+        assert!(
+            kept.contains("dmarc=fail header.from=attack.test"),
+            "{kept}"
+        );
+        assert!(
+            kept.contains("Subject: [tag] hi\r\nX-Added: 1\r\n\r\nbody"),
+            "{kept}"
+        );
+    }
 
     fn parse(s: &str) -> Result<HeaderBlock<'_>, Malformed> {
         HeaderBlock::parse(s.as_bytes())

@@ -139,11 +139,20 @@ impl Directory {
             None => return Ok(Rcpt::NoSuchUser),
         };
         let domain = validate::domain(raw_domain)?;
+        let full = raw_local.to_ascii_lowercase();
+        // Forwards whose author could align with the mailbox's domain carry SRS addresses of
+        // the platform's host name (`o2_dkim_authority::forward_envelope_domain`): their
+        // bounces come back here.
+        let host = self.policy.platform.hostname.trim_end_matches('.');
+        if (full.starts_with("srs0=") || full.starts_with("srs1="))
+            && domain.eq_ignore_ascii_case(host)
+        {
+            return self.resolve_srs(raw_local).await;
+        }
         let mut tx = self.store.begin_read().await?;
         let Some(svc) = tx.service_by_domain(&domain).await? else {
             return Ok(Rcpt::Remote { domain });
         };
-        let full = raw_local.to_ascii_lowercase();
         if full.starts_with("srs0=") || full.starts_with("srs1=") {
             drop(tx);
             return self.resolve_srs(raw_local).await;

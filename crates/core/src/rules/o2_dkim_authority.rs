@@ -77,6 +77,20 @@ fn may_align(author: &str, signer: &str) -> bool {
         || last_two(&a) == last_two(&s)
 }
 
+/// F11: the domain of a forward's rewritten envelope sender (SRS). The forwarding mailbox's
+/// own domain, unless the message's author could align with it (or no author is known): then
+/// the platform's host name, so that SPF of the forward can never lend the author a DMARC pass.
+pub fn forward_envelope_domain<'a>(
+    author_domain: Option<&str>,
+    mailbox_domain: &'a str,
+    platform_host: &'a str,
+) -> &'a str {
+    match author_domain {
+        Some(a) if !may_align(a, mailbox_domain) => mailbox_domain,
+        _ => platform_host.trim_end_matches('.'),
+    }
+}
+
 /// Whether a message generated for a mailbox (an autoresponse, a Sieve vacation reply) names
 /// one of the mailbox's own addresses as its author.
 pub fn owns_author(own: &[String], author: Option<&Author>) -> bool {
@@ -86,6 +100,24 @@ pub fn owns_author(own: &[String], author: Option<&Author>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwards_never_take_an_envelope_that_aligns_with_the_author() {
+        let f = forward_envelope_domain;
+        assert_eq!(
+            f(Some("gmail.com"), "acme.test", "mx.host.test"),
+            "acme.test"
+        );
+        assert_eq!(
+            f(Some("acme.test"), "acme.test", "mx.host.test"),
+            "mx.host.test"
+        );
+        assert_eq!(
+            f(Some("news.acme.test"), "acme.test", "mx.host.test"),
+            "mx.host.test"
+        );
+        assert_eq!(f(None, "acme.test", "mx.host.test."), "mx.host.test");
+    }
 
     fn author(address: &str) -> Author {
         Author {

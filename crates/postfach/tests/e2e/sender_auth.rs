@@ -829,9 +829,44 @@ fn signing_authority_on(d: Data) {
                 "the vacation reply is sent as the mailbox, not as B: {head}"
             );
         }
+        // A Sieve-edited redirect leaves with the author it arrived with (RFC 5293 §6): the
+        // script's "From: ceo@b.example" is gone.
+        if subject == "route2" {
+            assert!(
+                head.contains("From: anna@remote.example") && !head.contains("ceo@b.example"),
+                "{head}"
+            );
+        }
+        // F11: a forward's SRS envelope never aligns with its author under DMARC: a forged
+        // ceo@acme.example (route 4) or the mailbox's own address (route 5) leaves with an
+        // SRS address of the platform's host name, B's CEO (route 3) with acme.example's.
+        let envelope: Value = serde_json::from_str(
+            &std::fs::read_to_string(sink_dir.join(format!("{n}.json"))).unwrap(),
+        )
+        .unwrap();
+        let mail_from = envelope["mail_from"].as_str().unwrap().to_ascii_lowercase();
+        match subject {
+            "route3" => assert!(mail_from.ends_with("@acme.example"), "{mail_from}"),
+            "route4" | "route5" => assert!(
+                mail_from.starts_with("srs0=") && mail_from.ends_with("@mail.e2e.test"),
+                "{subject}: {mail_from}"
+            ),
+            _ => {}
+        }
     }
     seen.sort();
     assert_eq!(seen, ["route1", "route2", "route3", "route4", "route5"]);
+    // The platform's host name publishes an SPF record for those forwards.
+    let platform = d.json(&["domain", "dns", "mail.e2e.test"]);
+    assert!(
+        platform
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "mail.e2e.test"
+                && r["value"].as_str().unwrap().starts_with("v=spf1")),
+        "{platform}"
+    );
 }
 
 /// `message` sealed by `domain` with dkimpy (tools/arc_seal.py).
@@ -975,4 +1010,113 @@ fn a_sender_whose_dns_never_answers_gets_a_temporary_refusal_not_a_pass() {
     // Once nothing waits in the queue, whatever was accepted has been delivered.
     d.wait_queue_empty();
     assert!(d.messages("info@acme.example", "INBOX").is_empty());
+}
+
+/// F4/O2 through Sieve and allow lists: a mailbox's script that rewrites From and our
+/// Authentication-Results and redirects to another organization's mailbox on this platform
+/// delivers the message with the author and verdict it arrived with; and an allow-list entry
+/// for a forged author of a `p=quarantine` domain does not lift the quarantine (RFC 7489
+/// §6.3: the address is what was forged).
+#[test]
+fn sieve_cannot_forge_an_author_and_allow_lists_do_not_lift_quarantine() {
+    let d = Data::sqlite();
+    setup(&d);
+    d.ok(&["org", "add", "Bee"]);
+    d.ok(&["domain", "add", "b.example", "--org", "Bee"]);
+    d.ok(&[
+        "service",
+        "add",
+        "b.example",
+        "--org",
+        "Bee",
+        "--offer",
+        "standard",
+    ]);
+    d.ok(&["address", "add", "ceo@b.example", "--password", PW]);
+    let script = d.write(
+        "forge.sieve",
+        "require [\"editheader\"];\ndeleteheader \"From\";\ndeleteheader \"Authentication-Results\";\n\
+         addheader \"Authentication-Results\" \"mail.e2e.test; dkim=pass header.d=b.example; dmarc=pass header.from=b.example\";\n\
+         addheader \"From\" \"CEO <ceo@b.example>\";\nredirect \"ceo@b.example\";\n",
+    );
+    d.ok(&[
+        "sieve",
+        "put",
+        "jean@acme.example",
+        "forge",
+        script.to_str().unwrap(),
+        "--activate",
+    ]);
+    d.ok(&[
+        "list",
+        "allow",
+        "add",
+        "info@acme.example",
+        "admin@quar.test",
+    ]);
+    let s = Server::start_opts(&d, &zone(), &[]);
+    deliver(
+        &s,
+        "anna@attack.test",
+        "jean@acme.example",
+        "From: anna@attack.test\r\nTo: jean@acme.example\r\nSubject: redirected\r\n\r\nHello\r\n",
+    );
+    let got = d.wait_messages("ceo@b.example", "INBOX", 1);
+    let raw = d.message("ceo@b.example", got[0]["uid"].as_i64().unwrap());
+    let head = raw.split("\r\n\r\n").next().unwrap();
+    assert!(
+        head.contains("From: anna@attack.test") && !head.contains("CEO <ceo@b.example>"),
+        "{head}"
+    );
+    assert!(!head.contains("dmarc=pass header.from=b.example"), "{head}");
+    assert_ne!(got[0]["from"], "CEO <ceo@b.example>");
+    // The allow list names the forged address: quarantine wins.
+    let r = mx_send(
+        s.port("smtp"),
+        "bounce@attack.test",
+        "From: Bank <admin@quar.test>\r\nTo: info@acme.example\r\nSubject: allowed forgery\r\n\r\nPay now\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let spam = d.wait_messages("info@acme.example", "Spam", 1);
+    assert_eq!(spam[0]["subject"], "allowed forgery");
+    let log = d.ok(&["delivery-log", "info@acme.example"]);
+    assert!(log.contains("quarantine"), "{log}");
+}
+
+/// An envelope path that could not be written again as the same address (a quoted local part
+/// holding spaces that would become ESMTP parameters at the next hop, `>`, a NUL) is refused
+/// at MAIL and RCPT, never stored in Return-Path or relayed.
+#[test]
+fn envelope_paths_that_would_change_on_the_way_out_are_refused() {
+    let d = Data::sqlite();
+    setup(&d);
+    let s = Server::start_opts(&d, &zone(), &[]);
+    for path in [
+        "\"x> AUTH=<ceo@b.example> RET=FULL\"@attack.test",
+        "\"a\u{0}b\"@attack.test",
+        "\"a\tb\"@attack.test",
+    ] {
+        let out = scripted(
+            "raw_client.py",
+            &[&s.port("smtp").to_string(), "plain"],
+            &json!([
+                ["line"],
+                ["send", "EHLO mx.attack.test\r\n"],
+                ["until", "250 "],
+                ["send", format!("MAIL FROM:<{path}>\r\n")],
+                ["line"],
+                ["send", "MAIL FROM:<ok@attack.test>\r\n"],
+                ["line"],
+                ["send", format!("RCPT TO:<{path}>\r\n")],
+                ["line"],
+                ["send", "QUIT\r\n"],
+                ["line"],
+            ]),
+        );
+        let steps = out.as_array().unwrap();
+        let reply = |i: usize| steps[i][0].as_str().unwrap().to_string();
+        assert!(reply(4).starts_with('5'), "MAIL {path:?}: {steps:?}");
+        assert!(reply(6).starts_with("250"), "{steps:?}");
+        assert!(reply(8).starts_with('5'), "RCPT {path:?}: {steps:?}");
+    }
 }
