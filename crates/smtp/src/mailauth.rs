@@ -52,16 +52,57 @@ pub struct InboundAuth {
     pub summary: String,
 }
 
-/// The `method=result` pairs of an Authentication-Results header, for the log.
-fn summary(header: &str) -> String {
-    let mut out = Vec::new();
-    for part in header.split(';').skip(1) {
-        let word = part.split_whitespace().next().unwrap_or_default();
-        if word.contains('=') {
-            out.push(word.to_string());
-        }
-    }
-    out.join(" ")
+/// The results in one line for the log, from the typed results — not from our header, whose
+/// text holds what the sender wrote (its envelope address, its selectors) and could make a
+/// `grep` find a `dmarc=pass` that was never given.
+fn summary(
+    spf: &SpfOutput,
+    dkim: &[mail_auth::DkimOutput<'_>],
+    dmarc: &mail_auth::DmarcOutput,
+    arc: &ArcOutput<'_>,
+) -> String {
+    let dkim_word = |r: &DkimResult| match r {
+        DkimResult::Pass => "pass",
+        DkimResult::Neutral(_) => "neutral",
+        DkimResult::Fail(_) => "fail",
+        DkimResult::PermError(_) => "permerror",
+        DkimResult::TempError(_) => "temperror",
+        DkimResult::None => "none",
+    };
+    let spf_word = match spf.result() {
+        mail_auth::SpfResult::Pass => "pass",
+        mail_auth::SpfResult::Fail => "fail",
+        mail_auth::SpfResult::SoftFail => "softfail",
+        mail_auth::SpfResult::Neutral => "neutral",
+        mail_auth::SpfResult::TempError => "temperror",
+        mail_auth::SpfResult::PermError => "permerror",
+        mail_auth::SpfResult::None => "none",
+    };
+    let dkim_words = if dkim.is_empty() {
+        "none".to_string()
+    } else {
+        dkim.iter()
+            .map(|d| dkim_word(d.result()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (s, d) = (dmarc.spf_result(), dmarc.dkim_result());
+    let any = |f: fn(&DmarcResult) -> bool| f(s) || f(d);
+    let dmarc_word = if any(|r| matches!(r, DmarcResult::Pass)) {
+        "pass"
+    } else if any(|r| matches!(r, DmarcResult::TempError(_))) {
+        "temperror"
+    } else if any(|r| matches!(r, DmarcResult::PermError(_))) {
+        "permerror"
+    } else if matches!(s, DmarcResult::None) && matches!(d, DmarcResult::None) {
+        "none"
+    } else {
+        "fail"
+    };
+    format!(
+        "spf={spf_word} dkim={dkim_words} dmarc={dmarc_word} arc={}",
+        arc_word(arc)
+    )
 }
 
 /// RFC 8617 §4.4 and the IANA "arc" result registry of RFC 8601: `none`, `pass` or `fail`.
@@ -216,7 +257,7 @@ pub async fn authenticate(
         && !passed(dkim_r)
         && !temporary(spf_r)
         && !temporary(dkim_r);
-    let mut summary = summary(&header);
+    let mut summary = summary(&spf, &dkim, &dmarc, &arc);
     if let (true, Some(sealer)) = (fails, &trusted) {
         summary.push_str(&format!(
             " (DMARC reject overridden: arc=pass sealed by trusted {sealer})"

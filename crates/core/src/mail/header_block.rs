@@ -357,10 +357,13 @@ pub const MAX_AUTHOR_DOMAIN: usize = 253 - "_dmarc.".len();
 /// and comments may hold anything).
 fn single_mailbox_syntax(value: &[u8]) -> bool {
     let mut angles = 0;
+    let mut in_angle = false;
     let mut after_angle = false;
     let mut depth = 0usize;
     let mut quoted = false;
     let mut escaped = false;
+    // An '@' outside quotes, comments and the angle-addr.
+    let mut bare_at = false;
     for &b in value {
         if escaped {
             escaped = false;
@@ -371,20 +374,31 @@ fn single_mailbox_syntax(value: &[u8]) -> bool {
             b'"' if depth == 0 => quoted = !quoted,
             b'(' if !quoted => depth += 1,
             b')' if !quoted && depth > 0 => depth -= 1,
+            // An address in a comment: readers show it as the author's name.
+            b'@' | b'<' if depth > 0 => return false,
             _ if quoted || depth > 0 => {}
             b'<' => {
                 angles += 1;
                 if angles > 1 || after_angle {
                     return false;
                 }
+                in_angle = true;
             }
-            b'>' => after_angle = true,
+            b'>' => {
+                in_angle = false;
+                after_angle = true;
+            }
+            // Group syntax: From is a mailbox-list, never a group (RFC 5322 §3.6.2).
+            b':' if !in_angle => return false,
+            b'@' if !in_angle => bare_at = true,
             b' ' | b'\t' | b'\r' | b'\n' => {}
             _ if after_angle => return false,
             _ => {}
         }
     }
-    !quoted && depth == 0
+    // An address-like display name in front of the real address (`admin@bank.test
+    // <eve@attack.test>`): not a phrase RFC 5322 allows unquoted, and readers show it.
+    !quoted && depth == 0 && !(angles == 1 && bare_at)
 }
 
 /// The authserv-id of an `Authentication-Results` value (RFC 8601 §2.2: the first token,
@@ -637,6 +651,25 @@ mod tests {
             assert!(author(ambiguous).is_err(), "{ambiguous}");
         }
         assert!(author("From: \"Bank <x>\" (c) <ceo@bank.test> (comment)\r\n\r\n").is_ok());
+        // Address-like text where readers show the author's name: in a comment, as an
+        // unquoted display name, or as a group's name.
+        for shown_as_name in [
+            "From: a@attack.test (comment\r\n <admin@bank.test>)\r\n\r\n",
+            "From: a@attack.test (<admin@bank.test>)\r\n\r\n",
+            "From: a@attack.test (admin@bank.test)\r\n\r\n",
+            "From: admin@bank.test <a@attack.test>\r\n\r\n",
+            "From: admin@bank.test : a@attack.test\r\n\r\n",
+        ] {
+            assert!(author(shown_as_name).is_err(), "{shown_as_name}");
+        }
+        // What real mail programs write stays fine, a quoted address as the name included.
+        for fine in [
+            "From: \"anna@acme.example\" <anna@acme.example>\r\n\r\n",
+            "From: Anna Smith <anna@acme.example>\r\n\r\n",
+            "From: anna@acme.example (Anna Smith)\r\n\r\n",
+        ] {
+            assert!(author(fine).is_ok(), "{fine}");
+        }
         assert!(author("From: \"a@b\"@bank.test\r\n\r\n").is_err());
         // White space in the domain: DMARC would look up another name than the one checked.
         for spaced in [

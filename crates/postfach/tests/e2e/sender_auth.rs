@@ -1119,4 +1119,24 @@ fn envelope_paths_that_would_change_on_the_way_out_are_refused() {
         assert!(reply(6).starts_with("250"), "{steps:?}");
         assert!(reply(8).starts_with('5'), "RCPT {path:?}: {steps:?}");
     }
+    // A local part that looks like results does not put them into the verdict log line.
+    let reply = mx_send(
+        s.port("smtp"),
+        "\"x;dmarc=pass;spf=pass\"@attack.test",
+        &format!("From: <admin@bank.test>\r\n{BODY}"),
+    );
+    assert!(reply.starts_with("550 5.7.1"), "{reply}");
+    let log = std::fs::read_to_string(d.path().join("server.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("inbound verdict") && l.contains("bank.test"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let results = line
+        .split("results=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(results, "spf=pass dkim=none dmarc=fail arc=none", "{line}");
 }
