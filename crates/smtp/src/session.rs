@@ -701,6 +701,11 @@ impl Session {
                 Ok(true) => {}
                 Ok(false) => {
                     let who = login.address.clone();
+                    tracing::info!(
+                        target: "postfach::auth",
+                        peer = %self.peer.ip(), login = %who, mail_from = %address,
+                        verdict = "refused: envelope sender not owned", "submission verdict"
+                    );
                     return self.error(format!(
                         "553 5.7.1 <{address}>... Sender address rejected: not owned by user {who}"
                     ));
@@ -920,6 +925,16 @@ impl Session {
             match self.smtp.dir.may_send_as(login, &author.address).await {
                 Ok(true) => {}
                 Ok(false) => {
+                    self.log_verdict(
+                        &txn,
+                        &helo,
+                        &author.domain,
+                        "-",
+                        &format!(
+                            "refused: From {} is not owned by {}",
+                            author.address, login.address
+                        ),
+                    );
                     return Err(format!(
                         "553 5.7.1 <{}>... Sender address rejected: not owned by user {}",
                         author.address, login.address
@@ -1004,7 +1019,15 @@ impl Session {
     /// One line per inbound verdict (F4), so that an operator can answer "why was this
     /// refused" with grep: client, HELO, envelope, the From domain, the results, the reason.
     fn log_verdict(&self, txn: &Txn, helo: &str, from_domain: &str, results: &str, verdict: &str) {
-        if self.login.is_some() {
+        if let Some(login) = &self.login {
+            // Submission: its refusals are explained too (one line to grep, as inbound).
+            if verdict.starts_with("refused") {
+                tracing::info!(
+                    target: "postfach::auth",
+                    peer = %self.peer.ip(), login = %login.address, mail_from = %txn.mail_from,
+                    from_domain = %from_domain, verdict, "submission verdict"
+                );
+            }
             return;
         }
         let rcpts: Vec<&str> = txn.rcpts.iter().map(|r| r.rcpt.as_str()).collect();

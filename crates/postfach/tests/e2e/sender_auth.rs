@@ -581,6 +581,17 @@ fn submission_checks_the_one_author_the_reader_sees() {
         let (reply, _) = submit_raw(&s, &format!("{headers}Subject: hi\r\n\r\nbody"));
         assert!(reply.starts_with("55"), "{what}: {reply}");
     }
+    // Each refusal is explained in the log, as inbound verdicts are.
+    let log = std::fs::read_to_string(d.path().join("server.log")).unwrap();
+    let explained = log
+        .lines()
+        .filter(|l| l.contains("submission verdict") && l.contains("refused"))
+        .count();
+    assert!(
+        explained >= cases.len(),
+        "{explained} of {}: {log}",
+        cases.len()
+    );
     // Once nothing waits in the queue, whatever was accepted has been delivered.
     d.wait_queue_empty();
     assert!(d.messages("jean@acme.example", "INBOX").is_empty());
