@@ -62,6 +62,8 @@ struct Txn {
     env_id: Option<String>,
     declared_size: usize,
     rcpts: Vec<Recipient>,
+    /// A BDAT chunk was taken: DATA may not follow in this transaction (RFC 3030 §2).
+    bdat: bool,
 }
 
 /// What the client's next bytes are.
@@ -504,6 +506,10 @@ impl Session {
             Request::Data => {
                 if let Some(refusal) = self.data_refusal() {
                     self.error(refusal);
+                } else if self.txn.as_ref().is_some_and(|t| t.bdat) {
+                    // RFC 3030 §2: "If a DATA statement is issued after a BDAT for the current
+                    // transaction, a 503 'Bad sequence of commands' MUST be issued."
+                    self.error("503 5.5.1 DATA after BDAT in one transaction; send BDAT LAST");
                 } else {
                     self.reply("354 Start mail input; end with <CRLF>.<CRLF>");
                     return Next::Data;
@@ -522,6 +528,11 @@ impl Session {
                     refusal = Some("552 5.3.4 Message too big for system".into());
                     self.txn = None;
                     self.drop_data();
+                }
+                if refusal.is_none()
+                    && let Some(t) = self.txn.as_mut()
+                {
+                    t.bdat = true;
                 }
                 return Next::Bdat {
                     size: chunk_size,
@@ -729,6 +740,7 @@ impl Session {
             env_id: from.env_id,
             declared_size: from.size,
             rcpts: Vec::new(),
+            bdat: false,
         });
         let shown = if address.is_empty() {
             "<>".to_string()

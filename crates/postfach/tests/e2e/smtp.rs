@@ -1138,6 +1138,10 @@ fn chunking_with_bdat() {
     w.write_all(format!("BDAT {}\r\n{part1}", part1.len()).as_bytes())
         .unwrap();
     assert!(reply(&mut r).starts_with("250 2.0.0"));
+    // RFC 3030 §2: no DATA after a BDAT in the same transaction; the chunks so far stay.
+    w.write_all(b"DATA\r\n").unwrap();
+    let refused = reply(&mut r);
+    assert!(refused.starts_with("503"), "{refused}");
     w.write_all(format!("BDAT {} LAST\r\n{part2}", part2.len()).as_bytes())
         .unwrap();
     assert!(reply(&mut r).starts_with("250 2.0.0 Message accepted"));
