@@ -401,7 +401,15 @@ fn submit_raw(s: &Server, data: &str) -> (String, String) {
 
 #[test]
 fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
-    let d = Data::sqlite();
+    smuggling_on(Data::sqlite());
+}
+
+#[test]
+fn smtp_smuggling_is_refused_on_postgresql() {
+    smuggling_on(Data::postgres());
+}
+
+fn smuggling_on(d: Data) {
     setup(&d);
     let s = Server::start_opts(&d, &zone(), &[]);
     for end in SMUGGLED {
@@ -418,6 +426,12 @@ fn smtp_smuggling_is_refused_on_the_mx_and_on_submission() {
             "nothing smuggled in between: {quit}"
         );
     }
+    // Nothing of it waits to be relayed.
+    assert!(
+        d.json(&["queue", "list"]).as_array().unwrap().is_empty(),
+        "{}",
+        d.ok(&["queue", "list"])
+    );
     // A correct end followed by a pipelined second transaction: two messages, each its own.
     let two = scripted(
         "raw_client.py",
