@@ -84,6 +84,7 @@ fn poplib_session_with_stls_top_retr_dele_rset_and_expunge_on_quit() {
          out['uidl'] = text(p.uidl()[1])\n\
          out['top'] = text(p.top(1, 0)[1])\n\
          out['retr'] = text(p.retr(2)[1])\n\
+         out['sizes'] = [[int(l.split()[1]), sum(len(x) + 2 for x in p.retr(int(l.split()[0]))[1])] for l in text(p.list()[1])]\n\
          out['retr_missing'] = err(p.retr, 9)\n\
          out['dele'] = text(p.dele(1))\n\
          out['retr_deleted'] = err(p.retr, 1)\n\
@@ -99,6 +100,14 @@ fn poplib_session_with_stls_top_retr_dele_rset_and_expunge_on_quit() {
          q.quit()",
     );
     assert!(out["greeting"].as_str().unwrap().starts_with("+OK"));
+    // LIST's sizes are the octets RETR serves (after the byte-stuffing is undone).
+    for pair in out["sizes"].as_array().unwrap() {
+        assert_eq!(
+            pair[0], pair[1],
+            "LIST size vs RETR octets: {}",
+            out["sizes"]
+        );
+    }
     let capa = out["capa_plain"].to_string();
     assert!(capa.contains("STLS") && !capa.contains("USER"), "{capa}");
     assert!(
