@@ -102,7 +102,12 @@ impl Directory {
                 &org.name,
                 Error::not_found("organization", &org.name),
             )),
-            standing => Ok(standing),
+            // A key limited to mail services does not read the organization (its domains,
+            // its people).
+            standing => match key_of(actor).map(|k| k.may_act_on_orgs()) {
+                Some(Err(e)) => Err(self.deny(actor, org.id, &org.name, e)),
+                _ => Ok(standing),
+            },
         }
     }
 

@@ -252,8 +252,7 @@ pub enum DomainCmd {
         #[arg(long)]
         org: Option<String>,
     },
-    /// Check a pending domain again: its TXT record `postfach-verify=…` or its MX
-    /// pointing at this platform verifies it.
+    /// Check a pending domain again: its TXT record `postfach-verify=…` verifies it.
     Verify {
         domain: String,
         /// Verify without proof (platform operators only).

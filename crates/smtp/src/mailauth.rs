@@ -306,24 +306,6 @@ impl postfach_core::DomainDns for DomainProbe {
         };
         none_if_missing(lookup.await)
     }
-
-    async fn mx(&self, name: &str) -> Result<Vec<String>, String> {
-        use mail_auth::common::cache::NoCache;
-        let set = self
-            .0
-            .mx_lookup(
-                name,
-                None::<&NoCache<Box<str>, mail_auth::RecordSet<mail_auth::MX>>>,
-            )
-            .await
-            .map(|set| {
-                set.rrset
-                    .iter()
-                    .flat_map(|mx| mx.exchanges.iter().map(|h| h.to_string()))
-                    .collect()
-            });
-        none_if_missing(set)
-    }
 }
 
 #[cfg(test)]

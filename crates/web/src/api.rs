@@ -482,8 +482,8 @@ pub async fn add_domain(
     Ok(created(s.dir.add_domain(&a, &org, &b.name).await?))
 }
 
-/// Check a pending domain again (M2): the TXT record `postfach-verify=<token>` at the domain,
-/// or its MX pointing at this platform, verifies it; 409 says what was not found.
+/// Check a pending domain again (M2): the TXT record `postfach-verify=<token>` at the domain
+/// verifies it; 409 says what was not found.
 #[utoipa::path(post, path = "/api/v1/domains/{name}/verify", tag = "domains", security(("bearer" = [])),
     params(("name" = String, Path)), request_body = VerifyDomain,
     responses((status = 200, body = DomainView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]

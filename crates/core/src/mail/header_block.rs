@@ -497,15 +497,23 @@ pub fn strip_our_results(block: &HeaderBlock<'_>, our_id: &str) -> Option<Vec<u8
         .then(|| block.without(forged))
 }
 
-/// The fields that say who wrote a message and what was verified about it.
-const IDENTITY: [&str; 7] = [
+/// The fields that say who wrote a message, who to answer, and what was verified about it on
+/// its way here.
+const IDENTITY: [&str; 14] = [
     "From",
     "Sender",
+    "Reply-To",
+    "Resent-From",
+    "Resent-Sender",
+    "Return-Path",
+    "X-Original-From",
     "Authentication-Results",
     "ARC-Authentication-Results",
     "ARC-Seal",
     "ARC-Message-Signature",
     "DKIM-Signature",
+    "Received-SPF",
+    "Received",
 ];
 
 /// A message a Sieve script edited (RFC 5293 editheader) and redirects, with the identity
@@ -535,7 +543,8 @@ mod tests {
         let arrived = "Authentication-Results: mx.test; dmarc=fail header.from=attack.test\r\n\
                        From: eve@attack.test\r\nSubject: hi\r\n\r\nbody\r\n";
         let edited = "Authentication-Results: mx.test; dmarc=pass header.from=bank.test\r\n\
-                      From: CEO <ceo@bank.test>\r\nSubject: [tag] hi\r\nX-Added: 1\r\n\r\nbody\r\n";
+                      From: CEO <ceo@bank.test>\r\nReply-To: ceo@bank.test\r\n\
+                      Resent-From: ceo@bank.test\r\nSubject: [tag] hi\r\nX-Added: 1\r\n\r\nbody\r\n";
         let kept = keep_identity(arrived.as_bytes(), edited.as_bytes()).unwrap();
         let kept = String::from_utf8(kept).unwrap();
         assert!(kept.contains("From: eve@attack.test\r\n"), "{kept}");

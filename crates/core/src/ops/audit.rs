@@ -38,7 +38,25 @@ impl Directory {
             // Everyone else: their own activity.
             None => filter.actor = Some(actor.audit_name()),
         }
-        let entries = tx.audit_list(&filter).await?;
+        let mut entries = tx.audit_list(&filter).await?;
+        // An account's own view leaves out its refused attempts on organizations it is not a
+        // member of: whether such an entry exists (the object existed) and which organization
+        // it names would answer what the refusal did not (M1). That organization's
+        // administrators see the attempt in its log.
+        if filter.actor.is_some() {
+            let mine: Vec<i64> = match actor {
+                Actor::User { id, .. } => tx
+                    .memberships_of_user(*id)
+                    .await?
+                    .iter()
+                    .map(|m| m.org_id)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            entries.retain(|e| {
+                !(e.action.ends_with(".refused") && e.org_id.is_some_and(|o| !mine.contains(&o)))
+            });
+        }
         let mut names: HashMap<i64, String> = HashMap::new();
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {

@@ -20,8 +20,6 @@ use crate::{Actor, Directory, secret, validate};
 pub trait DomainDns: Send + Sync {
     /// The TXT records of `name`, each one's strings joined; empty when there are none.
     async fn txt(&self, name: &str) -> std::result::Result<Vec<String>, String>;
-    /// The MX hosts of `name`; empty when there are none.
-    async fn mx(&self, name: &str) -> std::result::Result<Vec<String>, String>;
 }
 
 /// The names `name` lies below: `b.c.test` and `c.test` for `a.b.c.test` (a top-level name
@@ -74,8 +72,8 @@ impl Directory {
                 value: m2::txt_record(&d.verify_token),
                 purpose: format!(
                     "M2: proves that the organization controls the domain; then run \
-                     `postfach domain verify {}` (or point its MX at {})",
-                    d.name, self.policy.platform.hostname
+                     `postfach domain verify {}`",
+                    d.name
                 ),
             }),
         })
@@ -89,6 +87,14 @@ impl Directory {
         let o = self.load_org(&mut *tx, org).await?;
         self.require_org_admin(&mut *tx, actor, &o, "add domains")
             .await?;
+        if !actor.is_operator()
+            && let Err(e) = m2::reserved_for_platform(&name, &self.policy.platform.hostname)
+        {
+            drop(tx);
+            self.refused(actor, Some(o.id), "domain.create", &name, &e)
+                .await;
+            return Err(e);
+        }
         let existing = tx.domain_by_name(&name).await?;
         let mut above = Vec::new();
         for parent in parents(&name) {
@@ -141,8 +147,8 @@ impl Directory {
         Ok(view)
     }
 
-    /// Checks a pending domain again (M2): its TXT record `postfach-verify=<token>` or its MX
-    /// pointing at the platform verifies it. `force`: the platform operator's word.
+    /// Checks a pending domain again (M2): its TXT record `postfach-verify=<token>` verifies it
+    /// (the parent rule is asked again as the domains are now). `force`: the operator's word.
     pub async fn verify_domain(
         &self,
         actor: &Actor,
@@ -176,22 +182,16 @@ impl Directory {
             let dns = self.domain_dns.as_ref().ok_or_else(|| {
                 Error::Unavailable("no resolver is configured to check domains".into())
             })?;
-            let (txt, mx) = tokio::join!(dns.txt(&name), dns.mx(&name));
-            let found = m2::proof(
-                &d.verify_token,
-                txt.as_deref().unwrap_or_default(),
-                mx.as_deref().unwrap_or_default(),
-                &self.policy.platform.hostname,
-            );
+            let txt = dns.txt(&name).await;
+            let found = m2::proof(&d.verify_token, txt.as_deref().unwrap_or_default());
             match found {
                 Some(p) => p.as_str(),
                 None => {
                     let mut why = format!(
-                        "{name} is not verified: no TXT record \"{}\" was found at {name}, and its MX does not point at {}",
+                        "{name} is not verified: no TXT record \"{}\" was found at {name}",
                         m2::txt_record(&d.verify_token),
-                        self.policy.platform.hostname
                     );
-                    if let (Err(e), _) | (_, Err(e)) = (&txt, &mx) {
+                    if let Err(e) = &txt {
                         why.push_str(&format!(" (DNS: {e}; try again later)"));
                     }
                     let e = Error::Conflict(why);
@@ -207,6 +207,28 @@ impl Directory {
             Some(now_d) if now_d.id == d.id => now_d,
             _ => return Err(Error::not_found("domain", &name)),
         };
+        // The parent rule again, as the domains are now: a name below a domain another
+        // organization verified meanwhile is theirs, whatever this claim's TXT record says.
+        let mut above = Vec::new();
+        for parent in parents(&name) {
+            if let Some(p) = tx.domain_by_name(parent).await? {
+                above.push(p);
+            }
+        }
+        if let Some(other) = above
+            .iter()
+            .find(|p| p.org_id != d.org_id && p.verified_at.is_some())
+            && !actor.is_operator()
+        {
+            let e = Error::Forbidden(format!(
+                "{name} lies within {}, which another organization holds",
+                other.name
+            ));
+            drop(tx);
+            self.refused(actor, Some(d.org_id), "domain.verify", &name, &e)
+                .await;
+            return Err(e);
+        }
         if d.verified_at.is_none() {
             tx.domain_set_verified(d.id, self.now()).await?;
             self.audit(

@@ -173,6 +173,10 @@ impl Directory {
         org: &str,
     ) -> Result<(i64, Invitation)> {
         let none = || Error::not_found("invitation to", org);
+        // Joining an organization is the account's own decision, not an API key's.
+        if let Some(k) = crate::access::key_of(actor) {
+            k.may_manage_credentials()?;
+        }
         let Actor::User { id, .. } = actor else {
             return Err(Error::Forbidden(
                 "only the invited account itself accepts an invitation".into(),

@@ -54,6 +54,12 @@ impl Directory {
             }
             _ => Vec::new(),
         };
-        Ok(visible.iter().map(org_view).collect())
+        // M1: a key of one organization lists that one.
+        let key = crate::access::key_of(actor);
+        Ok(visible
+            .iter()
+            .filter(|o| key.is_none_or(|k| k.reaches_org(o.id)))
+            .map(org_view)
+            .collect())
     }
 }

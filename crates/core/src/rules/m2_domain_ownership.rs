@@ -4,8 +4,9 @@
 //!
 //! - The platform operator is trusted: a domain the operator adds is verified at once.
 //! - An organization's administrator adds a domain *pending*, with a token; it is verified
-//!   by a TXT record `postfach-verify=<token>` at the domain, or by its MX pointing at the
-//!   platform, found through the configured resolvers (or by the operator's word).
+//!   by a TXT record `postfach-verify=<token>` at the domain, found through the configured
+//!   resolvers (or by the operator's word). An MX pointing at the platform proves nothing
+//!   (it is the same for every tenant). The platform's own names are the operator's.
 //! - A sub-domain of a domain the same organization verified is verified with it (control of
 //!   the parent is control of its names).
 //! - A sub-domain of a domain another organization holds is refused: a name below someone
@@ -98,35 +99,51 @@ pub fn txt_record(token: &str) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proof {
     Txt,
-    Mx,
 }
 
 impl Proof {
     pub fn as_str(self) -> &'static str {
         match self {
             Proof::Txt => "txt",
-            Proof::Mx => "mx",
         }
     }
 }
 
 /// Whether what DNS answered proves control: one of the domain's TXT records is exactly
-/// `postfach-verify=<token>`, or one of its MX hosts is the platform's host name.
-pub fn proof(token: &str, txt: &[String], mx: &[String], platform_host: &str) -> Option<Proof> {
+/// `postfach-verify=<token>`. An MX pointing at the platform is not proof: it is the same for
+/// every tenant, so it shows that the domain wants this platform, not which organization
+/// (another tenant could claim a domain whose owner just pointed its MX here).
+pub fn proof(token: &str, txt: &[String]) -> Option<Proof> {
     let wanted = txt_record(token);
     if !token.is_empty() && txt.iter().any(|t| t.trim() == wanted) {
         return Some(Proof::Txt);
     }
-    let host = platform_host.trim_end_matches('.');
-    if !host.is_empty()
-        && host != "localhost"
-        && mx
-            .iter()
-            .any(|m| m.trim_end_matches('.').eq_ignore_ascii_case(host))
-    {
-        return Some(Proof::Mx);
-    }
     None
+}
+
+/// Names no organization may claim: the platform's own host name, the names above it (its
+/// registered domain) and below it. The operator adds such domains if they are to be served.
+pub fn reserved_for_platform(name: &str, platform_host: &str) -> Result<(), Error> {
+    let host = platform_host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() || host == "localhost" {
+        return Ok(());
+    }
+    // The host's registered domain, as DMARC's relaxed alignment errs without a public
+    // suffix list (the last two labels): mail.example.net reserves example.net and its names.
+    let labels: Vec<&str> = host.rsplitn(3, '.').collect();
+    let registered = labels
+        .iter()
+        .take(2)
+        .rev()
+        .copied()
+        .collect::<Vec<_>>()
+        .join(".");
+    if within(name, &host) || within(&host, name) || within(name, &registered) {
+        return Err(Error::Forbidden(format!(
+            "{name} belongs to the platform ({host}); only the platform operator adds it"
+        )));
+    }
+    Ok(())
 }
 
 /// Whether a mail service may be bound to the domain (a pending one serves no mail).
@@ -218,17 +235,29 @@ mod tests {
     }
 
     #[test]
-    fn proof_by_txt_or_mx() {
+    fn proof_is_the_token() {
         let txt = vec![
             "v=spf1 -all".to_string(),
             "postfach-verify=abc123".to_string(),
         ];
-        assert_eq!(proof("abc123", &txt, &[], "mx.host.test"), Some(Proof::Txt));
-        assert_eq!(proof("abc12", &txt, &[], "mx.host.test"), None);
-        assert_eq!(proof("", &txt, &[], "mx.host.test"), None);
-        let mx = vec!["MX.Host.Test.".to_string()];
-        assert_eq!(proof("zzz", &[], &mx, "mx.host.test"), Some(Proof::Mx));
-        // "localhost" proves nothing: every domain could point there.
-        assert_eq!(proof("zzz", &[], &["localhost".into()], "localhost"), None);
+        assert_eq!(proof("abc123", &txt), Some(Proof::Txt));
+        assert_eq!(proof("abc12", &txt), None);
+        assert_eq!(proof("", &txt), None);
+    }
+
+    #[test]
+    fn the_platform_s_names_are_the_operator_s() {
+        let host = "mail.example.net";
+        for taken in [
+            "mail.example.net",
+            "example.net",
+            "mx.example.net",
+            "a.mail.example.net",
+        ] {
+            assert!(reserved_for_platform(taken, host).is_err(), "{taken}");
+        }
+        assert!(reserved_for_platform("example.org", host).is_ok());
+        assert!(reserved_for_platform("notexample.net", host).is_ok());
+        assert!(reserved_for_platform("anything.test", "localhost").is_ok());
     }
 }

@@ -128,6 +128,54 @@ fn domain_ownership(d: Data) {
         "Acme",
     ]);
     assert!(e.contains("another organization"), "{e}");
+    // The platform's own names (its host name mail.e2e.test, the domain above it and names
+    // below it) are the operator's.
+    for name in ["mail.e2e.test", "e2e.test", "mx.e2e.test"] {
+        let e = d.fails(&as_bob(&["domain", "add", name, "--org", "Bee"]));
+        assert!(e.contains("belongs to the platform"), "{name}: {e}");
+    }
+    // A name below another organization's domain that was verified after it was claimed is
+    // still not verified by its TXT record: the parent rule is asked again.
+    d.ok(&as_bob(&["domain", "add", "parent.test", "--org", "Bee"]));
+    let sub = d.json(&[
+        "--as",
+        "carla@acme.example",
+        "domain",
+        "add",
+        "x.parent.test",
+        "--org",
+        "Acme",
+    ]);
+    assert_eq!(sub["status"], "pending", "{sub}");
+    let parent_txt = d
+        .json(&as_bob(&["domain", "list", "--org", "Bee"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "parent.test")
+        .unwrap()["verification"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let zone = json!({
+        "parent.test.": [["TXT", parent_txt]],
+        "x.parent.test.": [["TXT", sub["verification"]["value"].as_str().unwrap()]],
+    });
+    let dns2 = Peer::dns(d.path(), &zone);
+    let (ok, out, err) = with_dns(&d, &dns2, &as_bob(&["domain", "verify", "parent.test"]));
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = with_dns(
+        &d,
+        &dns2,
+        &[
+            "--as",
+            "carla@acme.example",
+            "domain",
+            "verify",
+            "x.parent.test",
+        ],
+    );
+    assert!(!ok && err.contains("another organization"), "{err}");
     // The operator's domains are verified at once; the operator may verify without proof.
     let op = d.json(&["domain", "add", "ops.example", "--org", "Bee"]);
     assert_eq!(op["status"], "verified", "{op}");
@@ -452,6 +500,49 @@ fn scoped_api_keys(d: Data) {
         error_code(st, &b, 403),
         "forbidden",
         "organization-wide acts"
+    );
+    // ... nor reads the organization's people and domains.
+    for path in ["/api/v1/orgs/Acme/users", "/api/v1/domains?org=Acme"] {
+        let (st, b) = shop.get(path);
+        assert_eq!(error_code(st, &b, 403), "forbidden", "{path}");
+    }
+    // A key of one organization lists that one, though its account is in two.
+    let (_, orgs) = acme.get("/api/v1/orgs");
+    let names: Vec<&str> = orgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Acme"], "{orgs}");
+    // An outsider's probe: refused as not found, in Acme's log, not in the prober's own view
+    // (whether an entry exists would tell that acme.example exists, and whose it is).
+    d.ok(&[
+        "user",
+        "add",
+        "eve@bee.test",
+        "--org",
+        "Bee",
+        "--role",
+        "admin",
+        "--password",
+        PW,
+    ]);
+    let eve = Client::login(&s, "eve@bee.test", PW);
+    let (st, b) = eve.get("/api/v1/services/acme.example");
+    assert_eq!(error_code(st, &b, 404), "not_found");
+    let seen = crate::support::wait_until(std::time::Duration::from_secs(5), || {
+        let (_, log) = carla.get("/api/v1/audit?org=Acme&limit=200");
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "permission.refused" && e["actor"] == "user:eve@bee.test")
+    });
+    assert!(seen, "Acme sees the attempt");
+    let (_, own) = eve.get("/api/v1/audit");
+    assert!(
+        !own.to_string().contains("acme.example") && !own.to_string().contains("Acme"),
+        "{own}"
     );
     // A scope naming what the account does not reach is refused when the key is made.
     let (st, b) = carla.post(
