@@ -161,6 +161,41 @@ pub struct Directory {
     maintenance: Arc<sessions::MaintenanceFeed>,
     /// M2: the resolver that checks a domain's proof of control (`ops::domains`).
     domain_dns: Option<Arc<dyn ops::domains::DomainDns>>,
+    /// M12: how many refused attempts each actor may still have logged this minute.
+    refusal_budget: Arc<RefusalCounter>,
+}
+
+/// Refused attempts logged per actor and minute.
+pub const REFUSALS_PER_MINUTE: u32 = 30;
+
+enum RefusalBudget {
+    Log,
+    /// The last one of the minute.
+    LastOne,
+    Spent,
+}
+
+/// Counts refused attempts per actor in the current minute (bounded: forgotten each minute).
+#[derive(Default)]
+struct RefusalCounter {
+    state: std::sync::Mutex<(i64, std::collections::HashMap<String, u32>)>,
+}
+
+impl RefusalCounter {
+    fn take(&self, actor: &str, now: i64) -> RefusalBudget {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let minute = now / 60;
+        if state.0 != minute {
+            *state = (minute, std::collections::HashMap::new());
+        }
+        let n = state.1.entry(actor.to_string()).or_insert(0);
+        *n += 1;
+        match (*n).cmp(&REFUSALS_PER_MINUTE) {
+            std::cmp::Ordering::Less => RefusalBudget::Log,
+            std::cmp::Ordering::Equal => RefusalBudget::LastOne,
+            std::cmp::Ordering::Greater => RefusalBudget::Spent,
+        }
+    }
 }
 
 impl Directory {
@@ -177,6 +212,7 @@ impl Directory {
             folder_index: Arc::default(),
             maintenance: Arc::default(),
             domain_dns: None,
+            refusal_budget: Arc::default(),
         }
     }
 
@@ -251,6 +287,16 @@ impl Directory {
     }
 
     async fn log_refusal(&self, entry: NewAudit) {
+        // At most REFUSALS_PER_MINUTE entries per actor: a script that probes cannot fill an
+        // organization's log (nor keep the store's writer busy); one line says it was cut.
+        match self.refusal_budget.take(&entry.actor, self.now()) {
+            RefusalBudget::Log => {}
+            RefusalBudget::LastOne => tracing::info!(
+                actor = entry.actor,
+                "refused attempts of this actor are not logged for the rest of the minute"
+            ),
+            RefusalBudget::Spent => return,
+        }
         let write = async {
             let mut tx = self.store.begin_write().await?;
             tx.audit_insert(&entry, self.now()).await?;

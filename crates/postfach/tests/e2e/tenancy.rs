@@ -539,6 +539,21 @@ fn scoped_api_keys(d: Data) {
             .any(|e| e["action"] == "permission.refused" && e["actor"] == "user:eve@bee.test")
     });
     assert!(seen, "Acme sees the attempt");
+    // A probing script cannot fill Acme's log: at most 30 refusals per actor and minute are
+    // written (two minutes at most in this loop).
+    for _ in 0..100 {
+        let (st, _) = eve.get("/api/v1/services/acme.example");
+        assert_eq!(st, 404);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (_, log) = carla.get("/api/v1/audit?org=Acme&limit=1000");
+    let logged = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "permission.refused" && e["actor"] == "user:eve@bee.test")
+        .count();
+    assert!((30..=60).contains(&logged), "{logged} refusals logged");
     let (_, own) = eve.get("/api/v1/audit");
     assert!(
         !own.to_string().contains("acme.example") && !own.to_string().contains("Acme"),
