@@ -37,6 +37,17 @@ fn parents(name: &str) -> Vec<&str> {
     out
 }
 
+/// The domains, of any organization, that `name` lies below.
+async fn held_above(tx: &mut dyn Tx, name: &str) -> Result<Vec<Domain>> {
+    let mut above = Vec::new();
+    for parent in parents(name) {
+        if let Some(d) = tx.domain_by_name(parent).await? {
+            above.push(d);
+        }
+    }
+    Ok(above)
+}
+
 fn held(d: &Domain) -> Held<'_> {
     Held {
         name: &d.name,
@@ -96,12 +107,7 @@ impl Directory {
             return Err(e);
         }
         let existing = tx.domain_by_name(&name).await?;
-        let mut above = Vec::new();
-        for parent in parents(&name) {
-            if let Some(d) = tx.domain_by_name(parent).await? {
-                above.push(d);
-            }
-        }
+        let above = held_above(&mut *tx, &name).await?;
         let now = self.now();
         let held_above: Vec<Held<'_>> = above.iter().map(held).collect();
         let claim = m2::claim(
@@ -209,12 +215,7 @@ impl Directory {
         };
         // The parent rule again, as the domains are now: a name below a domain another
         // organization verified meanwhile is theirs, whatever this claim's TXT record says.
-        let mut above = Vec::new();
-        for parent in parents(&name) {
-            if let Some(p) = tx.domain_by_name(parent).await? {
-                above.push(p);
-            }
-        }
+        let above = held_above(&mut *tx, &name).await?;
         if let Some(other) = above
             .iter()
             .find(|p| p.org_id != d.org_id && p.verified_at.is_some())
